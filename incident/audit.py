@@ -1,0 +1,156 @@
+"""The tamper-evident audit trail: one hash chain per incident (and one for the workspace)."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, Session, SQLModel, select
+
+from incident import clock
+from incident.db import UTCDateTime
+
+WORKSPACE_CHAIN = "workspace"
+GENESIS = "0" * 64
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_entry"
+    __table_args__ = (UniqueConstraint("chain", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    chain: str = Field(index=True)
+    seq: int
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    actor: str
+    action: str
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str
+    hash: str
+
+
+class AuditHead(SQLModel, table=True):
+    """The newest link of each chain, so deleting the last entries is caught too."""
+
+    __tablename__ = "audit_head"
+    chain: str = Field(primary_key=True)
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """A typed audit event: what happened and its facts (no personal data)."""
+
+    action: str
+    payload: dict[str, Any]
+
+
+def current_actor(explicit: str | None = None) -> str:
+    """Return who acts: --actor, INCIDENT_ACTOR, or the OS user."""
+    if explicit:
+        return explicit
+    if os.environ.get("INCIDENT_ACTOR"):
+        return os.environ["INCIDENT_ACTOR"]
+    try:
+        return getpass.getuser()
+    except Exception:
+        return f"uid:{os.getuid()}"
+
+
+def link_hash(chain: str, seq: int, at: datetime, actor: str, action: str, payload: str, prev: str) -> str:
+    """Hash one entry together with the hash of the entry before it."""
+    body = json.dumps(
+        [chain, seq, clock.as_utc(at).isoformat(), actor, action, payload, prev],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def record(session: Session, chain: str, event: Event, actor: str) -> AuditEntry:
+    """Append `event` to `chain`, locking the chain head so concurrent writers serialise."""
+    head = session.exec(select(AuditHead).where(AuditHead.chain == chain).with_for_update()).first()
+    seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
+    at = clock.now()
+    payload = json.dumps(event.payload, ensure_ascii=False, sort_keys=True, default=str)
+    digest = link_hash(chain, seq, at, actor, event.action, payload, prev)
+    entry = AuditEntry(chain=chain, seq=seq, at=at, actor=actor, action=event.action, payload=payload,
+                       prev_hash=prev, hash=digest)
+    session.add(entry)
+    if head is None:
+        session.add(AuditHead(chain=chain, seq=seq, hash=digest))
+    else:
+        head.seq, head.hash = seq, digest
+        session.add(head)
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The result of walking a chain: ok, or the first bad entry and why."""
+
+    chain: str
+    entries: int
+    ok: bool
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    head_hash: str | None = None
+
+
+def verify_rows(chain: str, rows: Iterable[dict[str, Any]], head: dict[str, Any] | None) -> Verdict:
+    """Walk entries in seq order and report the first one whose link does not hold."""
+    prev, expected_seq, count = GENESIS, 1, 0
+    for row in rows:
+        count += 1
+        seq = row["seq"]
+        if seq != expected_seq:
+            problem = "entry missing before it" if seq > expected_seq else "entry out of order or inserted"
+            return Verdict(chain, count, False, seq, f"seq {seq}: {problem} (expected seq {expected_seq})")
+        if row["prev_hash"] != prev:
+            return Verdict(chain, count, False, seq, f"seq {seq}: does not link to the entry before it")
+        at = row["at"] if isinstance(row["at"], datetime) else clock.parse_when(row["at"])
+        digest = link_hash(chain, seq, at, row["actor"], row["action"], row["payload"], prev)
+        if digest != row["hash"]:
+            return Verdict(chain, count, False, seq, f"seq {seq}: content does not match its hash (edited)")
+        prev, expected_seq = digest, seq + 1
+    if head is not None and (head["seq"] != expected_seq - 1 or head["hash"] != prev):
+        return Verdict(
+            chain, count, False, expected_seq, f"chain ends at seq {expected_seq - 1} but its head says "
+            f"seq {head['seq']}: entries were deleted from the end"
+        )
+    return Verdict(chain, count, True, head_hash=prev)
+
+
+def _rows(session: Session, chain: str) -> Iterator[dict[str, Any]]:
+    stmt = select(AuditEntry).where(AuditEntry.chain == chain).order_by(AuditEntry.seq, AuditEntry.id)
+    for e in session.exec(stmt):
+        yield {"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "payload": e.payload,
+               "prev_hash": e.prev_hash, "hash": e.hash}
+
+
+def verify(session: Session, chain: str) -> Verdict:
+    """Verify one chain in the database, including its recorded head."""
+    head = session.get(AuditHead, chain)
+    head_row = {"seq": head.seq, "hash": head.hash} if head else None
+    return verify_rows(chain, _rows(session, chain), head_row)
+
+
+def chains(session: Session) -> list[str]:
+    """List every chain that has entries or a head."""
+    names = set(session.exec(select(AuditHead.chain)).all()) | set(
+        session.exec(select(AuditEntry.chain).distinct()).all()
+    )
+    return sorted(names)
+
+
+def entries(session: Session, chain: str) -> list[AuditEntry]:
+    """Return a chain's entries in order (chains are short: one per state change)."""
+    return list(session.exec(select(AuditEntry).where(AuditEntry.chain == chain).order_by(AuditEntry.seq)))

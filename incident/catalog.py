@@ -1,0 +1,236 @@
+"""The shipped data a lawyer edits: data categories, playbooks and jurisdiction rules (YAML)."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from incident.datafiles import load_yaml
+from incident.errors import BadInput, IncidentError
+
+LOCALES = ("zh-CN", "en")
+CHANNELS = ("email", "sms", "push")
+Locale = Literal["zh-CN", "en"]
+Channel = Literal["email", "sms", "push"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Text(Strict):
+    """One wording in both locales."""
+
+    zh_CN: str = Field(alias="zh-CN", min_length=1)
+    en: str = Field(min_length=1)
+
+    def __call__(self, locale: str) -> str:
+        return self.zh_CN if locale == "zh-CN" else self.en
+
+
+class Category(Strict):
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: Text
+    sensitive: bool
+    rank: int = Field(ge=0, le=100, description="higher = more sensitive; orders advice")
+    impact: Text
+    urgent_action: Text
+    advice: list[str] = Field(min_length=1)
+
+
+class CategoryCatalog(Strict):
+    advice: dict[str, Text]
+    categories: list[Category]
+
+    @model_validator(mode="after")
+    def _advice_known(self) -> CategoryCatalog:
+        seen: set[str] = set()
+        for i, cat in enumerate(self.categories):
+            if cat.key in seen:
+                raise ValueError(f"categories[{i}]: duplicate key {cat.key!r}")
+            seen.add(cat.key)
+            for ref in cat.advice:
+                if ref not in self.advice:
+                    raise ValueError(f"category {cat.key!r} names unknown advice {ref!r}")
+        return self
+
+    def by_key(self) -> dict[str, Category]:
+        return {c.key: c for c in self.categories}
+
+
+class Playbook(Strict):
+    key: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    title: Text
+    incident_type: Text
+    summary: Text
+    cause: Text
+    impact: Text
+    categories: list[str] = Field(min_length=1)
+    containment: list[Text] = Field(min_length=1)
+    measures_done: list[Text] = Field(min_length=1)
+    measures_planned: list[Text] = Field(min_length=1)
+    remedies: list[Text] = Field(min_length=1)
+    channels: list[Channel] = Field(default=["email", "sms", "push"], min_length=1)
+    exclude_channels: list[Channel] = []
+
+
+class Playbooks(Strict):
+    playbooks: dict[str, Playbook]
+
+
+Anchor = Literal["discovered", "handling_ended", "individuals_notified", "announcement_published"]
+Comparison = Literal["over", "at_least"]
+
+
+class Threshold(Strict):
+    """A head-count condition: residents `over` N or `at_least` N."""
+
+    over: int | None = None
+    at_least: int | None = None
+
+    def met(self, count: int) -> bool:
+        if self.over is not None and not count > self.over:
+            return False
+        return self.at_least is None or count >= self.at_least
+
+
+class Obligation(Strict):
+    key: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    title: Text
+    recipient: Text
+    anchor: Anchor
+    hours: float | None = None
+    days: float | None = None
+    grade_at_least: str | None = None
+    residents: Threshold | None = None
+    when_announcement: bool = False
+    source: str
+
+    @model_validator(mode="after")
+    def _one_period(self) -> Obligation:
+        if self.hours is None and self.days is None:
+            raise ValueError("give `hours` or `days` (use 0 for 'immediately')")
+        return self
+
+
+class Regime(Strict):
+    key: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    name: Text
+    always: bool = False
+    regions: list[str] = []
+    region_prefixes: list[str] = []
+    substitute_notice_over: int | None = None
+    obligations: list[Obligation]
+
+    def covers(self, region: str | None) -> bool:
+        if region is None:
+            return False
+        country = region.split("-")[0]
+        return region in self.regions or country in self.regions or any(
+            region.startswith(p) for p in self.region_prefixes
+        )
+
+
+class Grade(Strict):
+    key: str
+    name: Text
+    people_at_least: int
+    reportable: bool
+
+
+class Jurisdictions(Strict):
+    grades: list[Grade]
+    regimes: list[Regime]
+
+    @model_validator(mode="after")
+    def _grades_known(self) -> Jurisdictions:
+        keys = {g.key for g in self.grades}
+        for regime in self.regimes:
+            for ob in regime.obligations:
+                if ob.grade_at_least is not None and ob.grade_at_least not in keys:
+                    raise ValueError(f"obligation {ob.key!r}: unknown grade {ob.grade_at_least!r}")
+        return self
+
+    def grade_for(self, people: int) -> Grade:
+        """Return the highest grade whose head-count threshold `people` reaches."""
+        ordered = sorted(self.grades, key=lambda g: g.people_at_least, reverse=True)
+        return next(g for g in ordered if people >= g.people_at_least)
+
+    def grade_rank(self, key: str) -> int:
+        ordered = sorted(self.grades, key=lambda g: g.people_at_least)
+        return [g.key for g in ordered].index(key)
+
+
+def data_dir() -> Path:
+    """Return the shipped playbooks/ folder (installed copy first, then the source checkout)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_data" / "playbooks", here.parent / "playbooks"):
+        if candidate.is_dir():
+            return candidate
+    raise IncidentError("the shipped playbooks/ folder is missing from this installation")
+
+
+def _workspace_first(name: str, workspace: Path | None) -> Path:
+    if workspace is not None and (workspace / "playbooks" / name).is_file():
+        return workspace / "playbooks" / name
+    return data_dir() / name
+
+
+@cache
+def _categories(path: Path, mtime: float) -> CategoryCatalog:
+    return load_yaml(path, CategoryCatalog)
+
+
+def categories(workspace: Path | None = None) -> CategoryCatalog:
+    """Return the data-category catalogue (a workspace copy overrides the shipped one)."""
+    path = _workspace_first("categories.yaml", workspace)
+    return _categories(path, path.stat().st_mtime)
+
+
+@cache
+def _jurisdictions(path: Path, mtime: float) -> Jurisdictions:
+    return load_yaml(path, Jurisdictions)
+
+
+def jurisdictions(workspace: Path | None = None) -> Jurisdictions:
+    """Return the grading and notification rules (a workspace copy overrides the shipped one)."""
+    path = _workspace_first("jurisdictions.yaml", workspace)
+    return _jurisdictions(path, path.stat().st_mtime)
+
+
+def playbook_path(key: str, workspace: Path | None = None) -> Path:
+    """Return the file defining playbook `key`."""
+    path = _workspace_first(f"{key}.yaml", workspace)
+    if not path.is_file() or key in ("categories", "jurisdictions"):
+        raise IncidentError(f"unknown playbook {key!r} (known: {', '.join(playbook_keys(workspace))})")
+    return path
+
+
+def playbook_keys(workspace: Path | None = None) -> list[str]:
+    """List the playbooks available to a workspace."""
+    dirs = [data_dir()] + ([workspace / "playbooks"] if workspace else [])
+    keys = {p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")}
+    return sorted(keys - {"categories", "jurisdictions"})
+
+
+def playbook(key: str, workspace: Path | None = None) -> Playbook:
+    """Load and validate playbook `key`; its categories must exist in the catalogue."""
+    path = playbook_path(key, workspace)
+    book = load_yaml(path, Playbook)
+    if book.key != key:
+        raise BadInput(str(path), 1, "key", f"is {book.key!r} but the file is named {key}.yaml")
+    known = categories(workspace).by_key()
+    for i, cat in enumerate(book.categories):
+        if cat not in known:
+            raise BadInput(str(path), _line_of(path, cat), f"categories.{i}", f"unknown category {cat!r}")
+    return book
+
+
+def _line_of(path: Path, needle: str) -> int | None:
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if needle in line:
+            return n
+    return None

@@ -1,0 +1,97 @@
+"""The command line: parse, call one use-case function, print. No SQL, Jinja or apprise here."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from incident.errors import IncidentError
+
+if TYPE_CHECKING:
+    from incident.config import Workspace
+
+
+class ErrorMappingGroup(TyperGroup):
+    """Turn every IncidentError into `error: ...` on stderr and its exit code (no traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except IncidentError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    cls=ErrorMappingGroup,
+    help="Carry a company through a personal-information security incident: who is affected, "
+    "what to tell them, and every legal clock.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals would print personal data
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+@dataclass
+class State:
+    workspace: Path | None
+    actor: str | None
+
+    def ws(self) -> Workspace:
+        from incident.config import find_workspace
+
+        return find_workspace(self.workspace)
+
+    def who(self) -> str:
+        from incident.audit import current_actor
+
+        return current_actor(self.actor)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    workspace: Annotated[
+        Path | None, typer.Option("--workspace", "-w", help="Workspace folder (default: INCIDENT_HOME, then .)")
+    ] = None,
+    actor: Annotated[str | None, typer.Option(help="Who is acting, for the audit trail (default: OS user)")] = None,
+) -> None:
+    """Carry a company through a personal-information security incident."""
+    ctx.obj = State(workspace, actor)
+
+
+def state(ctx: typer.Context) -> State:
+    """Return the global options of this invocation."""
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, State) else State(None, None)
+
+
+def print_json(data: Any) -> None:
+    """Print machine-readable output."""
+    import json
+
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _register() -> None:
+    from incident.cli import audit_cmd, incidents_cmd, workspace_cmd
+
+    app.add_typer(workspace_cmd.inventory_app, name="inventory")
+    app.add_typer(audit_cmd.audit_app, name="audit")
+    for module in (workspace_cmd, incidents_cmd):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())  # type: ignore[func-returns-value]

@@ -1,0 +1,118 @@
+"""Find a workspace, read its incident.toml, and create new ones with the policy's defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from incident.errors import IncidentError, NotAWorkspace
+
+CONFIG_NAME = "incident.toml"
+
+DEFAULT_CONFIG = """\
+# incident workspace configuration. Secrets never go in this file: reference environment
+# variables as ${NAME} inside channel URLs instead.
+
+[organisation]
+# From the privacy policy of the platform (section 十, 您如何联系我们).
+operator = "禄可科技集团有限公司"
+operator_en = "Luke Technology Group Co., Ltd."
+platform = "诚聊购"
+platform_en = "Chengliaogou"
+website = "https://www.lkkjjt.com"
+notice_lookup = "https://www.lkkjjt.com/security-notice"
+location = "CN-FJ"
+
+[organisation.officer]
+# Personal-information protection officer (个人信息保护负责人).
+title = "个人信息保护负责人"
+title_en = "Personal Information Protection Officer"
+email = "lookjt@163.com"
+phone = "4001577888"
+address = "福建省平潭县金井湾大道东段179-2号3层"
+address_en = "3F, 179-2 Jinjingwan Avenue East, Pingtan County, Fujian, China"
+
+[database]
+# SQLite file in this workspace by default; INCIDENT_DATABASE_URL overrides this.
+url = "sqlite:///incident.db"
+
+[channels.email]
+url = "outbox://email/{email}"
+rate = 50        # messages per second
+concurrency = 4
+
+[channels.sms]
+url = "outbox://sms/{phone}"
+rate = 50
+concurrency = 4
+
+[channels.push]
+url = "outbox://push/{push_token}"
+rate = 100
+concurrency = 4
+"""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A workspace folder and its parsed configuration."""
+
+    root: Path
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def database_url(self) -> str:
+        """Return the database URL: INCIDENT_DATABASE_URL, else incident.toml, SQLite paths made absolute."""
+        url = os.environ.get("INCIDENT_DATABASE_URL") or self.config.get("database", {}).get(
+            "url", "sqlite:///incident.db"
+        )
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            url = prefix + str((self.root / url[len(prefix) :]).resolve())
+        return url
+
+    @property
+    def organisation(self) -> dict[str, Any]:
+        return self.config.get("organisation", {})
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+
+def read_config(root: Path) -> dict[str, Any]:
+    """Parse root/incident.toml, with a one-line error naming the line on bad TOML."""
+    path = root / CONFIG_NAME
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise IncidentError(f"{path}: {exc}") from None
+
+
+def find_workspace(explicit: Path | None = None) -> Workspace:
+    """Locate the workspace: --workspace, then INCIDENT_HOME, then the current directory."""
+    if explicit is not None:
+        candidates = [explicit]
+    elif os.environ.get("INCIDENT_HOME"):
+        candidates = [Path(os.environ["INCIDENT_HOME"])]
+    else:
+        cwd = Path.cwd()
+        candidates = [cwd, *cwd.parents]
+    for root in candidates:
+        if (root / CONFIG_NAME).is_file():
+            root = root.resolve()
+            return Workspace(root, read_config(root))
+    where = candidates[0]
+    raise NotAWorkspace(f"no {CONFIG_NAME} in {where} (run `incident init` or pass --workspace)")
+
+
+def create_workspace(root: Path) -> Workspace:
+    """Write a default incident.toml into root (kept if present) and return the workspace."""
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    config = root / CONFIG_NAME
+    if not config.exists():
+        config.write_text(DEFAULT_CONFIG, encoding="utf-8")
+    return Workspace(root.resolve(), read_config(root))

@@ -1,0 +1,136 @@
+"""Engines, the unit of work, and column types that behave the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, Session, SQLModel
+
+from incident.config import Workspace
+from incident.errors import IncidentError, SchemaOutOfDate
+
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the backend keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use clock.now()")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA temp_store=MEMORY")
+    cur.execute("PRAGMA cache_size=-65536")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A state change takes the write lock up front, so a read-modify-write cannot lose an update.
+    immediate = conn.get_execution_options().get("write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@cache
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and not os.path.exists(path):
+            # Personal data: the database is readable by its owner only.
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def engine_for(ws: Workspace) -> Engine:
+    """Return the (cached) engine for a workspace's database."""
+    return _engine(ws.database_url)
+
+
+def _import_models() -> None:
+    from incident import assess, audit, incidents, inventory  # noqa: F401
+
+
+def create_schema(ws: Workspace) -> None:
+    """Create every table (idempotent) and record the schema version."""
+    _import_models()
+    engine = engine_for(ws)
+    SQLModel.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM schema_meta WHERE key = 'version'"))
+        conn.execute(
+            text("INSERT INTO schema_meta (key, value) VALUES ('version', :v)"), {"v": str(SCHEMA_VERSION)}
+        )
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse to work on a database made by another schema version."""
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT value FROM schema_meta WHERE key = 'version'")).scalar()
+    except Exception:
+        raise IncidentError("the database has no incident schema (run `incident init`)") from None
+    if found is None or int(found) < SCHEMA_VERSION:
+        raise SchemaOutOfDate(
+            f"the database schema is version {found}, this incident needs {SCHEMA_VERSION}: "
+            "run `incident db upgrade`"
+        )
+    if int(found) > SCHEMA_VERSION:
+        raise SchemaOutOfDate(f"the database schema {found} is newer than this incident ({SCHEMA_VERSION})")
+
+
+_checked: set[str] = set()
+
+
+@contextmanager
+def unit_of_work(ws: Workspace, *, write: bool = True) -> Iterator[Session]:
+    """One transaction per use case: commit on success, roll everything back on any error."""
+    _import_models()
+    engine = engine_for(ws)
+    if ws.database_url not in _checked:
+        check_schema(engine)
+        _checked.add(ws.database_url)
+    with Session(engine, expire_on_commit=False) as session:
+        session.connection(execution_options={"write": write})
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+class SchemaMeta(SQLModel, table=True):
+    __tablename__ = "schema_meta"
+    key: str = Field(primary_key=True)
+    value: str

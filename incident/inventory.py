@@ -1,0 +1,435 @@
+"""The data inventory: people, the systems that hold their data, and which category was held when."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as PField
+from sqlalchemy import Column, Date, Index, UniqueConstraint, text
+from sqlmodel import Field, Session, SQLModel
+
+from incident import catalog, clock
+from incident.datafiles import load_yaml
+from incident.errors import BadInput, ManyBadRows
+from incident.rows import Row, open_private, read_rows, safe_cell
+
+PEOPLE_COLUMNS = (
+    "person_id", "name", "email", "phone", "push_token", "locale", "region", "birth_date", "guardian_name",
+    "guardian_email", "guardian_phone", "postal_address", "account_status", "cancelled_at",
+)
+HOLDING_COLUMNS = ("person_id", "system", "category", "since", "until")
+BATCH = 5000
+MAX_SHOWN_ERRORS = 10
+
+
+class Person(SQLModel, table=True):
+    __tablename__ = "person"
+    person_id: str = Field(primary_key=True, max_length=64)
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    push_token: str | None = None
+    locale: str = "zh-CN"
+    region: str | None = None
+    birth_date: date | None = Field(default=None, sa_column=Column(Date))
+    guardian_name: str | None = None
+    guardian_email: str | None = None
+    guardian_phone: str | None = None
+    postal_address: str | None = None
+    account_status: str = "active"
+    cancelled_at: date | None = Field(default=None, sa_column=Column(Date))
+    import_id: int = 0
+
+
+class System(SQLModel, table=True):
+    __tablename__ = "system"
+    name: str = Field(primary_key=True)
+    description: str = ""
+    location: str = ""
+    kind: str = "internal"
+
+
+class Holding(SQLModel, table=True):
+    __tablename__ = "holding"
+    __table_args__ = (
+        UniqueConstraint("person_id", "system", "category", "since", name="uq_holding"),
+        Index("ix_holding_scope", "system", "category"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    person_id: str = Field(foreign_key="person.person_id")
+    system: str = Field(foreign_key="system.name")
+    category: str
+    since: date = Field(sa_column=Column(Date, nullable=False))
+    until: date | None = Field(default=None, sa_column=Column(Date))
+
+
+# ---- systems file -------------------------------------------------------------------------------
+
+
+class SystemEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = PField(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    description: str = ""
+    location: str = PField(default="CN", pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+    kind: Literal["internal", "backup", "partner"]
+
+
+class SystemsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    systems: list[SystemEntry]
+
+
+# ---- field validation ---------------------------------------------------------------------------
+
+EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
+CN_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
+REGION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+LOCALES = {"zh-CN": "zh-CN", "zh-cn": "zh-CN", "en": "en"}
+
+
+def normalise_email(value: str) -> str:
+    """Return a syntactically valid address with a lower-cased domain, or raise ValueError."""
+    if len(value) > 254 or not EMAIL_RE.match(value) or ".." in value:
+        raise ValueError("not an email address")
+    local, _, domain = value.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def normalise_phone(value: str, region: str | None) -> str:
+    """Return the number in E.164 (+8613800000000); national numbers use the person's region."""
+    compact = re.sub(r"[\s().-]", "", value)
+    if E164_RE.match(compact):
+        return compact
+    country = (region or "CN").split("-")[0]
+    if country == "CN" and CN_MOBILE_RE.match(compact):
+        return "+86" + compact
+    import phonenumbers  # slow to import and to call: only for numbers not already in E.164
+
+    try:
+        parsed = phonenumbers.parse(value, country)
+    except phonenumbers.NumberParseException:
+        raise ValueError("not a phone number") from None
+    if not phonenumbers.is_possible_number(parsed):
+        raise ValueError("not a possible phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def parse_date(value: str) -> date:
+    """Parse an ISO date (a datetime is cut to its date)."""
+    if len(value) == 10:
+        return date.fromisoformat(value)
+    return datetime.fromisoformat(value).date()
+
+
+def _person_values(row: Row) -> tuple[Any, ...]:
+    """Validate one people row; raise (field, problem) as ValueError args."""
+    pid = row["person_id"]
+    if not pid:
+        raise ValueError("person_id", "is empty")
+    if len(pid) > 64 or any(c in pid for c in "\r\n\t"):
+        raise ValueError("person_id", "must be at most 64 characters on one line")
+    region = row["region"] or None
+    if region is not None:
+        region = region.upper()
+        if not REGION_RE.match(region):
+            raise ValueError("region", f"not an ISO country or subdivision code: {region[:12]!r}")
+    locale = row["locale"] or "zh-CN"
+    if locale not in LOCALES:
+        raise ValueError("locale", f"unknown locale {locale[:12]!r} (use zh-CN or en)")
+    contacts: dict[str, str | None] = {}
+    for col in ("email", "guardian_email"):
+        try:
+            contacts[col] = normalise_email(row[col]) if row[col] else None
+        except ValueError as exc:
+            raise ValueError(col, str(exc)) from None
+    for col in ("phone", "guardian_phone"):
+        try:
+            contacts[col] = normalise_phone(row[col], region) if row[col] else None
+        except ValueError as exc:
+            raise ValueError(col, str(exc)) from None
+    dates: dict[str, str | None] = {}
+    for col in ("birth_date", "cancelled_at"):
+        try:
+            dates[col] = parse_date(row[col]).isoformat() if row[col] else None
+        except ValueError:
+            raise ValueError(col, f"not an ISO date: {row[col][:20]!r}") from None
+    status = row["account_status"] or "active"
+    if status not in ("active", "cancelled"):
+        raise ValueError("account_status", f"must be active or cancelled, not {status[:20]!r}")
+    if status == "active" and dates["cancelled_at"]:
+        raise ValueError("cancelled_at", "is set but account_status is active")
+    if dates["birth_date"] and dates["birth_date"] > clock.now().date().isoformat():
+        raise ValueError("birth_date", "is in the future")
+    for col in ("name", "guardian_name", "push_token", "postal_address"):
+        if len(row[col]) > 1000:
+            raise ValueError(col, "is longer than 1000 characters")
+    return (
+        pid, row["name"] or None, contacts["email"], contacts["phone"], row["push_token"] or None,
+        LOCALES[locale], region, dates["birth_date"], row["guardian_name"] or None, contacts["guardian_email"],
+        contacts["guardian_phone"], row["postal_address"] or None, status, dates["cancelled_at"],
+    )
+
+
+# ---- import -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    """What an import did, file by file."""
+
+    systems: int = 0
+    people_read: int = 0
+    people_new: int = 0
+    holdings_read: int = 0
+    holdings_new: int = 0
+    rejected: int = 0
+    rejects_file: Path | None = None
+    errors: list[BadInput] = field(default_factory=list)
+
+
+class _Rejects:
+    """Collect bad rows: raise at the end (default) or write them to a file (--skip-invalid)."""
+
+    def __init__(self, skip_invalid: bool, rejects_path: Path | None) -> None:
+        self.skip, self.path, self.count, self.shown = skip_invalid, rejects_path, 0, []
+        self._writer: Any = None
+        self._file: Any = None
+
+    def add(self, err: BadInput, row: Row | None) -> None:
+        self.count += 1
+        if len(self.shown) < MAX_SHOWN_ERRORS:
+            self.shown.append(err)
+        if self.skip and self.path is not None:
+            import csv
+
+            if self._writer is None:
+                self._file = open_private(self.path)
+                self._writer = csv.writer(self._file)
+                self._writer.writerow(["file", "line", "field", "problem", "row"])
+            raw = "" if row is None else ";".join(f"{k}={v}" for k, v in row.items() if v)
+            self._writer.writerow([safe_cell(x) for x in (err.file, err.line, err.field, err.problem, raw)])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def raise_if_refused(self) -> None:
+        if self.count and not self.skip:
+            raise ManyBadRows(self.shown, self.count)
+
+
+def _placeholders(session: Session, n: int) -> str:
+    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * n)
+
+
+def _import_systems(session: Session, path: Path) -> int:
+    parsed = load_yaml(path, SystemsFile)
+    seen: set[str] = set()
+    for i, entry in enumerate(parsed.systems):
+        if entry.name in seen:
+            raise BadInput(str(path), None, f"systems.{i}.name", f"duplicate system {entry.name!r}")
+        seen.add(entry.name)
+        existing = session.get(System, entry.name)
+        system = existing or System(name=entry.name)
+        system.description, system.location, system.kind = entry.description, entry.location, entry.kind
+        session.add(system)
+    session.flush()
+    return len(parsed.systems)
+
+
+def _batches(rows: Iterator[tuple[int, Row]], size: int = BATCH) -> Iterator[list[tuple[int, Row]]]:
+    batch: list[tuple[int, Row]] = []
+    for item in rows:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _import_people(session: Session, path: Path, import_id: int, rejects: _Rejects, report: ImportReport,
+                   progress: Callable[[int], None] | None) -> None:
+    conn = session.connection()
+    cols = (*PEOPLE_COLUMNS, "import_id")
+    updates = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
+    upsert = (f"INSERT INTO person ({', '.join(cols)}) VALUES ({_placeholders(session, len(cols))}) "
+              f"ON CONFLICT (person_id) DO UPDATE SET {updates}")
+    before = conn.execute(text("SELECT COUNT(*) FROM person")).scalar_one()
+    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    for batch in _batches(read_rows(path, PEOPLE_COLUMNS, ("person_id",), progress)):
+        values: list[tuple[Any, ...]] = []
+        in_batch: dict[str, int] = {}
+        for line, row in batch:
+            report.people_read += 1
+            try:
+                vals = _person_values(row)
+            except ValueError as exc:
+                rejects.add(BadInput(str(path), line, exc.args[0], exc.args[1]), row)
+                continue
+            if vals[0] in in_batch:
+                rejects.add(BadInput(str(path), line, "person_id",
+                                     f"duplicate id (also on line {in_batch[vals[0]]})"), row)
+                continue
+            in_batch[vals[0]] = line
+            values.append((*vals, import_id))
+        if in_batch:
+            # A person already written by this import (an earlier batch) is a duplicate row in the file.
+            ids = list(in_batch)
+            seen = conn.exec_driver_sql(
+                f"SELECT person_id FROM person WHERE import_id = {import_id} AND person_id IN "
+                f"({', '.join([mark] * len(ids))})", tuple(ids)).scalars().all()
+            if seen:
+                dup = set(seen)
+                for pid in dup:
+                    rejects.add(BadInput(str(path), in_batch[pid], "person_id",
+                                         "duplicate id (appears earlier in the file)"), None)
+                values = [v for v in values if v[0] not in dup]
+        if values:
+            conn.exec_driver_sql(upsert, values)
+    report.people_new += conn.execute(text("SELECT COUNT(*) FROM person")).scalar_one() - before
+
+
+def _import_holdings(session: Session, path: Path, workspace: Path | None, rejects: _Rejects,
+                     report: ImportReport, progress: Callable[[int], None] | None) -> None:
+    conn = session.connection()
+    systems = set(conn.execute(text("SELECT name FROM system")).scalars())
+    categories = set(catalog.categories(workspace).by_key())
+    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
+    insert = (f"INSERT INTO holding (person_id, system, category, since, until) "
+              f"VALUES ({_placeholders(session, 5)}) ON CONFLICT DO NOTHING")
+    before = conn.execute(text("SELECT COUNT(*) FROM holding")).scalar_one()
+    for batch in _batches(read_rows(path, HOLDING_COLUMNS, ("person_id", "system", "category", "since"), progress)):
+        good: list[tuple[int, Row, tuple[Any, ...]]] = []
+        for line, row in batch:
+            report.holdings_read += 1
+            try:
+                good.append((line, row, _holding_values(row, systems, categories)))
+            except ValueError as exc:
+                rejects.add(BadInput(str(path), line, exc.args[0], exc.args[1]), row)
+        ids = list({v[0] for _, _, v in good})
+        known: set[str] = set()
+        for start in range(0, len(ids), 900):
+            chunk = ids[start : start + 900]
+            known.update(conn.exec_driver_sql(
+                f"SELECT person_id FROM person WHERE person_id IN ({', '.join([mark] * len(chunk))})",
+                tuple(chunk)).scalars())
+        values = []
+        for line, row, vals in good:
+            if vals[0] in known:
+                values.append(vals)
+            else:
+                rejects.add(BadInput(str(path), line, "person_id", f"unknown person {vals[0][:64]!r}"), row)
+        if values:
+            conn.exec_driver_sql(insert, values)
+    report.holdings_new += conn.execute(text("SELECT COUNT(*) FROM holding")).scalar_one() - before
+
+
+def _holding_values(row: Row, systems: set[str], categories: set[str]) -> tuple[Any, ...]:
+    if not row["person_id"]:
+        raise ValueError("person_id", "is empty")
+    if row["system"] not in systems:
+        raise ValueError("system", f"unknown system {row['system'][:64]!r} (import it with --systems)")
+    if row["category"] not in categories:
+        raise ValueError("category", f"unknown category {row['category'][:64]!r}")
+    try:
+        since = parse_date(row["since"])
+    except ValueError:
+        raise ValueError("since", f"not an ISO date: {row['since'][:20]!r}") from None
+    until = None
+    if row["until"]:
+        try:
+            until = parse_date(row["until"])
+        except ValueError:
+            raise ValueError("until", f"not an ISO date: {row['until'][:20]!r}") from None
+        if until < since:
+            raise ValueError("until", "is before since")
+    return (row["person_id"], row["system"], row["category"], since.isoformat(),
+            until.isoformat() if until else None)
+
+
+def import_inventory(
+    session: Session,
+    *,
+    people: Path | None = None,
+    holdings: Path | None = None,
+    systems: Path | None = None,
+    workspace: Path | None = None,
+    skip_invalid: bool = False,
+    rejects_path: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import systems, then people, then holdings in the caller's transaction; refuse all on any bad row."""
+    report = ImportReport()
+    rejects = _Rejects(skip_invalid, rejects_path)
+    conn = session.connection()
+    import_id = int(conn.execute(text("SELECT COALESCE(MAX(import_id), 0) + 1 FROM person")).scalar_one())
+    try:
+        if systems is not None:
+            report.systems = _import_systems(session, systems)
+        if people is not None:
+            _import_people(session, people, import_id, rejects, report, progress)
+        if holdings is not None:
+            _import_holdings(session, holdings, workspace, rejects, report, progress)
+    finally:
+        rejects.close()
+    rejects.raise_if_refused()
+    report.rejected = rejects.count
+    report.rejects_file = rejects_path if rejects.count else None
+    report.errors = rejects.shown
+    return report
+
+
+# ---- stats --------------------------------------------------------------------------------------
+
+
+def child_cutoff(on: date) -> date:
+    """Return the birth date after which a person is under 14 on `on` (policy §八; 儿童 = under 14)."""
+    return clock.years_before(on, 14)
+
+
+def stats(session: Session) -> dict[str, Any]:
+    """Count people, holdings by system and category, children, cancelled accounts and the unreachable."""
+    conn = session.connection()
+    cutoff = child_cutoff(clock.now().date()).isoformat()
+
+    def scalar(sql: str, **params: Any) -> int:
+        return int(conn.execute(text(sql), params).scalar_one())
+
+    no_channel = (
+        "SELECT COUNT(*) FROM person WHERE "
+        "(birth_date IS NULL OR birth_date <= :c) AND email IS NULL AND phone IS NULL AND push_token IS NULL "
+        "AND postal_address IS NULL"
+    )
+    child_unreachable = (
+        "SELECT COUNT(*) FROM person WHERE birth_date > :c AND guardian_email IS NULL AND guardian_phone IS NULL "
+        "AND (postal_address IS NULL OR guardian_name IS NULL)"
+    )
+    return {
+        "people": scalar("SELECT COUNT(*) FROM person"),
+        "holdings": scalar("SELECT COUNT(*) FROM holding"),
+        "systems": [
+            dict(r._mapping)
+            for r in conn.execute(text(
+                "SELECT s.name AS name, s.kind AS kind, s.location AS location, COUNT(h.id) AS holdings, "
+                "COUNT(DISTINCT h.person_id) AS people FROM system s LEFT JOIN holding h ON h.system = s.name "
+                "GROUP BY s.name, s.kind, s.location ORDER BY s.name"))
+        ],
+        "categories": {
+            r[0]: {"holdings": r[1], "people": r[2]}
+            for r in conn.execute(text(
+                "SELECT category, COUNT(*), COUNT(DISTINCT person_id) FROM holding GROUP BY category ORDER BY 1"))
+        },
+        "children": scalar("SELECT COUNT(*) FROM person WHERE birth_date > :c", c=cutoff),
+        "cancelled": scalar("SELECT COUNT(*) FROM person WHERE account_status = 'cancelled'"),
+        "no_usable_channel": scalar(no_channel, c=cutoff) + scalar(child_unreachable, c=cutoff),
+    }

@@ -1,0 +1,158 @@
+"""Read CSV or JSON Lines files row by row, counting bytes for progress, and write safe CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from incident.errors import BadInput
+
+csv.field_size_limit(1 << 20)  # a 1 MiB cell is already absurd; larger ones are refused, not read
+
+
+class _CountingRaw(io.RawIOBase):
+    def __init__(self, raw: Any) -> None:
+        self.raw, self.count = raw, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self.raw.readinto(b)
+        self.count += n or 0
+        return n
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+Row = dict[str, str]
+
+
+def read_rows(
+    path: Path, columns: tuple[str, ...], required: tuple[str, ...], progress: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, Row]]:
+    """Yield (line number, row) with every known column present ('' when absent); bad files raise BadInput."""
+    name = str(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".ndjson"):
+        raise BadInput(name, None, None, "unknown file type (use .csv or .jsonl)")
+    try:
+        raw = _CountingRaw(open(path, "rb"))  # noqa: SIM115 - closed in finally
+    except OSError as exc:
+        raise BadInput(name, None, None, exc.strerror or "cannot open") from None
+    text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 16), encoding="utf-8-sig", newline="")
+    reported = 0
+    try:
+        rows = _csv_rows(name, text, columns, required) if suffix == ".csv" else _jsonl_rows(name, text, columns)
+        for item in rows:
+            if progress is not None and raw.count - reported >= 1 << 20:
+                progress(raw.count - reported)
+                reported = raw.count
+            yield item
+        if progress is not None:
+            progress(raw.count - reported)
+    finally:
+        text.close()
+
+
+def _decode_guard(name: str, line: int, gen: Iterator[Any]) -> Any:
+    try:
+        return next(gen)
+    except UnicodeDecodeError as exc:
+        raise BadInput(name, line, None, f"not UTF-8 text ({exc.reason})") from None
+    except csv.Error as exc:
+        raise BadInput(name, line, None, f"malformed CSV: {exc}") from None
+
+
+def _csv_rows(name: str, text: io.TextIOWrapper, columns: tuple[str, ...], required: tuple[str, ...]
+              ) -> Iterator[tuple[int, Row]]:
+    reader = csv.reader(text, strict=True)
+    try:
+        header = _decode_guard(name, 1, reader)
+    except StopIteration:
+        raise BadInput(name, 1, None, "the file is empty (expected a header row)") from None
+    header = [h.strip() for h in header]
+    for col in header:
+        if col not in columns:
+            raise BadInput(name, 1, col, f"unknown column (expected some of: {', '.join(columns)})")
+    if len(set(header)) != len(header):
+        raise BadInput(name, 1, None, "a column appears twice in the header")
+    for col in required:
+        if col not in header:
+            raise BadInput(name, 1, col, "required column is missing")
+    index = [(col, header.index(col) if col in header else -1) for col in columns]
+    width = len(header)
+    while True:
+        line = reader.line_num + 1
+        try:
+            values = _decode_guard(name, line, reader)
+        except StopIteration:
+            return
+        line = reader.line_num - (sum(v.count("\n") for v in values) if values else 0)
+        if not values or values == [""]:
+            continue
+        if len(values) != width:
+            raise BadInput(name, line, None, f"has {len(values)} fields, the header has {width}")
+        yield line, {col: (values[i].strip() if i >= 0 else "") for col, i in index}
+
+
+def _jsonl_rows(name: str, text: io.TextIOWrapper, columns: tuple[str, ...]) -> Iterator[tuple[int, Row]]:
+    line = 0
+    it = iter(text)
+    while True:
+        line += 1
+        try:
+            raw = _decode_guard(name, line, it)
+        except StopIteration:
+            return
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BadInput(name, line, None, f"invalid JSON: {exc.msg}") from None
+        if not isinstance(obj, dict):
+            raise BadInput(name, line, None, "each line must be a JSON object")
+        row: Row = {}
+        for key, value in obj.items():
+            if key not in columns:
+                raise BadInput(name, line, str(key)[:40], "unknown field")
+            if value is not None and not isinstance(value, str | int):
+                raise BadInput(name, line, key, "must be a string")
+        for col in columns:
+            value = obj.get(col)
+            row[col] = "" if value is None else str(value).strip()
+        yield line, row
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+def safe_cell(value: object) -> str:
+    """Neutralise spreadsheet formula injection: a cell that could run as a formula gets a leading quote.
+
+    A bare E.164 phone number is left alone: it cannot call a function, and mail merges need it intact.
+    """
+    text = "" if value is None else str(value)
+    if text.startswith(FORMULA_START) and not E164.match(text):
+        return "'" + text
+    return text
+
+
+def open_private(path: Path, mode: str = "w") -> Any:
+    """Open a file that will hold personal data, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.chmod(path, 0o600)
+    return os.fdopen(fd, mode, encoding="utf-8", newline="")

@@ -1,0 +1,123 @@
+"""A deterministic synthetic inventory of a platform like the policy's, for the demo and the benchmark."""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from incident.rows import open_private
+
+SYSTEMS_YAML = """\
+# Systems of the synthetic platform: where personal information lives (privacy policy §二, §四).
+systems:
+  - {name: member-db-a, description: 会员数据库 shard A, location: CN, kind: internal}
+  - {name: member-db-b, description: 会员数据库 shard B, location: CN, kind: internal}
+  - {name: member-db-c, description: 会员数据库 shard C, location: CN, kind: internal}
+  - {name: member-db-d, description: 会员数据库 shard D, location: CN, kind: internal}
+  - {name: order-db, description: 订单库, location: CN, kind: internal}
+  - {name: kyc-vault, description: 实名认证库 (identity documents), location: CN, kind: internal}
+  - {name: app-telemetry, description: 设备与日志, location: CN, kind: internal}
+  - {name: archive-backup, description: 注销账户备份 (cancelled accounts kept until purge), location: CN, kind: backup}
+  - {name: pay-partner, description: 支付机构 (payment company), location: CN, kind: partner}
+  - {name: logistics-partner, description: 物流服务商 (logistics provider), location: CN, kind: partner}
+  - {name: ad-partner, description: 广告合作方 (advertising partner), location: SG, kind: partner}
+"""
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华"
+FIRST_EN = ["Anna", "Ben", "Chloe", "David", "Emma", "Felix", "Grace", "Hugo", "Iris", "Jonas", "Klara", "Liam",
+            "Mia", "Noah", "Olivia", "Paul", "Rosa", "Sam", "Tara", "Umar"]
+LAST_EN = ["Smith", "Müller", "Garcia", "Rossi", "Dubois", "Jansen", "Novak", "Kowalski", "Murphy", "Silva",
+           "Johnson", "Brown", "Lee", "Nguyen", "Martin"]
+CN_REGIONS = ["CN-FJ", "CN-BJ", "CN-SH", "CN-GD", "CN-ZJ", "CN-JS", "CN-SC", "CN"]
+EU = ["DE", "FR", "NL", "IE", "IT", "ES", "AT", "PL", "SE", "BE"]
+THIRD = [("order-db", "order_details"), ("pay-partner", "bank_card"), ("logistics-partner", "shipping_address"),
+         ("kyc-vault", "id_document"), ("app-telemetry", "device_id")]
+PEOPLE_HEADER = ["person_id", "name", "email", "phone", "push_token", "locale", "region", "birth_date",
+                 "guardian_name", "guardian_email", "guardian_phone", "postal_address", "account_status",
+                 "cancelled_at"]
+
+
+@dataclass(frozen=True)
+class InventoryFiles:
+    systems: Path
+    people: Path
+    holdings: Path
+
+
+def _phone(rng: random.Random, region: str) -> str:
+    country = region.split("-")[0]
+    if country == "CN":
+        return f"+861{rng.choice('3456789')}{rng.randrange(10**9):09d}"
+    if country == "US":
+        return f"+1{rng.choice(['415', '512', '212', '646'])}555{rng.randrange(10**4):04d}"
+    return f"+4915{rng.randrange(10**9):09d}"
+
+
+def _region(rng: random.Random) -> str:
+    r = rng.random()
+    if r < 0.80:
+        return rng.choice(CN_REGIONS)
+    if r < 0.90:
+        return rng.choice(EU)
+    if r < 0.95:
+        return "US-CA"
+    if r < 0.98:
+        return "US-TX"
+    return "US-NY"
+
+
+def write_inventory(folder: Path, people: int, seed: int = 7, today: date | None = None) -> InventoryFiles:
+    """Write systems.yaml, people.csv and holdings.csv (about 3 holdings per person) into folder."""
+    rng = random.Random(seed)
+    today = today or date(2026, 11, 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = InventoryFiles(folder / "systems.yaml", folder / "people.csv", folder / "holdings.csv")
+    files.systems.write_text(SYSTEMS_YAML, encoding="utf-8")
+    with open_private(files.people) as pf, open_private(files.holdings) as hf:
+        pw, hw = csv.writer(pf), csv.writer(hf)
+        pw.writerow(PEOPLE_HEADER)
+        hw.writerow(["person_id", "system", "category", "since", "until"])
+        for n in range(1, people + 1):
+            pid = f"U{n:08d}"
+            region = _region(rng)
+            cn = region.startswith("CN")
+            locale = "zh-CN" if cn else "en"
+            name = (rng.choice(SURNAMES) + rng.choice(GIVEN) + (rng.choice(GIVEN) if rng.random() < 0.6 else "")
+                    if cn else f"{rng.choice(FIRST_EN)} {rng.choice(LAST_EN)}")
+            child = rng.random() < 0.05
+            birth = (today - timedelta(days=rng.randrange(6 * 365, 14 * 365 - 30)) if child
+                     else today - timedelta(days=rng.randrange(18 * 365, 70 * 365)))
+            email = phone = push = address = ""
+            guardian = ("", "", "")
+            kind = rng.random()
+            if kind < 0.70:
+                email, phone, push = f"user{n}@example.com", _phone(rng, region), f"tok-{n:08d}"
+            elif kind < 0.85:
+                phone = _phone(rng, region)
+            elif kind < 0.91:
+                email = f"user{n}@example.com"
+            elif kind < 0.96:
+                address = f"{rng.choice(CN_REGIONS)} 示例路{rng.randrange(1, 999)}号" if cn else \
+                    f"{rng.randrange(1, 999)} Example Street"
+            if child and rng.random() < 0.9:
+                gname = (rng.choice(SURNAMES) + rng.choice(GIVEN)) if cn else f"{rng.choice(FIRST_EN)} Parent"
+                guardian = (gname, f"guardian{n}@example.com", _phone(rng, region) if rng.random() < 0.5 else "")
+            signup = today - timedelta(days=rng.randrange(30, 10 * 365))
+            cancelled = rng.random() < 0.06
+            cancelled_at = signup + timedelta(days=rng.randrange(1, max(2, (today - signup).days - 30))) \
+                if cancelled else None
+            pw.writerow([pid, name, email, phone, push, locale, region, birth.isoformat(), *guardian, address,
+                         "cancelled" if cancelled else "active", cancelled_at.isoformat() if cancelled_at else ""])
+            shard = "member-db-" + "abcd"[n % 4]
+            until = cancelled_at.isoformat() if cancelled_at else ""
+            hw.writerow([pid, shard, "phone", signup.isoformat(), until])
+            hw.writerow([pid, shard, "password", signup.isoformat(), until])
+            system, category = THIRD[rng.randrange(len(THIRD))]
+            hw.writerow([pid, system, category, signup.isoformat(), until])
+            if cancelled_at is not None:
+                hw.writerow([pid, "archive-backup", "phone", cancelled_at.isoformat(), ""])
+    return files
