@@ -80,6 +80,9 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
         }
         if assess.latest(session, incident_id) is not None:
             data["assessment"] = assess.view(session, inc, ws.root).as_json()
+        from incident.notices.review import approval_state
+
+        data["notices"] = approval_state(session, ws, inc)
         return data
 
 
@@ -123,3 +126,33 @@ def export_affected_to(ws: Workspace, incident_id: str, fmt: str, output: Path |
 
     with open_private(output) as fh:
         return export_affected(ws, incident_id, fmt, fh)
+
+
+def render_notices(ws: Workspace, incident_id: str, actor: str, workers: int | None = None) -> Any:
+    """Render every notice and write the review bundle (one transaction: a lint failure leaves nothing)."""
+    from incident.notices.render import render_notices as render
+
+    with unit_of_work(ws) as session:
+        return render(session, ws, incident_id, actor, workers)
+
+
+def decide_notices(ws: Workspace, incident_id: str, reviewer: str, decision: str, comment: str | None,
+                   actor: str) -> None:
+    """Approve or reject the current render."""
+    from incident.notices.review import decide
+
+    with unit_of_work(ws) as session:
+        decide(session, ws, incident_id, reviewer, decision, comment, actor)
+
+
+def show_notice(ws: Workspace, incident_id: str, person_id: str, channel: str | None) -> list[dict[str, Any]]:
+    """One person's rendered notices."""
+    from incident.notices.review import stored_notice
+
+    with unit_of_work(ws, write=False) as session:
+        incidents.get(session, incident_id)
+        found = stored_notice(session, incident_id, person_id, channel)
+        if not found:
+            raise IncidentError(f"no rendered notice for person {person_id!r} in {incident_id}"
+                                + (f" on channel {channel}" if channel else ""))
+        return found

@@ -173,7 +173,7 @@ def data_dir() -> Path:
     raise IncidentError("the shipped playbooks/ folder is missing from this installation")
 
 
-def _workspace_first(name: str, workspace: Path | None) -> Path:
+def data_file(name: str, workspace: Path | None) -> Path:
     if workspace is not None and (workspace / "playbooks" / name).is_file():
         return workspace / "playbooks" / name
     return data_dir() / name
@@ -186,7 +186,7 @@ def _categories(path: Path, mtime: float) -> CategoryCatalog:
 
 def categories(workspace: Path | None = None) -> CategoryCatalog:
     """Return the data-category catalogue (a workspace copy overrides the shipped one)."""
-    path = _workspace_first("categories.yaml", workspace)
+    path = data_file("categories.yaml", workspace)
     return _categories(path, path.stat().st_mtime)
 
 
@@ -197,13 +197,13 @@ def _jurisdictions(path: Path, mtime: float) -> Jurisdictions:
 
 def jurisdictions(workspace: Path | None = None) -> Jurisdictions:
     """Return the grading and notification rules (a workspace copy overrides the shipped one)."""
-    path = _workspace_first("jurisdictions.yaml", workspace)
+    path = data_file("jurisdictions.yaml", workspace)
     return _jurisdictions(path, path.stat().st_mtime)
 
 
 def playbook_path(key: str, workspace: Path | None = None) -> Path:
     """Return the file defining playbook `key`."""
-    path = _workspace_first(f"{key}.yaml", workspace)
+    path = data_file(f"{key}.yaml", workspace)
     if not path.is_file() or key in ("categories", "jurisdictions"):
         raise IncidentError(f"unknown playbook {key!r} (known: {', '.join(playbook_keys(workspace))})")
     return path

@@ -34,9 +34,11 @@ def run_demo(directory: Path, *, people: int = 10_000, seed: int = 7, actor: str
         discovered_at=now - timedelta(hours=3),
         discovered_by="SOC on-call (demo)",
         discovered_where="数据库审计告警 / database audit alert, Fuzhou DC",
-        summary=("An attacker used a leaked database account to export member records from one database shard "
+        summary="攻击者利用泄露的数据库账号，从一个会员数据库分片以及保存注销账户数据（在清除前）的备份中导出了会员记录。",
+        summary_en=("An attacker used a leaked database account to export member records from one database shard "
                  "and from the backup that keeps cancelled accounts until they are purged."),
-        cause="A database service account password was exposed in a public code repository.",
+        cause="一个数据库服务账号的密码在公开代码仓库中泄露。",
+        cause_en="A database service account password was exposed in a public code repository.",
         connected_systems="No evidence of access to the order, payment or identity systems.",
     )
     incident_id = cases.open_incident(ws, req, actor)

@@ -50,7 +50,9 @@ class Incident(SQLModel, table=True):
     playbook: str
     title: str
     summary: str | None = Field(default=None, sa_column=Column(Text))
+    summary_en: str | None = Field(default=None, sa_column=Column(Text))
     cause: str | None = Field(default=None, sa_column=Column(Text))
+    cause_en: str | None = Field(default=None, sa_column=Column(Text))
     systems: str = Field(sa_column=Column(Text, nullable=False))
     categories: str = Field(sa_column=Column(Text, nullable=False))
     exposure_from: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
@@ -99,7 +101,9 @@ class OpenRequest:
     discovered_by: str | None = None
     discovered_where: str | None = None
     summary: str | None = None
+    summary_en: str | None = None
     cause: str | None = None
+    cause_en: str | None = None
     connected_systems: str | None = None
     police_contacted: bool = False
 
@@ -152,7 +156,8 @@ def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Pat
     number = (last or 0) + 1
     incident = Incident(
         id=f"INC-{year}-{number:04d}", year=year, number=number, playbook=book.key, title=req.title,
-        summary=req.summary, cause=req.cause, systems=json.dumps(sorted(set(req.systems))),
+        summary=req.summary, summary_en=req.summary_en, cause=req.cause, cause_en=req.cause_en,
+        systems=json.dumps(sorted(set(req.systems))),
         categories=json.dumps(sorted(set(categories))), exposure_from=req.exposure_from,
         exposure_to=req.exposure_to, discovered_at=discovered, discovered_by=req.discovered_by or actor,
         discovered_where=req.discovered_where, connected_systems=req.connected_systems,
@@ -221,7 +226,8 @@ def facts(incident: Incident) -> dict[str, Any]:
     """The incident facts that notices and reports depend on (hashed into the review manifest)."""
     return {
         "id": incident.id, "playbook": incident.playbook, "title": incident.title, "summary": incident.summary,
-        "cause": incident.cause, "systems": incident.system_list, "categories": incident.category_list,
+        "summary_en": incident.summary_en, "cause": incident.cause, "cause_en": incident.cause_en,
+        "systems": incident.system_list, "categories": incident.category_list,
         "from": incident.exposure_from.isoformat(), "to": incident.exposure_to.isoformat(),
         "discovered_at": incident.discovered_at.isoformat(), "discovered_by": incident.discovered_by,
         "discovered_where": incident.discovered_where,

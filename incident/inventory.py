@@ -246,7 +246,8 @@ def _import_systems(session: Session, path: Path) -> int:
     return len(parsed.systems)
 
 
-def _batches(rows: Iterator[tuple[int, Row]], size: int = BATCH) -> Iterator[list[tuple[int, Row]]]:
+def _batches(rows: Iterator[tuple[int, Row]], size: int | None = None) -> Iterator[list[tuple[int, Row]]]:
+    size = size or BATCH  # read at call time, so BATCH can be tuned (and lowered in tests)
     batch: list[tuple[int, Row]] = []
     for item in rows:
         batch.append(item)

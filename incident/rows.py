@@ -63,11 +63,27 @@ def read_rows(
         text.close()
 
 
+def _first_undecodable_line(name: str) -> int | None:
+    """Return the number of the first line that is not UTF-8, reading the file again as bytes."""
+    try:
+        with open(name, "rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except OSError:
+        return None
+    return None
+
+
 def _decode_guard(name: str, line: int, gen: Iterator[Any]) -> Any:
     try:
         return next(gen)
     except UnicodeDecodeError as exc:
-        raise BadInput(name, line, None, f"not UTF-8 text ({exc.reason})") from None
+        # The decoder runs a chunk ahead of the parser, so the parser's line is not where the bad byte is.
+        where = _first_undecodable_line(name) or line
+        raise BadInput(name, where, None, f"not UTF-8 text ({exc.reason})") from None
     except csv.Error as exc:
         raise BadInput(name, line, None, f"malformed CSV: {exc}") from None
 

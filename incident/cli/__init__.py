@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -20,12 +19,12 @@ if TYPE_CHECKING:
 class ErrorMappingGroup(TyperGroup):
     """Turn every IncidentError into `error: ...` on stderr and its exit code (no traceback)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except IncidentError as exc:
-            click.echo(f"error: {exc}", err=True)
-            raise click.exceptions.Exit(exc.exit_code) from None
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
 
 
 app = typer.Typer(
@@ -81,9 +80,10 @@ def print_json(data: Any) -> None:
 
 
 def _register() -> None:
-    from incident.cli import audit_cmd, incidents_cmd, workspace_cmd
+    from incident.cli import audit_cmd, incidents_cmd, notices_cmd, workspace_cmd
 
     app.add_typer(workspace_cmd.inventory_app, name="inventory")
+    app.add_typer(notices_cmd.notices_app, name="notices")
     app.add_typer(audit_cmd.audit_app, name="audit")
     for module in (workspace_cmd, incidents_cmd):
         module.register(app)

@@ -45,8 +45,10 @@ def open_(
     discovered: Annotated[str | None, typer.Option(help="When it was discovered (default: now)")] = None,
     discovered_by: Annotated[str | None, typer.Option(help="Who discovered it (default: --actor)")] = None,
     where: Annotated[str | None, typer.Option(help="Where it was discovered (site, team, tool)")] = None,
-    summary: Annotated[str | None, typer.Option(help="What happened, for notices and reports")] = None,
-    cause: Annotated[str | None, typer.Option(help="Cause as known so far")] = None,
+    summary: Annotated[str | None, typer.Option(help="What happened (zh-CN), for notices and reports")] = None,
+    summary_en: Annotated[str | None, typer.Option(help="What happened, in English")] = None,
+    cause: Annotated[str | None, typer.Option(help="Cause as known so far (zh-CN)")] = None,
+    cause_en: Annotated[str | None, typer.Option(help="Cause as known so far, in English")] = None,
     connected: Annotated[str | None, typer.Option(help="Effect on connected systems (GB/T 35273 §10.1)")] = None,
     police: Annotated[bool, typer.Option(help="Law enforcement has been contacted")] = False,
 ) -> None:
@@ -58,7 +60,8 @@ def open_(
     req = OpenRequest(
         playbook=playbook, title=title, systems=_csv(systems) or [], exposure_from=_when(from_, "--from"),
         exposure_to=_when(to, "--to"), categories=_csv(categories), discovered_at=_when(discovered, "--discovered"),
-        discovered_by=discovered_by, discovered_where=where, summary=summary, cause=cause,
+        discovered_by=discovered_by, discovered_where=where, summary=summary, summary_en=summary_en,
+        cause=cause, cause_en=cause_en,
         connected_systems=connected, police_contacted=police,
     )
     typer.echo(open_incident(st.ws(), req, st.who()))
@@ -144,6 +147,15 @@ def show(
         print_assessment(d["assessment"])
     else:
         typer.echo(f"not assessed yet: run `incident assess {d['id']}`")
+    n = d["notices"]
+    line = f"notices:    {n['state']}"
+    if n.get("reviewer"):
+        line += f" by {n['reviewer']} at {n['at'][:16]}"
+    if n.get("notices"):
+        line += f" ({n['notices']:,} notices, manifest {n['manifest'][:12]})"
+    typer.echo(line)
+    for change in n["changes"]:
+        typer.echo(f"  changed since approval: {change}")
     typer.echo("timeline:")
     for e in d["timeline"]:
         typer.echo(f"  {e['at'][:19]}  {e['kind']:<8} {e['actor']}: {e['text']}")

@@ -1,0 +1,83 @@
+"""Commands for notices: render, review, approve, reject, show."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from incident.cli import print_json, state
+
+notices_app = typer.Typer(help="Render notices, review them, approve or reject them.", no_args_is_help=True,
+                          rich_markup_mode=None)
+
+
+@notices_app.command("render")
+def render(
+    ctx: typer.Context,
+    incident_id: Annotated[str, typer.Argument(help="Incident id")],
+    workers: Annotated[int | None, typer.Option(help="Render processes (default: up to 2 cores)")] = None,
+) -> None:
+    """Render every affected person's notices per channel and write the review bundle review/ID/."""
+    from incident.cases import render_notices
+
+    st = state(ctx)
+    r = render_notices(st.ws(), incident_id, st.who(), workers)
+    typer.echo(f"rendered {r.notices:,} notices for {r.people:,} people in {len(r.variants)} variants "
+               f"({', '.join(f'{k} {v:,}' for k, v in sorted(r.by_channel.items()))})")
+    typer.echo(f"lint: {r.lint_checks:,} notices checked, 0 failures")
+    typer.echo(f"review bundle: {r.bundle / 'index.html'}")
+    typer.echo(f"manifest sha256: {r.manifest_hash}")
+
+
+@notices_app.command("approve")
+def approve(
+    ctx: typer.Context,
+    incident_id: Annotated[str, typer.Argument(help="Incident id")],
+    reviewer: Annotated[str, typer.Option(help="Who reviewed the bundle (legal)")],
+    comment: Annotated[str | None, typer.Option(help="Review comment")] = None,
+) -> None:
+    """Approve exactly the rendered notices (bound to the manifest hash)."""
+    from incident.cases import decide_notices
+
+    st = state(ctx)
+    decide_notices(st.ws(), incident_id, reviewer, "approved", comment, st.who())
+    typer.echo(f"approved {incident_id} notices (reviewer {reviewer})")
+
+
+@notices_app.command("reject")
+def reject(
+    ctx: typer.Context,
+    incident_id: Annotated[str, typer.Argument(help="Incident id")],
+    reviewer: Annotated[str, typer.Option(help="Who reviewed the bundle (legal)")],
+    comment: Annotated[str, typer.Option(help="What must change")],
+) -> None:
+    """Send the notices back: the incident returns to 'assessed' and must be re-rendered."""
+    from incident.cases import decide_notices
+
+    st = state(ctx)
+    decide_notices(st.ws(), incident_id, reviewer, "rejected", comment, st.who())
+    typer.echo(f"rejected {incident_id} notices: {comment}")
+
+
+@notices_app.command("show")
+def show(
+    ctx: typer.Context,
+    incident_id: Annotated[str, typer.Argument(help="Incident id")],
+    person: Annotated[str, typer.Option(help="Person id")],
+    channel: Annotated[str | None, typer.Option(help="email | sms | push | letter")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Print one person's rendered notice (contains personal data)."""
+    from incident.cases import show_notice
+
+    found = show_notice(state(ctx).ws(), incident_id, person, channel)
+    if as_json:
+        print_json(found)
+        return
+    for n in found:
+        typer.echo(f"== {n['channel']} ({n['locale']}, {n['audience']}, ref {n['ref']}, sha256 {n['sha256'][:12]})")
+        if n["subject"]:
+            typer.echo(f"Subject: {n['subject']}")
+        typer.echo(n["body"])
+        typer.echo("")

@@ -1,0 +1,137 @@
+"""What a notice says: the incident-wide context and each person's own part of it."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import re
+from datetime import datetime
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session
+
+from incident import catalog, incidents
+from incident.config import Workspace
+from incident.incidents import Incident
+
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text: str | None) -> str:
+    """Responder text as data: strip control and bidi-override characters, keep newlines."""
+    return CONTROL.sub("", text or "").strip()
+
+
+def day(value: datetime, locale: str) -> str:
+    """A date as people read it in their locale (Beijing time for zh-CN)."""
+    if locale == "zh-CN":
+        local = value.astimezone(ZoneInfo("Asia/Shanghai"))
+        return f"{local.year}年{local.month}月{local.day}日"
+    return f"{value.day} {MONTHS[value.month - 1]} {value.year}"
+
+
+def moment(value: datetime, locale: str) -> str:
+    """A date and time in the reader's locale."""
+    if locale == "zh-CN":
+        local = value.astimezone(ZoneInfo("Asia/Shanghai"))
+        return f"{day(value, locale)} {local:%H:%M}（北京时间）"
+    return f"{day(value, locale)}, {value:%H:%M} UTC"
+
+
+def notice_ref(secret: str, incident_id: str, person_id: str) -> str:
+    """A per-person reference the person can check on the official site; not guessable from their id."""
+    digest = hmac.new(secret.encode(), f"{incident_id}\x00{person_id}".encode(), sha256).digest()
+    return "N" + base64.b32encode(digest[:7]).decode().rstrip("=")[:10]
+
+
+def _in(locale: str, zh: str | None, en: str | None) -> str:
+    """Responder text in the reader's language, else in the other one (never silently dropped)."""
+    first, second = (zh, en) if locale == "zh-CN" else (en, zh)
+    return clean(first) or clean(second)
+
+
+def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[str, Any]:
+    """Everything a notice needs that is the same for every person, per locale (picklable)."""
+    book = catalog.playbook(incident.playbook, ws.root)
+    cats = catalog.categories(ws.root)
+    org = dict(ws.organisation)
+    officer = dict(org.pop("officer", {}))
+    actions = [clean(e.text) for e in incidents.timeline(session, incident.id) if e.kind == "action"]
+    per_locale: dict[str, Any] = {}
+    for loc in catalog.LOCALES:
+        per_locale[loc] = {
+            "incident": {
+                "id": incident.id,
+                "title": clean(incident.title),
+                "summary": _in(loc, incident.summary, incident.summary_en) or book.summary(loc),
+                "cause": _in(loc, incident.cause, incident.cause_en) or book.cause(loc),
+                "impact": book.impact(loc),
+                "type": book.incident_type(loc),
+                "window_from": day(incident.exposure_from, loc),
+                "window_to": day(incident.exposure_to, loc),
+                "discovered": moment(incident.discovered_at, loc),
+            },
+            "measures_done": [m(loc) for m in book.measures_done],
+            "measures_planned": [m(loc) for m in book.measures_planned],
+            "remedies": [r(loc) for r in book.remedies],
+        }
+    return {
+        "org": org,
+        "officer": officer,
+        "lookup_url": org.get("notice_lookup", org.get("website", "")),
+        "actions": actions,
+        "locales": per_locale,
+        "categories": {c.key: {"key": c.key, "rank": c.rank, "sensitive": c.sensitive,
+                               "label": {loc: c.label(loc) for loc in catalog.LOCALES},
+                               "impact": {loc: c.impact(loc) for loc in catalog.LOCALES},
+                               "urgent": {loc: c.urgent_action(loc) for loc in catalog.LOCALES},
+                               "advice": list(c.advice)} for c in cats.categories},
+        "advice": {key: {loc: text(loc) for loc in catalog.LOCALES} for key, text in cats.advice.items()},
+        "channels": [c for c in book.channels if c not in book.exclude_channels],
+    }
+
+
+def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, today: str) -> dict[str, Any]:
+    """This person's notice context: only their own categories, advice most-sensitive first, de-duplicated."""
+    loc = person["locale"]
+    keys = sorted(person["categories"].split(","), key=lambda k: (-static["categories"][k]["rank"], k))
+    cats = [static["categories"][k] for k in keys]
+    advice: list[str] = []
+    for cat in cats:
+        for ref_key in cat["advice"]:
+            text = static["advice"][ref_key][loc]
+            if text not in advice:
+                advice.append(text)
+    impacts: list[str] = []
+    for cat in cats:
+        if cat["impact"][loc] not in impacts:
+            impacts.append(cat["impact"][loc])
+    fallback = "用户" if loc == "zh-CN" else "Customer"
+    return {
+        **static["locales"][loc],
+        "org": static["org"],
+        "officer": static["officer"],
+        "lookup_url": static["lookup_url"],
+        "actions": static["actions"],
+        "audience": person["audience"],
+        "person": {
+            "name": clean(person["to_name"]) or fallback,
+            "subject_name": clean(person["subject_name"]) or fallback,
+            "address": clean(person["to_address"]),
+        },
+        "categories": [{"key": c["key"], "label": c["label"][loc], "sensitive": c["sensitive"]} for c in cats],
+        "advice": advice,
+        "impacts": impacts,
+        "urgent_action": cats[0]["urgent"][loc],
+        "notice": {"ref": ref, "date": today},
+    }
+
+
+def file_sha(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    return sha256(path.read_bytes()).hexdigest()

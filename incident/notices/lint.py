@@ -1,0 +1,83 @@
+"""Lint every rendered notice: elements present, nothing unrendered, lengths kept, nobody else's data."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+ELEMENTS = ("happened", "involved", "impact", "measures", "advice", "remedies", "contact", "reference")
+PLACEHOLDER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}|\$\{|\bUndefined\b")
+EMAIL_TOKEN = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+PHONE_TOKEN = re.compile(r"(?<![\d+])(\+\d{7,15}|1[3-9]\d{9})(?!\d)")
+REF_TOKEN = re.compile(r"\bN[A-Z2-7]{10}\b")
+GSM7 = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+           "¿abcdefghijklmnopqrstuvwxyzäöñüà")
+GSM7_EXT = set("^{}\\[~]|€")
+SMS_MAX_SEGMENTS = 3
+PUSH_TITLE_MAX = 64
+PUSH_BODY_MAX = 240
+
+
+def sms_segments(text: str) -> tuple[int, str]:
+    """Segments a concatenated SMS needs (3GPP TS 23.040: 160/153 GSM-7 septets, 70/67 UCS-2 units)."""
+    if all(c in GSM7 or c in GSM7_EXT for c in text):
+        septets = sum(2 if c in GSM7_EXT else 1 for c in text)
+        return (1 if septets <= 160 else math.ceil(septets / 153)), "GSM-7"
+    units = len(text.encode("utf-16-le")) // 2
+    return (1 if units <= 70 else math.ceil(units / 67)), "UCS-2"
+
+
+def lint_notice(channel: str, template: str, subject: str, body: str, html: str | None, parts: dict[str, str],
+                person: dict[str, Any], own: dict[str, set[str]], data_texts: list[str],
+                previous_names: list[str]) -> list[str]:
+    """Return problems as 'template: rule: detail' (empty when the notice is clean)."""
+    problems: list[str] = []
+
+    def fail(rule: str, detail: str) -> None:
+        problems.append(f"{template}: {rule}: {detail}")
+
+    full = "\n".join(x for x in (subject, body, html or "") if x)
+    if channel in ("email", "letter"):
+        for name in ELEMENTS:
+            if not parts.get(name, "").strip():
+                fail("element-missing", f"required element '{name}' rendered empty")
+            elif html is not None and f'data-element="{name}"' not in html:
+                fail("element-missing", f"required element '{name}' is not in the HTML")
+            elif channel == "email" and parts[name].strip() not in body:
+                fail("element-missing", f"required element '{name}' is not in the text part")
+    else:
+        if person["ref"] not in body:
+            fail("element-missing", "the notice reference is missing")
+        if not body.strip():
+            fail("element-missing", "empty message")
+    scrubbed = full
+    for text in data_texts:
+        if text:
+            scrubbed = scrubbed.replace(text, "")
+    match = PLACEHOLDER.search(scrubbed)
+    if match:
+        fail("unrendered-placeholder", f"found {match.group(0)!r}")
+    if channel == "sms":
+        segments, coding = sms_segments(body)
+        if segments > SMS_MAX_SEGMENTS:
+            fail("length", f"SMS needs {segments} {coding} segments (max {SMS_MAX_SEGMENTS})")
+    if channel == "push":
+        if len(subject) > PUSH_TITLE_MAX:
+            fail("length", f"push title is {len(subject)} characters (max {PUSH_TITLE_MAX})")
+        if len(body) > PUSH_BODY_MAX:
+            fail("length", f"push body is {len(body)} characters (max {PUSH_BODY_MAX})")
+    for token in EMAIL_TOKEN.findall(full):
+        if token.lower() not in own["emails"]:
+            fail("foreign-data", "an email address that is not this recipient's")
+    for token in PHONE_TOKEN.findall(full):
+        if token not in own["phones"]:
+            fail("foreign-data", "a phone number that is not this recipient's")
+    for token in REF_TOKEN.findall(full):
+        if token != person["ref"]:
+            fail("foreign-data", "another person's notice reference")
+    mine = " ".join(n for n in (person.get("to_name"), person.get("subject_name")) if n)
+    for name in previous_names:
+        if name and len(name) >= 2 and name not in mine and name in full:
+            fail("foreign-data", "the name of another recipient")
+    return problems

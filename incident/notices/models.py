@@ -1,0 +1,66 @@
+"""Tables owned by notices: renders, rendered notices, approvals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from incident.db import UTCDateTime
+
+CHANNELS = ("email", "sms", "push", "letter")
+
+
+class Render(SQLModel, table=True):
+    """One run of `incident notices render`: its manifest hash and what went into it."""
+
+    __tablename__ = "render"
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    actor: str
+    manifest_hash: str
+    fingerprint: str = Field(sa_column=Column(Text, nullable=False))
+    notices: int
+    people: int
+    variants: str = Field(sa_column=Column(Text, nullable=False))
+    lint: str = Field(sa_column=Column(Text, nullable=False))
+    bundle: str
+
+
+class Notice(SQLModel, table=True):
+    """One rendered notice: one person (or guardian), one channel, exact content and its hash."""
+
+    __tablename__ = "notice"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "person_id", "channel", name="uq_notice"),
+        Index("ix_notice_render", "render_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    render_id: int = Field(foreign_key="render.id")
+    incident_id: str = Field(foreign_key="incident.id")
+    person_id: str
+    channel: str
+    locale: str
+    audience: str
+    variant: str
+    ref: str
+    subject: str = Field(sa_column=Column(Text, nullable=False))
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # zlib-compressed UTF-8
+    html: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    sha256: str
+
+
+class Approval(SQLModel, table=True):
+    """A reviewer's decision on one render, bound to its manifest hash."""
+
+    __tablename__ = "approval"
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    render_id: int = Field(foreign_key="render.id")
+    decision: str  # approved | rejected
+    reviewer: str
+    comment: str | None = Field(default=None, sa_column=Column(Text))
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    manifest_hash: str
