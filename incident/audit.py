@@ -121,11 +121,17 @@ def verify_rows(chain: str, rows: Iterable[dict[str, Any]], head: dict[str, Any]
         if digest != row["hash"]:
             return Verdict(chain, count, False, seq, f"seq {seq}: content does not match its hash (edited)")
         prev, expected_seq = digest, seq + 1
-    if head is not None and (head["seq"] != expected_seq - 1 or head["hash"] != prev):
+    last = expected_seq - 1
+    if head is not None and head["seq"] > last:
         return Verdict(
-            chain, count, False, expected_seq, f"chain ends at seq {expected_seq - 1} but its head says "
+            chain, count, False, last + 1, f"chain ends at seq {last} but its head says "
             f"seq {head['seq']}: entries were deleted from the end"
         )
+    if head is not None and head["seq"] < last:
+        return Verdict(chain, count, False, head["seq"] + 1, f"seq {head['seq'] + 1}: entry after the chain head "
+                       f"(seq {head['seq']}): inserted")
+    if head is not None and head["hash"] != prev:
+        return Verdict(chain, count, False, last, f"seq {last}: does not match the chain head (replaced)")
     return Verdict(chain, count, True, head_hash=prev)
 
 
@@ -140,7 +146,12 @@ def verify(session: Session, chain: str) -> Verdict:
     """Verify one chain in the database, including its recorded head."""
     head = session.get(AuditHead, chain)
     head_row = {"seq": head.seq, "hash": head.hash} if head else None
-    return verify_rows(chain, _rows(session, chain), head_row)
+    verdict = verify_rows(chain, _rows(session, chain), head_row)
+    if head is None and verdict.ok and verdict.entries:
+        # A chain's head is written with its first entry: without it, truncating the chain would go unseen.
+        return Verdict(chain, verdict.entries, False, verdict.entries,
+                       f"seq {verdict.entries}: the chain head is missing (deleted)")
+    return verdict
 
 
 def chains(session: Session) -> list[str]:

@@ -83,6 +83,9 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
         from incident.notices.review import approval_state
 
         data["notices"] = approval_state(session, ws, inc)
+        from incident.dispatch.proof import channel_summary
+
+        data["dispatch"] = channel_summary(session, incident_id)
         return data
 
 
@@ -156,3 +159,54 @@ def show_notice(ws: Workspace, incident_id: str, person_id: str, channel: str | 
             raise IncidentError(f"no rendered notice for person {person_id!r} in {incident_id}"
                                 + (f" on channel {channel}" if channel else ""))
         return found
+
+
+def dispatch(ws: Workspace, incident_id: str, actor: str, *, workers: int, channel: str | None,
+             hold_unknown: bool, progress: Any = None) -> Any:
+    """Send the approved notices (resumes where the last run stopped)."""
+    from incident.dispatch.engine import run_dispatch
+
+    if channel is not None and channel not in ("email", "sms", "push"):
+        raise IncidentError("--channel: use email, sms or push (letters: `incident letters`)")
+    return run_dispatch(ws, incident_id, actor, workers=workers, only=channel, hold_unknown=hold_unknown,
+                        progress=progress)
+
+
+def dispatch_preview(ws: Workspace, incident_id: str, channel: str | None) -> dict[str, dict[str, int]]:
+    """What dispatch would send, per channel and variant."""
+    from incident.dispatch.engine import dry_run
+
+    return dry_run(ws, incident_id, channel)
+
+
+def release_held(ws: Workspace, incident_id: str, actor: str) -> int:
+    """Queue held (unknown) deliveries for one more attempt."""
+    from incident.dispatch.engine import release_held as release
+
+    with unit_of_work(ws) as session:
+        incidents.get(session, incident_id, for_update=True)
+        return release(session, incident_id, actor)
+
+
+def letters(ws: Workspace, incident_id: str, actor: str) -> Any:
+    """Write the letter batch."""
+    from incident.dispatch.letters import write_letters
+
+    with unit_of_work(ws) as session:
+        incidents.get(session, incident_id, for_update=True)
+        return write_letters(session, ws, incident_id, actor)
+
+
+def export_deliveries(ws: Workspace, incident_id: str, fmt: str, output: Path | None, stdout: TextIO) -> int:
+    """Export every attempt as proof of delivery."""
+    from incident.dispatch.proof import export_attempts
+    from incident.rows import open_private
+
+    if fmt not in ("csv", "jsonl"):
+        raise IncidentError("--format: use csv or jsonl")
+    with unit_of_work(ws, write=False) as session:
+        incidents.get(session, incident_id)
+        if output is None:
+            return export_attempts(session, incident_id, fmt, stdout)
+        with open_private(output) as fh:
+            return export_attempts(session, incident_id, fmt, fh)

@@ -39,20 +39,29 @@ address_en = "3F, 179-2 Jinjingwan Avenue East, Pingtan County, Fujian, China"
 # SQLite file in this workspace by default; INCIDENT_DATABASE_URL overrides this.
 url = "sqlite:///incident.db"
 
+# Channels: an apprise URL with the recipient as {email}, {phone} or {push_token}; rate in messages per
+# second (0 = unlimited; set your provider's limit); retries per channel before falling back; backoff in
+# seconds before the first retry (doubles each time, with jitter). Secrets: ${ENV_VAR} inside the URL.
 [channels.email]
-url = "outbox://email/{email}"
-rate = 50        # messages per second
+url = "outbox://email/{email}?from=security@lkkjjt.com"
+rate = 0
 concurrency = 4
+retries = 3
+backoff = 2
 
 [channels.sms]
 url = "outbox://sms/{phone}"
-rate = 50
+rate = 0
 concurrency = 4
+retries = 3
+backoff = 2
 
 [channels.push]
 url = "outbox://push/{push_token}"
-rate = 100
+rate = 0
 concurrency = 4
+retries = 3
+backoff = 2
 """
 
 

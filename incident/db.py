@@ -79,6 +79,7 @@ def engine_for(ws: Workspace) -> Engine:
 
 def _import_models() -> None:
     from incident import assess, audit, incidents, inventory  # noqa: F401
+    from incident.dispatch import models as _dispatch  # noqa: F401
     from incident.notices import models  # noqa: F401
 
 

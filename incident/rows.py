@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import operator
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -104,20 +105,24 @@ def _csv_rows(name: str, text: io.TextIOWrapper, columns: tuple[str, ...], requi
     for col in required:
         if col not in header:
             raise BadInput(name, 1, col, "required column is missing")
-    index = [(col, header.index(col) if col in header else -1) for col in columns]
     width = len(header)
+    # A column the file lacks reads the empty string appended at index `width` of each row.
+    indices = [header.index(col) if col in header else width for col in columns]
+    pick = operator.itemgetter(*indices) if len(indices) > 1 else lambda v: (v[indices[0]],)
     while True:
         line = reader.line_num + 1
         try:
             values = _decode_guard(name, line, reader)
         except StopIteration:
             return
-        line = reader.line_num - (sum(v.count("\n") for v in values) if values else 0)
+        if reader.line_num != line:  # a quoted newline: report the line the record starts on
+            line = reader.line_num - (sum(v.count("\n") for v in values) if values else 0)
         if not values or values == [""]:
             continue
         if len(values) != width:
             raise BadInput(name, line, None, f"has {len(values)} fields, the header has {width}")
-        yield line, {col: (values[i].strip() if i >= 0 else "") for col, i in index}
+        values.append("")
+        yield line, dict(zip(columns, map(str.strip, pick(values)), strict=True))
 
 
 def _jsonl_rows(name: str, text: io.TextIOWrapper, columns: tuple[str, ...]) -> Iterator[tuple[int, Row]]:

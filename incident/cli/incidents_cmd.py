@@ -156,6 +156,12 @@ def show(
     typer.echo(line)
     for change in n["changes"]:
         typer.echo(f"  changed since approval: {change}")
+    dispatch = d["dispatch"]
+    if dispatch["deliveries"]:
+        typer.echo("dispatch:   " + ", ".join(f"{k} {v:,}" for k, v in sorted(dispatch["deliveries"].items()))
+                   + (f" (re-sent after a crash: {dispatch['unknown_resent']})" if dispatch["unknown_resent"] else ""))
+        for channel, outcomes in sorted(dispatch["channels"].items()):
+            typer.echo(f"  {channel:<7} " + ", ".join(f"{k} {v:,}" for k, v in sorted(outcomes.items())))
     typer.echo("timeline:")
     for e in d["timeline"]:
         typer.echo(f"  {e['at'][:19]}  {e['kind']:<8} {e['actor']}: {e['text']}")

@@ -1,0 +1,111 @@
+"""Commands that send notices and prove it: dispatch, letters, deliveries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from incident.cli import state
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dispatch")(dispatch)
+    app.command("letters")(letters)
+    app.command("deliveries")(deliveries)
+
+
+def _progress() -> tuple[Any, Any]:
+    if not sys.stderr.isatty():
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("dispatch"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]:.0f}/s"), TimeRemainingColumn(), transient=True)
+    return bar, bar.add_task("dispatch", total=None, rate=0.0)
+
+
+def dispatch(
+    ctx: typer.Context,
+    incident_id: Annotated[str, typer.Argument(help="Incident id")],
+    dry_run: Annotated[bool, typer.Option(help="Print what would be sent per channel and variant; send nothing")]
+    = False,
+    channel: Annotated[str | None, typer.Option(help="Only send on this channel (email, sms, push)")] = None,
+    workers: Annotated[int, typer.Option(help="Sending threads")] = 8,
+    hold_unknown: Annotated[bool, typer.Option(help="Keep attempts interrupted by a crash for a human decision "
+                                                    "instead of re-sending them once")] = False,
+    release_held: Annotated[bool, typer.Option(help="Re-send the held (unknown) attempts, then dispatch")] = False,
+) -> None:
+    """Send the approved notices: retries, fallback email → SMS → push → letter, resumable after a crash."""
+    from incident import cases
+
+    st = state(ctx)
+    ws = st.ws()
+    if dry_run:
+        plan = cases.dispatch_preview(ws, incident_id, channel)
+        total = 0
+        for ch, variants in sorted(plan.items()):
+            typer.echo(f"{ch}: {sum(variants.values()):,}")
+            for variant, n in sorted(variants.items()):
+                typer.echo(f"  {n:>9,}  {variant}")
+            total += sum(variants.values())
+        typer.echo(f"would send {total:,} messages now (nothing was sent)")
+        return
+    if release_held:
+        typer.echo(f"released {cases.release_held(ws, incident_id, st.who())} held deliveries")
+    import time
+
+    bar, task = _progress()
+    started = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.update(task, completed=done, total=total, rate=done / max(time.monotonic() - started, 1e-6))
+
+    if bar is not None:
+        bar.start()
+    try:
+        report = cases.dispatch(ws, incident_id, st.who(), workers=workers, channel=channel,
+                                hold_unknown=hold_unknown, progress=progress)
+    finally:
+        if bar is not None:
+            bar.stop()
+    if report.recovered_unknown:
+        what = "held for a decision (--release-held to re-send)" if hold_unknown else "re-sent once"
+        typer.echo(f"{report.recovered_unknown} attempts were in flight when a previous run stopped: {what}")
+    typer.echo("attempts: " + (", ".join(f"{k} {v:,}" for k, v in sorted(report.tally.items())) or "none"))
+    typer.echo("deliveries: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report.states.items())))
+    if report.states.get("letter"):
+        typer.echo(f"{report.states['letter']:,} people need a letter: run `incident letters {incident_id}`")
+    if report.notified:
+        typer.echo(f"{incident_id}: every person is notified or settled (status 'notified')")
+
+
+def letters(
+    ctx: typer.Context,
+    incident_id: Annotated[str, typer.Argument(help="Incident id")],
+) -> None:
+    """Write printable letters and a mail-merge CSV for people reached only by post."""
+    from incident import cases
+
+    st = state(ctx)
+    batch = cases.letters(st.ws(), incident_id, st.who())
+    typer.echo(f"wrote {batch.letters:,} letters to {batch.folder}")
+    typer.echo(f"  mail merge: {batch.csv}")
+    typer.echo(f"  print all:  {batch.print_file}")
+
+
+def deliveries(
+    ctx: typer.Context,
+    incident_id: Annotated[str, typer.Argument(help="Incident id")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    output: Annotated[Path | None, typer.Option(help="Write to this file (owner-only) instead of stdout")] = None,
+) -> None:
+    """Export the proof of delivery: every attempt with channel, masked address, times, outcome and reason."""
+    from incident.cases import export_deliveries
+
+    n = export_deliveries(state(ctx).ws(), incident_id, fmt, output, sys.stdout)
+    if output is not None:
+        typer.echo(f"wrote {n:,} attempts to {output}", err=True)

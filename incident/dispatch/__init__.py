@@ -1,0 +1,1 @@
+"""Dispatch: approved notices through apprise, with retries, fallback, crash-safe resume and proof."""

@@ -1,0 +1,58 @@
+"""Channel settings from incident.toml: apprise URL template, rate, concurrency, retries, backoff."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from incident.config import Workspace
+from incident.errors import IncidentError
+
+PLACEHOLDERS = {"email": "{email}", "sms": "{phone}", "push": "{push_token}"}
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    name: str
+    url: str
+    rate: float  # messages per second, 0 = unlimited
+    concurrency: int
+    retries: int  # attempts on this channel before falling back
+    backoff: float  # seconds before the first retry; doubles each time
+    backoff_max: float
+
+
+def channel_configs(ws: Workspace) -> dict[str, ChannelConfig]:
+    """Read and check [channels.*] from incident.toml."""
+    raw: dict[str, Any] = ws.config.get("channels", {})
+    out = {}
+    for name, entry in raw.items():
+        if name not in PLACEHOLDERS:
+            raise IncidentError(f"incident.toml: [channels.{name}]: unknown channel (use email, sms, push)")
+        url = str(entry.get("url", ""))
+        if "://" not in url:
+            raise IncidentError(f"incident.toml: [channels.{name}] url: not an apprise URL")
+        if PLACEHOLDERS[name] not in url:
+            raise IncidentError(f"incident.toml: [channels.{name}] url: must contain {PLACEHOLDERS[name]}")
+        try:
+            out[name] = ChannelConfig(
+                name=name, url=url, rate=float(entry.get("rate", 0)), concurrency=int(entry.get("concurrency", 4)),
+                retries=int(entry.get("retries", 3)), backoff=float(entry.get("backoff", 2.0)),
+                backoff_max=float(entry.get("backoff_max", 300.0)))
+        except (TypeError, ValueError) as exc:
+            raise IncidentError(f"incident.toml: [channels.{name}]: {exc}") from None
+        if out[name].retries < 1 or out[name].concurrency < 1:
+            raise IncidentError(f"incident.toml: [channels.{name}]: retries and concurrency must be at least 1")
+    return out
+
+
+def next_attempt_at(now: datetime, cfg: ChannelConfig, tries: int, retry_after: float | None,
+                    rng: random.Random | None = None) -> datetime:
+    """When to retry: Retry-After when the provider gave one, else exponential backoff with ±50% jitter."""
+    if retry_after is not None:
+        return now + timedelta(seconds=retry_after)
+    base = min(cfg.backoff * (2 ** max(0, tries - 1)), cfg.backoff_max)
+    jitter = (rng or random).uniform(0.5, 1.5)
+    return now + timedelta(seconds=base * jitter)
