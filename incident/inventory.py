@@ -129,8 +129,8 @@ def normalise_phone(value: str, region: str | None) -> str:
         parsed = phonenumbers.parse(value, country)
     except phonenumbers.NumberParseException:
         raise ValueError("not a phone number") from None
-    if not phonenumbers.is_possible_number(parsed):
-        raise ValueError("not a possible phone number")
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError("not a valid phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

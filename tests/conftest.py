@@ -1,0 +1,65 @@
+"""Fixtures: a workspace made by `incident init`, the hand-written inventory, and incidents opened on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import WorkspaceDir, open_incident
+from typer.testing import CliRunner
+
+from incident.cli import app
+
+
+@pytest.fixture(autouse=True)
+def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees the developer's INCIDENT_* variables; every test's database is closed after it."""
+    for name in ("INCIDENT_HOME", "INCIDENT_DATABASE_URL", "INCIDENT_ACTOR"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    from incident import db
+
+    # Engines are cached per URL for the life of a CLI process; a test session makes hundreds of them, so
+    # close each test's connections (the cache is private to incident.db: skip quietly if it changes shape).
+    cached, checked = getattr(db, "_engine", None), getattr(db, "_checked", None)
+    if hasattr(cached, "cache_clear") and isinstance(checked, set):
+        for url in list(checked):
+            cached(url).dispose()
+        cached.cache_clear()
+        checked.clear()
+
+
+def init_workspace(root: Path) -> WorkspaceDir:
+    """Run `incident init ROOT` and return the new workspace."""
+    result = CliRunner().invoke(app, ["--actor", "responder@test", "init", str(root)])
+    assert result.exit_code == 0, result.output
+    return WorkspaceDir(root.resolve())
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> WorkspaceDir:
+    """A fresh workspace with an empty inventory."""
+    return init_workspace(tmp_path / "ws")
+
+
+@pytest.fixture
+def inventory_with_backups(workspace: WorkspaceDir) -> WorkspaceDir:
+    """The hand-written inventory: adults in CN, DE, US-CA and US-TX, two children (one unreachable), a
+    cancelled account still in the backup, a partner holding, a postal-only person and one with no contact."""
+    workspace.import_inventory()
+    return workspace
+
+
+@pytest.fixture
+def opened_incident(inventory_with_backups: WorkspaceDir):
+    """An exfiltration of member-db, the backup and the payment partner, discovered on 2026-03-10."""
+    return open_incident(inventory_with_backups, "--where", "数据库审计告警, Fuzhou DC",
+                         "--discovered-by", "SOC on-call", "--connected", "订单系统未受影响", "--police")
+
+
+@pytest.fixture
+def assessed_incident(opened_incident):
+    """The same incident after `incident assess`."""
+    opened_incident.ws.ok("assess", opened_incident.id)
+    return opened_incident
