@@ -162,14 +162,23 @@ def show_notice(ws: Workspace, incident_id: str, person_id: str, channel: str | 
 
 
 def dispatch(ws: Workspace, incident_id: str, actor: str, *, workers: int, channel: str | None,
-             hold_unknown: bool, progress: Any = None) -> Any:
+             hold_unknown: bool, progress: Any = None, enqueue_only: bool = False) -> Any:
     """Send the approved notices (resumes where the last run stopped)."""
     from incident.dispatch.engine import run_dispatch
 
     if channel is not None and channel not in ("email", "sms", "push"):
         raise IncidentError("--channel: use email, sms or push (letters: `incident letters`)")
     return run_dispatch(ws, incident_id, actor, workers=workers, only=channel, hold_unknown=hold_unknown,
-                        progress=progress)
+                        progress=progress, enqueue_only=enqueue_only)
+
+
+def work(ws: Workspace, actor: str, *, incident_id: str | None, workers: int, hold_unknown: bool,
+         follow: bool) -> Any:
+    """Serve notifying incidents as one of many dispatch workers."""
+    from incident.dispatch.engine import run_worker
+
+    return run_worker(ws, actor, incident_id=incident_id, workers=workers, hold_unknown=hold_unknown,
+                      follow=follow)
 
 
 def dispatch_preview(ws: Workspace, incident_id: str, channel: str | None) -> dict[str, dict[str, int]]:

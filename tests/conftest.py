@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import WorkspaceDir, open_incident
@@ -12,11 +15,43 @@ from typer.testing import CliRunner
 from incident.cli import app
 
 
+BACKEND = os.environ.get("INCIDENT_TEST_BACKEND", "sqlite")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"incident test backend: {BACKEND}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the PostgreSQL pass, tests about the embedded SQLite file itself are skipped, with the reason."""
+    if BACKEND != "postgresql":
+        return
+    for item in items:
+        if item.get_closest_marker("sqlite_only"):
+            item.add_marker(pytest.mark.skip(reason="about the embedded SQLite file; not a PostgreSQL behaviour"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL on 127.0.0.1 started from the machine's binaries for the whole session."""
+    from incident.pgtemp import start_temp_postgres
+
+    server = start_temp_postgres()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
-def hermetic_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test sees the developer's INCIDENT_* variables; every test's database is closed after it."""
+def hermetic_environment(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[None]:
+    """No test sees the developer's INCIDENT_* variables; every test's database is closed after it.
+
+    In the PostgreSQL pass (INCIDENT_TEST_BACKEND=postgresql) every test gets a fresh database through
+    INCIDENT_DATABASE_URL, so the same tests run unchanged against both backends."""
     for name in ("INCIDENT_HOME", "INCIDENT_DATABASE_URL", "INCIDENT_ACTOR"):
         monkeypatch.delenv(name, raising=False)
+    if BACKEND == "postgresql" and not request.node.get_closest_marker("sqlite_only"):
+        server = request.getfixturevalue("postgres_server")
+        monkeypatch.setenv("INCIDENT_DATABASE_URL", server.create_database(f"t_{uuid.uuid4().hex[:16]}"))
     yield
     from incident import db
 

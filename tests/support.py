@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import typer.testing
 from typer.testing import CliRunner, Result
 
 from incident.cli import app
+from rawdb import connect
 
 # typer rebuilds the whole click command tree on every CliRunner.invoke (~30 ms, most of a test's time); a
 # real process builds it once. Build it once here too: the tree is the same object the command line runs.
@@ -149,7 +149,7 @@ class WorkspaceDir:
 
     def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Read the database directly, as an auditor with sqlite3 would."""
-        with sqlite3.connect(self.db) as conn:
+        with connect(self.root) as conn:
             return conn.execute(query, params).fetchall()
 
     def tables(self) -> dict[str, list[tuple[Any, ...]]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import sqlite3
 from collections.abc import Callable
 
 import pytest
@@ -13,6 +12,7 @@ from typer.testing import CliRunner
 from incident.audit import link_hash
 from incident.cli import app
 from incident.clock import parse_when
+from rawdb import Raw, as_text_time, connect
 
 
 def chain(ws: WorkspaceDir, name: str) -> list[tuple[int, str, str]]:
@@ -86,18 +86,18 @@ def test_verify_without_an_id_checks_every_chain(audited_incident: OpenedInciden
     assert f"{audited_incident.id}: ok, 5 entries" in out
 
 
-def tamper(sql: str, *params: object) -> Callable[[sqlite3.Connection, str], None]:
-    def run(conn: sqlite3.Connection, chain_name: str) -> None:
+def tamper(sql: str, *params: object) -> Callable[[Raw, str], None]:
+    def run(conn: Raw, chain_name: str) -> None:
         conn.execute(sql, (*params, chain_name))
     return run
 
 
-def swap_seq_2_and_3(conn: sqlite3.Connection, chain_name: str) -> None:
+def swap_seq_2_and_3(conn: Raw, chain_name: str) -> None:
     for old, new in ((2, -1), (3, 2), (-1, 3)):
         conn.execute("UPDATE audit_entry SET seq = ? WHERE seq = ? AND chain = ?", (new, old, chain_name))
 
 
-def forge_row_into_the_middle(conn: sqlite3.Connection, chain_name: str) -> None:
+def forge_row_into_the_middle(conn: Raw, chain_name: str) -> None:
     """Shift seq 3.. up and slip a made-up entry in at seq 3, linked to seq 2 but with a guessed hash."""
     for seq in (5, 4, 3):
         conn.execute("UPDATE audit_entry SET seq = seq + 1 WHERE seq = ? AND chain = ?", (seq, chain_name))
@@ -106,10 +106,10 @@ def forge_row_into_the_middle(conn: sqlite3.Connection, chain_name: str) -> None
                  "VALUES (?, 3, ?, 'mallory', 'logged', '{}', ?, ?)", (chain_name, at, prev, "f" * 64))
 
 
-def forge_a_valid_link_at_the_end(conn: sqlite3.Connection, chain_name: str) -> None:
+def forge_a_valid_link_at_the_end(conn: Raw, chain_name: str) -> None:
     """Append an entry whose hash is computed correctly from the last one (the forger knows the algorithm)."""
     at, prev = conn.execute("SELECT at, hash FROM audit_entry WHERE seq = 5 AND chain = ?", (chain_name,)).fetchone()
-    digest = link_hash(chain_name, 6, parse_when(at), "mallory", "settled", "{}", prev)
+    digest = link_hash(chain_name, 6, parse_when(as_text_time(at)), "mallory", "settled", "{}", prev)
     conn.execute("INSERT INTO audit_entry (chain, seq, at, actor, action, payload, prev_hash, hash) "
                  "VALUES (?, 6, ?, 'mallory', 'settled', '{}', ?, ?)", (chain_name, at, prev, digest))
 
@@ -137,11 +137,11 @@ TAMPERING = {
 
 @pytest.mark.parametrize(("tampering", "first_bad", "problem"), list(TAMPERING.values()), ids=list(TAMPERING))
 def test_tampering_is_caught_at_the_first_bad_seq(audited_incident: OpenedIncident,
-                                                  tampering: Callable[[sqlite3.Connection, str], None],
+                                                  tampering: Callable[[Raw, str], None],
                                                   first_bad: int, problem: str) -> None:
     """Given an intact chain of five entries, when someone with database access changes it behind the tool's
     back, then `audit verify` exits non-zero naming the first bad seq and why."""
-    with sqlite3.connect(audited_incident.ws.db) as conn:
+    with connect(audited_incident.ws.root) as conn:
         tampering(conn, audited_incident.id)
 
     result = audited_incident.ws.run("audit", "verify", audited_incident.id)
@@ -155,7 +155,7 @@ def test_tampering_with_one_incident_leaves_the_others_verified(audited_incident
     """Given two incidents, when one chain is edited, then a bare verify fails on that one only."""
     ws = audited_incident.ws
     other = open_incident(ws).id
-    with sqlite3.connect(ws.db) as conn:
+    with connect(ws.root) as conn:
         conn.execute("UPDATE audit_entry SET payload = '{}' WHERE seq = 1 AND chain = ?", (audited_incident.id,))
 
     result = ws.run("audit", "verify")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import sqlite3
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from incident.config import find_workspace
 from incident.db import unit_of_work
 from incident.errors import IllegalTransition
 from incident.incidents import LEGAL, Status, get, transition
+from rawdb import connect
 
 
 def test_open_prints_a_yearly_numbered_id(inventory_with_backups: WorkspaceDir) -> None:
@@ -166,8 +167,19 @@ def shared_incident(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
     from conftest import init_workspace
 
     ws = init_workspace(tmp_path_factory.mktemp("states") / "ws")
+    url = os.environ.get("INCIDENT_DATABASE_URL")
+    if url:  # PostgreSQL pass: pin this module's database in the workspace, past the per-test override
+        config = ws.root / "incident.toml"
+        config.write_text(config.read_text().replace('url = "sqlite:///incident.db"', f'url = "{url}"'))
     ws.import_inventory()
     return ws.root, open_incident(ws).id
+
+
+@pytest.fixture
+def shared_database(shared_incident: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """The shared incident, reached through its own workspace's database setting."""
+    monkeypatch.delenv("INCIDENT_DATABASE_URL", raising=False)
+    return shared_incident
 
 
 def test_every_status_has_a_rule() -> None:
@@ -191,11 +203,11 @@ def test_the_forward_path_is_legal_and_shortcuts_are_not() -> None:
 
 
 @pytest.mark.parametrize(("current", "target"), ILLEGAL, ids=[f"{a}->{b}" for a, b in ILLEGAL])
-def test_every_illegal_move_is_refused_naming_both_states(shared_incident: tuple[Path, str], current: Status,
+def test_every_illegal_move_is_refused_naming_both_states(shared_database: tuple[Path, str], current: Status,
                                                           target: Status) -> None:
     """Given an incident in `current`, when something moves it to a status LEGAL does not allow, then the move
     is refused and the message names both states."""
-    root, incident_id = shared_incident
+    root, incident_id = shared_database
     with pytest.raises(Undo), unit_of_work(find_workspace(root)) as session:
         incident = get(session, incident_id)
         incident.status = current.value
@@ -208,13 +220,13 @@ def test_every_illegal_move_is_refused_naming_both_states(shared_incident: tuple
 
 
 @pytest.mark.parametrize(("current", "target"), ALLOWED, ids=[f"{a}->{b}" for a, b in ALLOWED])
-def test_every_legal_move_is_made_and_audited(shared_incident: tuple[Path, str], current: Status, target: Status
+def test_every_legal_move_is_made_and_audited(shared_database: tuple[Path, str], current: Status, target: Status
                                               ) -> None:
     """Given an incident in `current`, when it moves to a status LEGAL allows, then it is there and the audit
     chain records the move from and to."""
     from incident import audit
 
-    root, incident_id = shared_incident
+    root, incident_id = shared_database
     with pytest.raises(Undo), unit_of_work(find_workspace(root)) as session:
         incident = get(session, incident_id)
         incident.status = current.value
@@ -229,7 +241,7 @@ def test_every_legal_move_is_made_and_audited(shared_incident: tuple[Path, str],
 def test_close_is_refused_while_notices_are_in_flight(opened_incident: OpenedIncident, status: str) -> None:
     """Given an incident whose notices are rendered, approved or being sent, when the responder closes it, then
     the refusal names both states and the incident stays where it was."""
-    with sqlite3.connect(opened_incident.ws.db) as conn:
+    with connect(opened_incident.ws.root) as conn:
         conn.execute("UPDATE incident SET status = ? WHERE id = ?", (status, opened_incident.id))
 
     opened_incident.ws.refuse("close", opened_incident.id,

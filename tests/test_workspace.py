@@ -22,6 +22,7 @@ def incident(*args: str):
     return CliRunner().invoke(app, ["--actor", "responder@test", *args])
 
 
+@pytest.mark.sqlite_only
 def test_init_writes_the_policy_organisation_and_a_database(tmp_path: Path) -> None:
     """Given an empty folder, when the responder runs `incident init DIR`, then incident.toml carries the
     operator, platform and officer contacts from the privacy policy, and the database has the schema."""
@@ -40,6 +41,7 @@ def test_init_writes_the_policy_organisation_and_a_database(tmp_path: Path) -> N
     assert {"person", "holding", "system", "incident", "audit_entry", "schema_meta"} <= tables
 
 
+@pytest.mark.sqlite_only
 def test_the_database_and_workspace_are_private_to_their_owner(workspace: WorkspaceDir) -> None:
     """Given a new workspace, then the database holding personal data is mode 0600 and the folder 0700."""
     assert stat.S_IMODE(workspace.db.stat().st_mode) == 0o600
@@ -87,6 +89,7 @@ def test_workspace_found_from_the_current_directory(inventory_with_backups: Work
     assert '"people": 13' in result.stdout
 
 
+@pytest.mark.sqlite_only
 def test_database_url_from_the_environment_overrides_the_config(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Given INCIDENT_DATABASE_URL points at another SQLite file, when init runs, then that file gets the tables

@@ -14,6 +14,7 @@ from incident.cli import state
 def register(app: typer.Typer) -> None:
     app.command("dispatch")(dispatch)
     app.command("letters")(letters)
+    app.command("worker")(worker)
     app.command("deliveries")(deliveries)
 
 
@@ -37,6 +38,8 @@ def dispatch(
     hold_unknown: Annotated[bool, typer.Option(help="Keep attempts interrupted by a crash for a human decision "
                                                     "instead of re-sending them once")] = False,
     release_held: Annotated[bool, typer.Option(help="Re-send the held (unknown) attempts, then dispatch")] = False,
+    enqueue_only: Annotated[bool, typer.Option(help="Plan the deliveries and start notifying, but leave the "
+                                                    "sending to `incident worker` processes")] = False,
 ) -> None:
     """Send the approved notices: retries, fallback email → SMS → push → letter, resumable after a crash."""
     from incident import cases
@@ -68,7 +71,7 @@ def dispatch(
         bar.start()
     try:
         report = cases.dispatch(ws, incident_id, st.who(), workers=workers, channel=channel,
-                                hold_unknown=hold_unknown, progress=progress)
+                                hold_unknown=hold_unknown, progress=progress, enqueue_only=enqueue_only)
     finally:
         if bar is not None:
             bar.stop()
@@ -109,3 +112,27 @@ def deliveries(
     n = export_deliveries(state(ctx).ws(), incident_id, fmt, output, sys.stdout)
     if output is not None:
         typer.echo(f"wrote {n:,} attempts to {output}", err=True)
+
+
+def worker(
+    ctx: typer.Context,
+    incident_id: Annotated[str | None, typer.Option("--incident", help="Serve only this incident")] = None,
+    workers: Annotated[int, typer.Option(help="Sending threads in this process")] = 8,
+    follow: Annotated[bool, typer.Option(help="Keep polling for work instead of exiting when none is left")]
+    = False,
+    hold_unknown: Annotated[bool, typer.Option(help="Hold attempts taken over from a dead worker instead of "
+                                                    "re-sending them once")] = False,
+) -> None:
+    """Send pending notices of notifying incidents; run on any number of hosts sharing one database."""
+    from incident import cases
+
+    st = state(ctx)
+    reports = cases.work(st.ws(), st.who(), incident_id=incident_id, workers=workers, hold_unknown=hold_unknown,
+                         follow=follow)
+    for iid, report in reports.items():
+        tally = ", ".join(f"{k} {v:,}" for k, v in sorted(report.tally.items())) or "nothing to send"
+        typer.echo(f"{iid}: {tally}")
+        if report.recovered_unknown:
+            typer.echo(f"  took over {report.recovered_unknown} attempts left in flight by a stopped worker")
+    if not reports:
+        typer.echo("no incident is notifying")

@@ -64,9 +64,10 @@ def plan(session: Session, incident: incidents.Incident, allowed: list[str]) -> 
     if conn.execute(text("SELECT COUNT(*) FROM delivery WHERE incident_id = :i"), {"i": incident.id}).scalar_one():
         return 0
     now = clock.now()
-    rows = conn.execution_options(stream_results=True, yield_per=5000).execute(text(
+    rows = conn.execute(text(
         "SELECT a.person_id, n.channel FROM affected a LEFT JOIN notice n ON n.incident_id = a.incident_id "
-        "AND n.person_id = a.person_id WHERE a.incident_id = :i ORDER BY a.person_id, n.id"), {"i": incident.id})
+        "AND n.person_id = a.person_id WHERE a.incident_id = :i ORDER BY a.person_id, n.id"), {"i": incident.id},
+        execution_options={"stream_results": True, "yield_per": 5000})
     mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
     insert = (f"INSERT INTO delivery (incident_id, person_id, channels, has_letter, position, tries, state, next_at, "
               f"unknown_resends) VALUES ({', '.join([mark] * 9)})")
@@ -267,20 +268,44 @@ def settle(session: Session, incident_id: str, results: list[tuple[Work, transpo
 
 
 class RateLimiter:
-    """A token bucket per channel (messages per second), shared by this process's threads."""
+    """Messages per second for one channel, shared by every thread, process and host through the database.
 
-    def __init__(self, rate: float) -> None:
-        self.rate, self.lock, self.next = rate, threading.Lock(), time.monotonic()
+    Each reservation takes the channel's next free send time and pushes it on (GCRA): over any window W
+    at most rate×W + 1 messages go out, however many workers share the budget.
+    """
+
+    def __init__(self, ws: Workspace, channel: str, rate: float) -> None:
+        self.ws, self.channel, self.rate = ws, channel, rate
+        self.lock = threading.Lock()
+        self.slots: list[float] = []
+
+    def _reserve(self, count: int) -> list[float]:
+        from incident.db import engine_for
+
+        engine = engine_for(self.ws)
+        greatest = "max" if engine.dialect.name == "sqlite" else "GREATEST"
+        now = time.time()
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO rate_budget (channel, next_free) VALUES (:c, :now) ON CONFLICT (channel) DO NOTHING"),
+                {"c": self.channel, "now": now})
+            end = conn.execute(text(
+                f"UPDATE rate_budget SET next_free = {greatest}(next_free, :now) + :span WHERE channel = :c "
+                "RETURNING next_free"), {"c": self.channel, "now": now, "span": count / self.rate}).scalar_one()
+        start = float(end) - count / self.rate
+        return [start + i / self.rate for i in range(count)]
 
     def wait(self) -> None:
         if self.rate <= 0:
             return
         with self.lock:
-            now = time.monotonic()
-            slot = max(now, self.next)
-            self.next = slot + 1.0 / self.rate
-        if slot > now:
-            time.sleep(slot - now)
+            if not self.slots:
+                # Reserve a tenth of a second's worth at a time: few database round trips, little waste.
+                self.slots = self._reserve(max(1, int(self.rate / 10)))
+            slot = self.slots.pop(0)
+        delay = slot - time.time()
+        if delay > 0:
+            time.sleep(delay)
 
 
 @dataclass
@@ -299,12 +324,13 @@ def counts_by_state(session: Session, incident_id: str) -> dict[str, int]:
         "SELECT state, COUNT(*) FROM delivery WHERE incident_id = :i GROUP BY state"), {"i": incident_id})}
 
 
-def _start(ws: Workspace, incident_id: str, actor: str, hold_unknown: bool, report: DispatchReport) -> list[str]:
+def _start(ws: Workspace, incident_id: str, actor: str, hold_unknown: bool, report: DispatchReport) -> None:
     with unit_of_work(ws) as session:
         incident = incidents.get(session, incident_id, for_update=True)
+        # The approval first: a re-assessment also steps the status back, and the refusal must name the change.
+        require_current_approval(session, ws, incident)
         if Status(incident.status) not in (Status.APPROVED, Status.NOTIFYING, Status.NOTIFIED):
             raise IncidentError(f"{incident_id} is '{incident.status}': dispatch needs approved notices")
-        require_current_approval(session, ws, incident)
         from incident import catalog
 
         book = catalog.playbook(incident.playbook, ws.root)
@@ -316,7 +342,6 @@ def _start(ws: Workspace, incident_id: str, actor: str, hold_unknown: bool, repo
         if report.planned:
             audit.record(session, incident_id, audit.Event("dispatch-planned", {"deliveries": report.planned}),
                          actor)
-        return allowed
 
 
 def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport) -> None:
@@ -333,37 +358,48 @@ def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport)
             "tally": dict(report.tally), "states": states, "recovered_unknown": report.recovered_unknown}), actor)
 
 
-def run_dispatch(ws: Workspace, incident_id: str, actor: str, *, workers: int = 8, only: str | None = None,
-                 hold_unknown: bool = False, progress: Callable[[int, int], None] | None = None,
-                 stop_after: int | None = None) -> DispatchReport:
-    """Send every approved notice that is not yet settled; safe to re-run and to run twice at once."""
-    report = DispatchReport()
-    configs = channel_configs(ws)
-    _start(ws, incident_id, actor, hold_unknown, report)
-    for name in ("email", "sms", "push"):
-        if name not in configs and (only is None or only == name):
-            configs.setdefault(name, ChannelConfig(name, "", 0, 1, 1, 0, 0))
-    transports.OUTBOX_ROOT["root"] = ws.path("outbox", incident_id)
-    owner = owner_id()
-    limiters = {name: RateLimiter(cfg.rate) for name, cfg in configs.items()}
-    slots = {name: threading.Semaphore(max(1, cfg.concurrency)) for name, cfg in configs.items()}
-    with unit_of_work(ws, write=False) as session:
-        total = session.connection().execute(text(
-            "SELECT COUNT(*) FROM delivery WHERE incident_id = :i AND state = 'pending'"),
-            {"i": incident_id}).scalar_one()
-    done = 0
+@dataclass
+class Sender:
+    """One process's sending machinery: channel settings, shared rate budgets, per-channel concurrency."""
 
-    def task(item: Work) -> transports.Outcome:
-        cfg = configs[item.channel]
-        if not cfg.url:
+    ws: Workspace
+    configs: dict[str, ChannelConfig]
+    limiters: dict[str, RateLimiter]
+    slots: dict[str, threading.Semaphore]
+    owner: str
+
+    def task(self, item: Work) -> transports.Outcome:
+        cfg = self.configs.get(item.channel)
+        if cfg is None or not cfg.url:
             return transports.Outcome(transports.PERMANENT, f"no [channels.{item.channel}] in incident.toml")
-        with slots[item.channel]:
-            limiters[item.channel].wait()
+        with self.slots[item.channel]:
+            self.limiters[item.channel].wait()
             try:
                 return send_work(item, cfg)
             except Exception as exc:  # a transport bug must not lose the recipient: it is retried
                 return transports.Outcome(transports.TRANSIENT, f"internal error: {type(exc).__name__}")
 
+
+def make_sender(ws: Workspace) -> Sender:
+    """Build the sender for this process from incident.toml."""
+    global LEASE
+    configs = channel_configs(ws)
+    LEASE = timedelta(seconds=float(ws.config.get("dispatch", {}).get("lease_seconds", LEASE.total_seconds())))
+    return Sender(ws, configs, {n: RateLimiter(ws, n, c.rate) for n, c in configs.items()},
+                  {n: threading.Semaphore(max(1, c.concurrency)) for n, c in configs.items()}, owner_id())
+
+
+def pump(sender: Sender, incident_id: str, actor: str, *, workers: int, only: str | None, hold_unknown: bool,
+         report: DispatchReport, progress: Callable[[int, int], None] | None = None,
+         stop_after: int | None = None, follow: bool = False) -> None:
+    """Claim, send and settle until nothing of this incident is pending (taking over dead workers' attempts)."""
+    ws = sender.ws
+    transports.OUTBOX_ROOT["root"] = ws.path("outbox", incident_id)
+    with unit_of_work(ws, write=False) as session:
+        total = session.connection().execute(text(
+            "SELECT COUNT(*) FROM delivery WHERE incident_id = :i AND state = 'pending'"),
+            {"i": incident_id}).scalar_one()
+    done = 0
     inflight: dict[Future[transports.Outcome], Work] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="dispatch") as pool:
         while True:
@@ -371,17 +407,20 @@ def run_dispatch(ws: Workspace, incident_id: str, actor: str, *, workers: int = 
             room = workers * 4 - len(inflight) if len(inflight) <= workers else 0
             if stop_after is not None:
                 room = min(room, stop_after - done - len(inflight))
-            claimed: list[Work] = []
             if room > 0:
                 with unit_of_work(ws) as session:
-                    claimed = claim(session, incident_id, owner, room, only)
+                    claimed = claim(session, incident_id, sender.owner, room, only)
                 for item in claimed:
-                    inflight[pool.submit(task, item)] = item
+                    inflight[pool.submit(sender.task, item)] = item
             if not inflight:
-                wait_for = _next_due(ws, incident_id, only)
-                if wait_for is None:
+                if stop_after is not None and done >= stop_after:
                     break
-                time.sleep(min(max(wait_for, 0.0), 1.0))
+                with unit_of_work(ws) as session:
+                    report.recovered_unknown += recover(session, incident_id, hold_unknown, actor)
+                wait_for = _next_due(ws, incident_id, only)
+                if wait_for is None and not follow:
+                    break
+                time.sleep(min(max(wait_for if wait_for is not None else 1.0, 0.0), 1.0))
                 continue
             finished, _ = wait(list(inflight), timeout=0.5, return_when=FIRST_COMPLETED)
             if len(finished) < min(len(inflight), workers):
@@ -390,15 +429,63 @@ def run_dispatch(ws: Workspace, incident_id: str, actor: str, *, workers: int = 
             results = [(inflight.pop(f), f.result()) for f in finished]
             if results:
                 with unit_of_work(ws) as session:
-                    for key, n in settle(session, incident_id, results, configs).items():
+                    for key, n in settle(session, incident_id, results, sender.configs).items():
                         report.tally[key] += n
                 done += len(results)
                 if progress is not None:
                     progress(done, total)
-            if stop_after is not None and done >= stop_after and not inflight:
-                break
+
+
+def run_dispatch(ws: Workspace, incident_id: str, actor: str, *, workers: int = 8, only: str | None = None,
+                 hold_unknown: bool = False, progress: Callable[[int, int], None] | None = None,
+                 stop_after: int | None = None, enqueue_only: bool = False) -> DispatchReport:
+    """Send every approved notice that is not yet settled; safe to re-run and to run twice at once."""
+    report = DispatchReport()
+    sender = make_sender(ws)
+    _start(ws, incident_id, actor, hold_unknown, report)
+    if not enqueue_only:
+        pump(sender, incident_id, actor, workers=workers, only=only, hold_unknown=hold_unknown, report=report,
+             progress=progress, stop_after=stop_after)
     _finish(ws, incident_id, actor, report)
     return report
+
+
+def notifying_incidents(ws: Workspace) -> list[str]:
+    """Incidents whose notices are being sent (what `incident worker` serves)."""
+    with unit_of_work(ws, write=False) as session:
+        return [i.id for i in incidents.list_incidents(session) if i.status == Status.NOTIFYING]
+
+
+def run_worker(ws: Workspace, actor: str, *, incident_id: str | None = None, workers: int = 8,
+               hold_unknown: bool = False, follow: bool = False, poll: float = 2.0,
+               stop: threading.Event | None = None) -> dict[str, DispatchReport]:
+    """Serve every notifying incident (or one) until nothing is left; with follow, keep polling."""
+    sender = make_sender(ws)
+    reports: dict[str, DispatchReport] = {}
+    checked: set[str] = set()
+    while stop is None or not stop.is_set():
+        ids = [incident_id] if incident_id else notifying_incidents(ws)
+        worked = False
+        for iid in ids:
+            if iid not in checked:
+                with unit_of_work(ws, write=False) as session:
+                    incident = incidents.get(session, iid)
+                    if Status(incident.status) != Status.NOTIFYING:
+                        raise IncidentError(f"{iid} is '{incident.status}': start it with `incident dispatch {iid}`")
+                    require_current_approval(session, ws, incident)
+                checked.add(iid)
+            report = reports.setdefault(iid, DispatchReport())
+            before = sum(report.tally.values())
+            pump(sender, iid, actor, workers=workers, only=None, hold_unknown=hold_unknown, report=report)
+            progressed = sum(report.tally.values()) > before
+            worked = worked or progressed
+            if progressed or not follow:
+                _finish(ws, iid, actor, report)
+        if not follow:
+            break
+        if not worked:
+            time.sleep(poll)
+    return reports
 
 
 def _next_due(ws: Workspace, incident_id: str, only: str | None) -> float | None:
@@ -446,9 +533,9 @@ def dry_run(ws: Workspace, incident_id: str, only: str | None) -> dict[str, dict
         else:
             # Nothing planned yet: each person's first channel in fallback order, streamed in person order.
             current, best = None, (99, "", "")
-            result = session.connection().execution_options(stream_results=True, yield_per=5000).execute(text(
+            result = session.connection().execute(text(
                 "SELECT person_id, channel, variant FROM notice WHERE incident_id = :i ORDER BY person_id"),
-                {"i": incident_id})
+                {"i": incident_id}, execution_options={"stream_results": True, "yield_per": 5000})
             for person, channel, variant in itertools.chain(result, [(None, "", "")]):
                 if person != current:
                     if current is not None and best[1] and (only is None or only == best[1]):

@@ -48,3 +48,11 @@ class Attempt(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text))
     provider: str | None = Field(default=None, sa_column=Column(Text))
     worker: str
+
+
+class RateBudget(SQLModel, table=True):
+    """The next free send time of a channel (epoch seconds), shared by every worker: the global rate limit."""
+
+    __tablename__ = "rate_budget"
+    channel: str = Field(primary_key=True)
+    next_free: float

@@ -17,10 +17,10 @@ FIELDS = ("attempt", "person_id", "channel", "address", "started", "finished", "
 
 def export_attempts(session: Session, incident_id: str, fmt: str, out: TextIO) -> int:
     """Stream every attempt (masked addresses only) as CSV or JSON Lines."""
-    rows = session.connection().execution_options(stream_results=True, yield_per=5000).execute(text(
+    rows = session.connection().execute(text(
         "SELECT t.id, t.person_id, t.channel, t.address, t.started, t.finished, t.outcome, t.reason, t.provider, "
         "n.sha256, t.worker FROM attempt t LEFT JOIN notice n ON n.id = t.notice_id WHERE t.incident_id = :i "
-        "ORDER BY t.id"), {"i": incident_id})
+        "ORDER BY t.id"), {"i": incident_id}, execution_options={"stream_results": True, "yield_per": 5000})
     writer = csv.writer(out) if fmt == "csv" else None
     if writer is not None:
         writer.writerow(FIELDS)

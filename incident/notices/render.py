@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from markupsafe import escape
 from sqlalchemy import text
 from sqlmodel import Session
 
@@ -87,10 +88,15 @@ def _init_worker(workspace: str | None, static: dict[str, Any], today: dict[str,
 
 
 def _data_texts(static: dict[str, Any]) -> list[str]:
+    """Responder text as it can appear in a notice (as written, and HTML-escaped), for the placeholder lint."""
     texts = list(static["actions"])
     for loc in static["locales"].values():
         texts += [loc["incident"]["summary"], loc["incident"]["cause"], loc["incident"]["title"]]
-    return sorted({t for t in texts if t}, key=len, reverse=True)
+    forms: set[str] = set()
+    for t in texts:
+        if t:
+            forms |= {t, str(escape(t))} | {str(escape(line.strip())) for line in t.splitlines() if line.strip()}
+    return sorted(forms, key=len, reverse=True)
 
 
 def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
@@ -129,9 +135,9 @@ AFFECTED_COLUMNS = ("person_id", "audience", "subject_name", "to_name", "to_emai
 
 def affected_dicts(session: Session, incident_id: str) -> Iterator[dict[str, Any]]:
     """Stream the snapshot as plain dicts, in person order, without ORM objects."""
-    result = session.connection().execution_options(stream_results=True, yield_per=BATCH).execute(
+    result = session.connection().execute(
         text(f"SELECT {', '.join(AFFECTED_COLUMNS)} FROM affected WHERE incident_id = :iid ORDER BY person_id"),
-        {"iid": incident_id})
+        {"iid": incident_id}, execution_options={"stream_results": True, "yield_per": BATCH})
     for row in result:
         yield dict(zip(AFFECTED_COLUMNS, row, strict=True))
 

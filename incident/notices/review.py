@@ -108,9 +108,16 @@ class Bundle:
         self.folder.mkdir(parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
         path = self.folder / "manifest.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yield ManifestWriter(fh, path)
+        part = path.with_name("manifest.json.part")
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                yield ManifestWriter(fh, part)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        # Swap in only a whole manifest: a failed render must not break the one an approval is bound to.
+        os.replace(part, path)
 
     def write_index(self, session: Session, static: dict[str, Any], today: dict[str, str],
                     variants: dict[str, int], examples: dict[str, dict[str, Any]], lint_summary: dict[str, Any],
@@ -189,9 +196,9 @@ def changes_since(session: Session, ws: Workspace, incident: incidents.Incident,
 def notices_digest(session: Session, incident_id: str) -> str:
     """Recompute the manifest's notices digest from the stored notices and their content."""
     digest = hashlib.sha256()
-    rows = session.connection().execution_options(stream_results=True, yield_per=2000).execute(text(
+    rows = session.connection().execute(text(
         "SELECT person_id, channel, subject, body, html, sha256 FROM notice WHERE incident_id = :iid "
-        "ORDER BY person_id, id"), {"iid": incident_id})
+        "ORDER BY person_id, id"), {"iid": incident_id}, execution_options={"stream_results": True, "yield_per": 2000})
     for person_id, channel, subject, body, html, sha in rows:
         actual = rendering.notice_sha(subject, zlib.decompress(body).decode(),
                                       zlib.decompress(html).decode() if html is not None else None)
