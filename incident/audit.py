@@ -165,3 +165,20 @@ def chains(session: Session) -> list[str]:
 def entries(session: Session, chain: str) -> list[AuditEntry]:
     """Return a chain's entries in order (chains are short: one per state change)."""
     return list(session.exec(select(AuditEntry).where(AuditEntry.chain == chain).order_by(AuditEntry.seq)))
+
+
+def export_chain(session: Session, chain: str) -> dict[str, Any]:
+    """The whole chain with its head hash, for a regulator; verifiable without the database."""
+    head = session.get(AuditHead, chain)
+    rows = [{"seq": e.seq, "at": clock.as_utc(e.at).isoformat(), "actor": e.actor, "action": e.action,
+             "payload": e.payload, "prev_hash": e.prev_hash, "hash": e.hash} for e in entries(session, chain)]
+    return {"format": "incident-audit-chain/1", "chain": chain, "exported_at": clock.now().isoformat(),
+            "head": {"seq": head.seq, "hash": head.hash} if head else None,
+            "algorithm": "sha256 over JSON [chain, seq, at, actor, action, payload, prev_hash]", "entries": rows}
+
+
+def verify_export(data: dict[str, Any]) -> Verdict:
+    """Verify an exported chain file on its own."""
+    if data.get("format") != "incident-audit-chain/1":
+        return Verdict(str(data.get("chain")), 0, False, None, "not an incident audit export")
+    return verify_rows(str(data["chain"]), iter(data.get("entries", [])), data.get("head"))

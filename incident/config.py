@@ -125,3 +125,44 @@ def create_workspace(root: Path) -> Workspace:
     if not config.exists():
         config.write_text(DEFAULT_CONFIG, encoding="utf-8")
     return Workspace(root.resolve(), read_config(root))
+
+
+SECRET_KEYS = ("pass", "password", "token", "secret", "key", "apikey", "api_key", "auth", "authorization",
+               "credential", "signature")
+
+
+def mask_url(url: str) -> str:
+    """Hide credentials in a URL: user:password@, secret-looking query values and header values."""
+    import re
+    from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc and not parts.query and len(parts.path) < 25:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{'****' if ':' in userinfo or not user.startswith('$') else user}:****@{host}"
+    query = []
+    # In apprise URLs a leading + names a header, not a space.
+    for key, value in parse_qsl(parts.query.replace("+", "%2B"), keep_blank_values=True):
+        bare = key.lstrip("+:-").lower()
+        secret = any(s in bare for s in SECRET_KEYS) or key.startswith("+")
+        query.append(f"{key}={'****' if secret and value else quote(value, safe='@{}$')}")
+    path = re.sub(r"/[A-Za-z0-9_-]{24,}", "/****", parts.path)  # long path tokens (webhook keys)
+    return urlunsplit((parts.scheme, netloc, path, "&".join(query), ""))
+
+
+def masked(value: Any, key: str = "") -> Any:
+    """The configuration with every secret and credential masked, for printing."""
+    if isinstance(value, dict):
+        return {k: masked(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v, key) for v in value]
+    if isinstance(value, str):
+        if "://" in value:
+            return mask_url(value)
+        if any(s in key.lower() for s in SECRET_KEYS) and value:
+            return "****"
+    return value

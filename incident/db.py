@@ -9,14 +9,16 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy import DateTime, Engine, create_engine, event, inspect, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
 
 from incident.config import Workspace
 from incident.errors import IncidentError, SchemaOutOfDate
 
-SCHEMA_VERSION = 1
+# Alembic revisions in incident/migrations/versions, oldest first; the last one is what this code needs.
+SCHEMA_REVISIONS = ("0001",)
+SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -84,31 +86,66 @@ def _import_models() -> None:
 
 
 def create_schema(ws: Workspace) -> None:
-    """Create every table (idempotent) and record the schema version."""
+    """Create every table of the current schema (idempotent) and stamp it with the newest revision."""
     _import_models()
     engine = engine_for(ws)
+    with engine.begin() as conn:
+        found = _revision(conn)
+        if found is not None and found != SCHEMA_HEAD:
+            raise SchemaOutOfDate(f"this database is at schema {found}: run `incident db upgrade`")
     SQLModel.metadata.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(text("DELETE FROM schema_meta WHERE key = 'version'"))
-        conn.execute(
-            text("INSERT INTO schema_meta (key, value) VALUES ('version', :v)"), {"v": str(SCHEMA_VERSION)}
-        )
+        if _revision(conn) is None:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL "
+                              "PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": SCHEMA_HEAD})
+
+
+def _revision(conn: Any) -> str | None:
+    """The schema revision of a database: alembic_version, or 0001 for a database made before migrations."""
+    tables = set(inspect(conn).get_table_names())
+    if "alembic_version" in tables:
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if "schema_meta" in tables:
+        return "0001"  # the first release recorded version 1 in schema_meta and had no alembic table
+    return None
 
 
 def check_schema(engine: Engine) -> None:
-    """Refuse to work on a database made by another schema version."""
-    try:
-        with engine.connect() as conn:
-            found = conn.execute(text("SELECT value FROM schema_meta WHERE key = 'version'")).scalar()
-    except Exception:
-        raise IncidentError("the database has no incident schema (run `incident init`)") from None
-    if found is None or int(found) < SCHEMA_VERSION:
-        raise SchemaOutOfDate(
-            f"the database schema is version {found}, this incident needs {SCHEMA_VERSION}: "
-            "run `incident db upgrade`"
-        )
-    if int(found) > SCHEMA_VERSION:
-        raise SchemaOutOfDate(f"the database schema {found} is newer than this incident ({SCHEMA_VERSION})")
+    """Refuse to work on a database made by another schema revision, saying what to do."""
+    with engine.connect() as conn:
+        found = _revision(conn)
+    if found is None:
+        raise IncidentError("the database has no incident schema (run `incident init`)")
+    if found == SCHEMA_HEAD:
+        return
+    if found in SCHEMA_REVISIONS:
+        raise SchemaOutOfDate(f"the database schema is at revision {found}, this incident needs {SCHEMA_HEAD}: "
+                              "run `incident db upgrade`")
+    raise SchemaOutOfDate(f"the database schema revision {found} is unknown to this incident (newer?); "
+                          "upgrade incident itself")
+
+
+def upgrade_schema(ws: Workspace) -> tuple[str | None, str]:
+    """Apply every Alembic migration the database lacks; return (from, to) revisions."""
+    from pathlib import Path
+
+    from alembic import command
+    from alembic.config import Config
+
+    engine = engine_for(ws)
+    with engine.begin() as conn:
+        before = _revision(conn)
+        if before is None:
+            raise IncidentError("the database has no incident schema (run `incident init`)")
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        cfg.attributes["connection"] = conn
+        if "alembic_version" not in inspect(conn).get_table_names():
+            command.stamp(cfg, "0001")
+        command.upgrade(cfg, "head")
+    _checked.discard(ws.database_url)
+    return before, SCHEMA_HEAD
 
 
 _checked: set[str] = set()
@@ -133,6 +170,8 @@ def unit_of_work(ws: Workspace, *, write: bool = True) -> Iterator[Session]:
 
 
 class SchemaMeta(SQLModel, table=True):
+    """Workspace facts kept in the database (the notice-reference secret)."""
+
     __tablename__ = "schema_meta"
     key: str = Field(primary_key=True)
     value: str

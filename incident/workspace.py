@@ -78,3 +78,43 @@ def verify_audit(ws: Workspace, chain: str | None) -> list[audit.Verdict]:
             get(session, chain)
             return [audit.verify(session, chain)]
         return [audit.verify(session, name) for name in audit.chains(session)]
+
+
+def upgrade_database(ws: Workspace, actor: str) -> tuple[str | None, str]:
+    """Migrate the schema and record it in the workspace audit chain."""
+    from incident.db import upgrade_schema
+
+    before, after = upgrade_schema(ws)
+    if before != after:
+        with unit_of_work(ws) as session:
+            audit.record(session, audit.WORKSPACE_CHAIN, audit.Event("schema-upgraded", {"from": before,
+                                                                                         "to": after}), actor)
+    return before, after
+
+
+def export_audit(ws: Workspace, incident_id: str, output: Path) -> str:
+    """Write an incident's chain to a JSON file; return its head hash."""
+    import json
+
+    from incident.incidents import get
+
+    with unit_of_work(ws, write=False) as session:
+        get(session, incident_id)
+        data = audit.export_chain(session, incident_id)
+    output.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    return str(data["head"]["hash"]) if data["head"] else ""
+
+
+def verify_exported_chain(path: Path) -> audit.Verdict:
+    """Verify an exported chain file without any database."""
+    import json
+
+    from incident.errors import BadInput
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadInput(str(path), None, None, f"not a readable audit export ({exc})") from None
+    if not isinstance(data, dict):
+        raise BadInput(str(path), None, None, "not an audit export")
+    return audit.verify_export(data)

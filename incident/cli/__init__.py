@@ -80,11 +80,13 @@ def print_json(data: Any) -> None:
 
 
 def _register() -> None:
-    from incident.cli import audit_cmd, dispatch_cmd, incidents_cmd, notices_cmd, reports_cmd, workspace_cmd
+    from incident.cli import audit_cmd, db_cmd, dispatch_cmd, incidents_cmd, notices_cmd, reports_cmd, workspace_cmd
 
     app.add_typer(workspace_cmd.inventory_app, name="inventory")
+    app.add_typer(workspace_cmd.config_app, name="config")
     app.add_typer(notices_cmd.notices_app, name="notices")
     app.add_typer(audit_cmd.audit_app, name="audit")
+    app.add_typer(db_cmd.db_app, name="db")
     for module in (workspace_cmd, incidents_cmd, dispatch_cmd, reports_cmd):
         module.register(app)
 

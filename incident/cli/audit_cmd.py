@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,11 +17,17 @@ audit_app = typer.Typer(help="Verify and export the tamper-evident audit trail."
 def verify(
     ctx: typer.Context,
     incident_id: Annotated[str | None, typer.Argument(help="Incident id (default: every chain)")] = None,
+    file: Annotated[Path | None, typer.Option(help="Verify an exported chain file instead (no database)")] = None,
 ) -> None:
     """Walk the hash chain; report the first edited, deleted, reordered or inserted entry and exit non-zero."""
-    from incident.workspace import verify_audit
+    if file is not None:
+        from incident.workspace import verify_exported_chain
 
-    verdicts = verify_audit(state(ctx).ws(), incident_id)
+        verdicts = [verify_exported_chain(file)]
+    else:
+        from incident.workspace import verify_audit
+
+        verdicts = verify_audit(state(ctx).ws(), incident_id)
     bad = 0
     for v in verdicts:
         if v.ok:
@@ -30,3 +37,16 @@ def verify(
             typer.echo(f"{v.chain}: BROKEN at seq {v.first_bad_seq}: {v.problem}", err=True)
     if bad:
         raise typer.Exit(3)
+
+
+@audit_app.command("export")
+def export(
+    ctx: typer.Context,
+    incident_id: Annotated[str, typer.Argument(help="Incident id")],
+    output: Annotated[Path, typer.Option(help="Where to write the chain (JSON)")] = Path("audit-chain.json"),
+) -> None:
+    """Write an incident's audit chain with its head hash, verifiable later with `audit verify --file`."""
+    from incident.workspace import export_audit
+
+    head = export_audit(state(ctx).ws(), incident_id, output)
+    typer.echo(f"wrote {output} (head {head})")

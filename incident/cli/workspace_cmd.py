@@ -9,6 +9,8 @@ import typer
 
 from incident.cli import print_json, state
 
+config_app = typer.Typer(help="Show the workspace configuration (secrets masked).", no_args_is_help=True,
+                         rich_markup_mode=None)
 inventory_app = typer.Typer(help="Load and inspect the data inventory (people, systems, holdings).",
                             no_args_is_help=True, rich_markup_mode=None)
 
@@ -93,3 +95,26 @@ def inventory_stats(
     typer.echo("categories:")
     for key, c in data["categories"].items():
         typer.echo(f"  {key:<26} {c['people']:>9} people")
+
+
+@config_app.command("show")
+def config_show(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Print the configuration in effect with every secret and credential masked."""
+    from incident.config import masked
+
+    ws = state(ctx).ws()
+    data = masked({"workspace": str(ws.root), "database_url": ws.database_url, **ws.config})
+    if as_json:
+        print_json(data)
+        return
+    for line in _flatten(data):
+        typer.echo(line)
+
+
+def _flatten(data: object, prefix: str = "") -> list[str]:
+    if isinstance(data, dict):
+        return [line for k, v in data.items() for line in _flatten(v, f"{prefix}{k}.")]
+    return [f"{prefix[:-1]} = {data}"]
