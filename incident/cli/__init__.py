@@ -61,8 +61,22 @@ def root(
         Path | None, typer.Option("--workspace", "-w", help="Workspace folder (default: INCIDENT_HOME, then .)")
     ] = None,
     actor: Annotated[str | None, typer.Option(help="Who is acting, for the audit trail (default: OS user)")] = None,
+    log_level: Annotated[str | None, typer.Option(help="Log to stderr: DEBUG, INFO, WARNING (default: "
+                                                       "INCIDENT_LOG_LEVEL, else off); logs hold masked data only")]
+    = None,
 ) -> None:
     """Carry a company through a personal-information security incident."""
+    import os
+
+    level = log_level or os.environ.get("INCIDENT_LOG_LEVEL")
+    if level:
+        import logging
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root_log = logging.getLogger("incident")
+        root_log.handlers[:] = [handler]
+        root_log.setLevel(level.upper())
     ctx.obj = State(workspace, actor)
 
 

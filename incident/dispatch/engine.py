@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -32,6 +33,7 @@ from incident.notices import render as rendering
 from incident.notices.review import require_current_approval
 
 LEASE = timedelta(seconds=120)
+log = logging.getLogger("incident.dispatch")
 SETTLED = ("sent", "letter", "posted", "unreachable")
 CONTACT = {"email": "to_email", "sms": "to_phone", "push": "to_push"}
 
@@ -133,6 +135,7 @@ def recover(session: Session, incident_id: str, hold_unknown: bool, actor: str) 
         session.add(delivery)
         recovered += 1
     if recovered:
+        log.info("%s: %d attempts left in flight by a stopped process are unknown", incident_id, recovered)
         audit.record(session, incident_id, audit.Event("dispatch-recovered", {
             "unknown": recovered, "action": "held" if hold_unknown else "re-send once"}), actor)
     return recovered
@@ -252,6 +255,10 @@ def settle(session: Session, incident_id: str, results: list[tuple[Work, transpo
         attempts.append({"aid": item.attempt_id, "finished": now, "outcome": outcome.status,
                          "reason": outcome.reason or None, "provider": outcome.provider_id or None})
         deliveries.append({"pid": item.person_id, **next_state(item, outcome, configs[item.channel], now)})
+    for item, outcome in results:
+        log.debug("attempt %s person %s %s to %s: %s %s", item.attempt_id, item.person_id, item.channel,
+                  transports.mask_address(item.channel, item.message.address), outcome.status,
+                  outcome.reason[:120])
     conn = session.connection()
     t, d = Attempt.__table__, Delivery.__table__
     conn.execute(sa.update(t).where(t.c.id == sa.bindparam("aid")).values(

@@ -304,8 +304,13 @@ def register() -> None:
         notify(on="gateway", name="incident JSON gateway (HTTP keep-alive)")(gateway_handler)
         notify(on="gateways", name="incident JSON gateway (HTTPS keep-alive)")(gateway_handler)
         # Failure reasons are only logged at DEBUG; capture them per call, never to our own logs.
-        logging.getLogger("apprise").setLevel(logging.DEBUG)
-        logging.getLogger("apprise").propagate = False
+        # apprise's records carry recipients and payloads: capture them per call (notify(log_level=...)),
+        # and never let them reach a handler. Without a handler of its own, Python's last-resort handler
+        # would print apprise warnings (with addresses) to stderr.
+        apprise_log = logging.getLogger("apprise")
+        apprise_log.setLevel(logging.DEBUG)
+        apprise_log.propagate = False
+        apprise_log.handlers[:] = [logging.NullHandler()]
         _registered = True
 
 
