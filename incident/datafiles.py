@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from incident.errors import BadInput
 
 M = TypeVar("M", bound=BaseModel)
+MAX_YAML_BYTES = 5_000_000
 
 
 def _node_at(node: yaml.Node, loc: tuple[Any, ...]) -> yaml.Node:
@@ -38,7 +39,14 @@ def load_yaml(path: Path, model: type[M]) -> M:
         raise BadInput(name, None, None, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise BadInput(name, None, None, exc.strerror or "cannot read") from None
+    if len(text) > MAX_YAML_BYTES:
+        raise BadInput(name, None, None, f"larger than {MAX_YAML_BYTES // 1_000_000} MB: not a hand-edited file")
     try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                # Aliases let a few lines expand into billions of nodes; no lawyer-edited file needs them.
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise BadInput(name, line, None, "YAML aliases (*name) are not allowed in these files")
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:

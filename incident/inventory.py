@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,6 +93,9 @@ class SystemsFile(BaseModel):
 
 EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+# NUL and other C0 controls (PostgreSQL refuses NUL in text; none belongs in a name); a postal address may
+# span lines.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\n|\r")
 E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 CN_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 REGION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
@@ -194,6 +200,11 @@ def _person_values(row: Row, today: str | None = None) -> tuple[Any, ...]:
                        ("postal_address", address)):
         if len(value) > 1000:
             raise ValueError(col, "is longer than 1000 characters")
+        if CONTROL_CHARS.search(value) and not (col == "postal_address" and not CONTROL_CHARS.search(
+                value.replace("\n", ""))):
+            raise ValueError(col, "contains control characters")
+    if CONTROL_CHARS.search(pid):
+        raise ValueError("person_id", "contains control characters")
     return (
         pid, name or None, email, phone, push_token or None, LOCALES[locale], region, birth_date,
         guardian_name or None, guardian_email, guardian_phone, address or None, status, cancelled_at,
@@ -270,13 +281,7 @@ def _import_systems(session: Session, path: Path) -> int:
 
 def _batches(rows: Iterator[tuple[int, Row]], size: int | None = None) -> Iterator[list[tuple[int, Row]]]:
     size = size or BATCH  # read at call time, so BATCH can be tuned (and lowered in tests)
-    batch: list[tuple[int, Row]] = []
-    for item in rows:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
+    while batch := list(islice(rows, size)):
         yield batch
 
 
@@ -335,28 +340,27 @@ def _import_holdings(session: Session, path: Path, workspace: Path | None, rejec
     required = ("person_id", "system", "category", "since")
     for batch in _batches(read_rows(path, HOLDING_COLUMNS, required, progress), BATCH):
         report.holdings_read += len(batch)
-        good: list[tuple[int, Row, tuple[Any, ...]]] = []
+        values: list[tuple[Any, ...]] = []
+        invalid: set[int] = set()
         for line, row in batch:
             try:
-                good.append((line, row, _holding_values(row, systems, categories)))
+                values.append(_holding_values(row, systems, categories))
             except ValueError as exc:
+                invalid.add(line)
                 rejects.add(BadInput(str(path), line, exc.args[0], exc.args[1]), row)
-        ids = list({v[0] for _, _, v in good})
+        ids = list({v[0] for v in values})
         known: set[str] = set()
         for start in range(0, len(ids), 900):
             chunk = ids[start : start + 900]
             known.update(conn.exec_driver_sql(
                 f"SELECT person_id FROM person WHERE person_id IN ({', '.join([mark] * len(chunk))})",
-                tuple(chunk)).scalars())
-        if len(known) == len(ids):
-            values = [vals for _, _, vals in good]
-        else:
-            values = []
-            for line, row, vals in good:
-                if vals[0] in known:
-                    values.append(vals)
-                else:
-                    rejects.add(BadInput(str(path), line, "person_id", f"unknown person {vals[0][:64]!r}"), row)
+                tuple(chunk)).scalars().all())
+        if len(known) < len(ids):
+            for line, row in batch:
+                if line not in invalid and row["person_id"] not in known:
+                    rejects.add(BadInput(str(path), line, "person_id", f"unknown person {row['person_id'][:64]!r}"),
+                                row)
+            values = [v for v in values if v[0] in known]
         if values:
             conn.exec_driver_sql(insert, values)
     report.holdings_new += conn.execute(text("SELECT COUNT(*) FROM holding")).scalar_one() - before
@@ -385,6 +389,22 @@ def _holding_values(row: Row, systems: set[str], categories: set[str]) -> tuple[
     return (pid, system, category, since, until)
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for a bulk import.
+
+    Rows are freed by reference counting as each batch is written; the collector would only rescan every live
+    object (SQLAlchemy's included) thousands of times while the batches in flight keep triggering it.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def import_inventory(
     session: Session,
     *,
@@ -404,10 +424,11 @@ def import_inventory(
     try:
         if systems is not None:
             report.systems = _import_systems(session, systems)
-        if people is not None:
-            _import_people(session, people, import_id, rejects, report, progress)
-        if holdings is not None:
-            _import_holdings(session, holdings, workspace, rejects, report, progress)
+        with _collector_paused():
+            if people is not None:
+                _import_people(session, people, import_id, rejects, report, progress)
+            if holdings is not None:
+                _import_holdings(session, holdings, workspace, rejects, report, progress)
     finally:
         rejects.close()
     rejects.raise_if_refused()
