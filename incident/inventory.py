@@ -285,6 +285,23 @@ def _batches(rows: Iterator[tuple[int, Row]], size: int | None = None) -> Iterat
         yield batch
 
 
+def _bulk_write(session: Session, table: str, columns: tuple[str, ...], values: list[tuple[Any, ...]],
+                conflict: str, executemany_sql: str) -> None:
+    """Write a validated batch: executemany on SQLite; COPY into a staging table, then one upsert, on PostgreSQL."""
+    if session.get_bind().dialect.name != "postgresql":
+        session.connection().exec_driver_sql(executemany_sql, values)
+        return
+    raw = session.connection().connection.driver_connection
+    staging, cols = f"_incoming_{table}", ", ".join(columns)
+    with raw.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS SELECT {cols} FROM {table} WITH NO DATA")
+        cur.execute(f"TRUNCATE {staging}")
+        with cur.copy(f"COPY {staging} ({cols}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row(row)
+        cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging} {conflict}")
+
+
 def _import_people(session: Session, path: Path, import_id: int, rejects: _Rejects, report: ImportReport,
                    progress: Callable[[int], None] | None) -> None:
     conn = session.connection()
@@ -324,7 +341,8 @@ def _import_people(session: Session, path: Path, import_id: int, rejects: _Rejec
                                          "duplicate id (appears earlier in the file)"), None)
                 values = [v for v in values if v[0] not in dup]
         if values:
-            conn.exec_driver_sql(upsert, values)
+            _bulk_write(session, "person", cols, values, f"ON CONFLICT (person_id) DO UPDATE SET {updates}",
+                        upsert)
     report.people_new += conn.execute(text("SELECT COUNT(*) FROM person")).scalar_one() - before
 
 
@@ -362,7 +380,7 @@ def _import_holdings(session: Session, path: Path, workspace: Path | None, rejec
                                 row)
             values = [v for v in values if v[0] in known]
         if values:
-            conn.exec_driver_sql(insert, values)
+            _bulk_write(session, "holding", HOLDING_COLUMNS, values, "ON CONFLICT DO NOTHING", insert)
     report.holdings_new += conn.execute(text("SELECT COUNT(*) FROM holding")).scalar_one() - before
 
 

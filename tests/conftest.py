@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         if item.get_closest_marker("sqlite_only"):
-            item.add_marker(pytest.mark.skip(reason="about the embedded SQLite file; not a PostgreSQL behaviour"))
+            item.add_marker(pytest.mark.skip(reason="works on the embedded SQLite file directly (its mode, or copies of it)"))
 
 
 @pytest.fixture(scope="session")

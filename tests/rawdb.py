@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,34 @@ class Raw:
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         if self.postgres:
             cur = self.conn.cursor()
-            cur.execute(sql.replace("?", "%s"), params)
-            return cur
+            cur.execute(sql.replace("%", "%%").replace("?", "%s").replace("char(", "chr("), params)
+            return _Rows(cur)
         return self.conn.execute(sql, params)
+
+
+class _Rows:
+    """PostgreSQL rows shaped like SQLite's: dates and times as the ISO text SQLite stores."""
+
+    def __init__(self, cur: Any) -> None:
+        self.cur = cur
+
+    @staticmethod
+    def _value(v: Any) -> Any:
+        if isinstance(v, datetime):
+            return v.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        if isinstance(v, date):
+            return v.isoformat()
+        return v
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(self._value(v) for v in row) for row in self.cur.fetchall()] if self.cur.description else []
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        row = self.cur.fetchone()
+        return None if row is None else tuple(self._value(v) for v in row)
+
+    def __iter__(self) -> Any:
+        return iter(self.fetchall())
 
 
 @contextmanager
@@ -51,4 +76,4 @@ def connect(root: Path) -> Iterator[Raw]:
 
 def as_text_time(value: Any) -> str:
     """A stored timestamp as the ISO text the audit hash covers."""
-    return value.isoformat() if isinstance(value, datetime) else str(value)
+    return str(value)
