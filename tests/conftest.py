@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from incident.cli import app
 
-
 BACKEND = os.environ.get("INCIDENT_TEST_BACKEND", "sqlite")
 
 
@@ -28,7 +27,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         if item.get_closest_marker("sqlite_only"):
-            item.add_marker(pytest.mark.skip(reason="works on the embedded SQLite file directly (its mode, or copies of it)"))
+            item.add_marker(pytest.mark.skip(
+                reason="works on the embedded SQLite file directly (its mode, or copies of it)"))
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import typer.testing
+from rawdb import connect
 from typer.testing import CliRunner, Result
 
 from incident.cli import app
-from rawdb import connect
 
 # typer rebuilds the whole click command tree on every CliRunner.invoke (~30 ms, most of a test's time); a
 # real process builds it once. Build it once here too: the tree is the same object the command line runs.

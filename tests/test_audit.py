@@ -6,13 +6,13 @@ import getpass
 from collections.abc import Callable
 
 import pytest
+from rawdb import Raw, as_text_time, connect
 from support import ACTOR, OpenedIncident, WorkspaceDir, open_incident
 from typer.testing import CliRunner
 
 from incident.audit import link_hash
 from incident.cli import app
 from incident.clock import parse_when
-from rawdb import Raw, as_text_time, connect
 
 
 def chain(ws: WorkspaceDir, name: str) -> list[tuple[int, str, str]]:

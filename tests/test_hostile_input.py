@@ -70,7 +70,7 @@ NASTY_YAML: list[tuple[str, str, str]] = [
 ]
 
 
-def error_line(result) -> str:  # noqa: ANN001 - typer Result
+def error_line(result) -> str:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines, result.output
     return lines[0]
@@ -174,7 +174,7 @@ def fresh_copy(template: WorkspaceDir, tmp_path_factory: pytest.TempPathFactory)
     return WorkspaceDir(root)
 
 
-def assert_clean_outcome(ws: WorkspaceDir, result, before) -> None:  # noqa: ANN001
+def assert_clean_outcome(ws: WorkspaceDir, result, before) -> None:
     assert "Traceback" not in result.output, result.output
     if result.exit_code == 0:
         return

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from freezegun import freeze_time
+from rawdb import connect
 from support import ACTOR, DISCOVERED, OpenedIncident, WorkspaceDir, open_incident
 
 from incident import catalog
@@ -15,7 +16,6 @@ from incident.config import find_workspace
 from incident.db import unit_of_work
 from incident.errors import IllegalTransition
 from incident.incidents import LEGAL, Status, get, transition
-from rawdb import connect
 
 
 def test_open_prints_a_yearly_numbered_id(inventory_with_backups: WorkspaceDir) -> None:
