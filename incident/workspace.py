@@ -70,14 +70,25 @@ def inventory_stats(ws: Workspace) -> dict[str, Any]:
 
 
 def verify_audit(ws: Workspace, chain: str | None) -> list[audit.Verdict]:
-    """Verify one incident's chain, or every chain."""
+    """Verify one incident's chain (or every chain), and the delivery attempts each chain covers."""
+    from dataclasses import replace
+
+    from incident.dispatch.proof import verify_attempts
+
     with unit_of_work(ws, write=False) as session:
         if chain is not None:
             from incident.incidents import get
 
             get(session, chain)
-            return [audit.verify(session, chain)]
-        return [audit.verify(session, name) for name in audit.chains(session)]
+        verdicts = []
+        for name in [chain] if chain is not None else audit.chains(session):
+            verdict = audit.verify(session, name)
+            if verdict.ok and name != audit.WORKSPACE_CHAIN:
+                problems = verify_attempts(session, name)
+                if problems:
+                    verdict = replace(verdict, ok=False, problem="; ".join(problems[:3]))
+            verdicts.append(verdict)
+        return verdicts
 
 
 def upgrade_database(ws: Workspace, actor: str) -> tuple[str | None, str]:

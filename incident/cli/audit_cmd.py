@@ -34,7 +34,8 @@ def verify(
             typer.echo(f"{v.chain}: ok, {v.entries} entries, head {v.head_hash}")
         else:
             bad += 1
-            typer.echo(f"{v.chain}: BROKEN at seq {v.first_bad_seq}: {v.problem}", err=True)
+            where = f" at seq {v.first_bad_seq}" if v.first_bad_seq is not None else ""
+            typer.echo(f"{v.chain}: BROKEN{where}: {v.problem}", err=True)
     if bad:
         raise typer.Exit(3)
 

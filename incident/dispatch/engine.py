@@ -24,7 +24,7 @@ from incident import assess, audit, clock, incidents
 from incident.assess import Affected
 from incident.config import Workspace
 from incident.db import unit_of_work
-from incident.dispatch import transports
+from incident.dispatch import proof, transports
 from incident.dispatch.channels import ChannelConfig, channel_configs, next_attempt_at
 from incident.dispatch.models import Attempt, Delivery
 from incident.errors import IncidentError
@@ -116,6 +116,7 @@ def recover(session: Session, incident_id: str, hold_unknown: bool, actor: str) 
         Delivery.person_id == Attempt.person_id)).where(Attempt.incident_id == incident_id,
                                                         Attempt.outcome == "in-flight")
     recovered = 0
+    unknown_ids: list[int] = []
     for attempt, delivery in session.exec(stmt.with_for_update(skip_locked=True)):
         alive = owner_alive(attempt.worker)
         expired = delivery.lease_until is None or delivery.lease_until < now
@@ -133,7 +134,10 @@ def recover(session: Session, incident_id: str, hold_unknown: bool, actor: str) 
             delivery.unknown_resends += 1
         session.add(attempt)
         session.add(delivery)
+        unknown_ids.append(attempt.id)  # type: ignore[arg-type]
         recovered += 1
+    session.flush()
+    proof.record_attempts(session, incident_id, unknown_ids, actor)
     if recovered:
         log.info("%s: %d attempts left in flight by a stopped process are unknown", incident_id, recovered)
         audit.record(session, incident_id, audit.Event("dispatch-recovered", {
@@ -245,7 +249,7 @@ def next_state(item: Work, outcome: transports.Outcome, cfg: ChannelConfig, now:
 
 
 def settle(session: Session, incident_id: str, results: list[tuple[Work, transports.Outcome]],
-           configs: dict[str, ChannelConfig]) -> dict[str, int]:
+           configs: dict[str, ChannelConfig], actor: str = "dispatch") -> dict[str, int]:
     """Record each outcome and move each delivery along its fallback chain (two bulk statements)."""
     now = clock.now()
     tally: dict[str, int] = defaultdict(int)
@@ -268,6 +272,7 @@ def settle(session: Session, incident_id: str, results: list[tuple[Work, transpo
         state=sa.bindparam("state"), final_channel=sa.bindparam("final_channel"),
         settled_at=sa.bindparam("settled_at"), position=sa.bindparam("position"), tries=sa.bindparam("tries"),
         next_at=sa.bindparam("next_at"), lease_owner=None, lease_until=None), deliveries)
+    proof.record_attempts(session, incident_id, [item.attempt_id for item, _ in results], actor)
     return dict(tally)
 
 
@@ -436,7 +441,7 @@ def pump(sender: Sender, incident_id: str, actor: str, *, workers: int, only: st
             results = [(inflight.pop(f), f.result()) for f in finished]
             if results:
                 with unit_of_work(ws) as session:
-                    for key, n in settle(session, incident_id, results, sender.configs).items():
+                    for key, n in settle(session, incident_id, results, sender.configs, actor).items():
                         report.tally[key] += n
                 done += len(results)
                 if progress is not None:

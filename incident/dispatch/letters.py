@@ -38,6 +38,7 @@ def write_letters(session: Session, ws: Workspace, incident_id: str, actor: str)
     merge_path, print_path = folder / "mail-merge.csv", folder / "print-all.html"
     now = clock.now()
     count = 0
+    printed: list[int] = []
     with open_private(merge_path) as merge, open_private(print_path) as printable:
         writer = csv.writer(merge)
         writer.writerow(["ref", "name", "postal_address", "locale", "file"])
@@ -51,16 +52,19 @@ def write_letters(session: Session, ws: Workspace, incident_id: str, actor: str)
             inner = body.split("<body>", 1)[-1].rsplit("</body>", 1)[0]
             printable.write(f'<div class="page">{inner}</div>\n')
             writer.writerow([safe_cell(v) for v in (ref, name or "", address or "", locale, path.name)])
-            conn.execute(text(
+            printed.append(conn.execute(text(
                 "INSERT INTO attempt (incident_id, person_id, notice_id, channel, address, started, finished, "
                 "outcome, reason, worker) VALUES (:i, :p, :n, 'letter', '***', :t, :t, 'printed', "
-                "'written to the letter batch for postal mail', :w)"),
-                {"i": incident_id, "p": person_id, "n": notice_id, "t": _stamp(session, now), "w": actor})
+                "'written to the letter batch for postal mail', :w) RETURNING id"),
+                {"i": incident_id, "p": person_id, "n": notice_id, "t": _stamp(session, now), "w": actor}).scalar_one())
             conn.execute(text("UPDATE delivery SET state = 'posted', final_channel = 'letter', settled_at = :t "
                               "WHERE incident_id = :i AND person_id = :p"),
                          {"i": incident_id, "p": person_id, "t": _stamp(session, now)})
             count += 1
         printable.write("</body></html>\n")
+    from incident.dispatch.proof import record_attempts
+
+    record_attempts(session, incident_id, printed, actor)
     audit.record(session, incident_id, audit.Event("letters-written", {"letters": count}), actor)
     return LetterBatch(folder, count, merge_path, print_path)
 
