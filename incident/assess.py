@@ -199,7 +199,7 @@ class ObligationStatus:
     recipient: str
     anchor: str
     due: datetime | None
-    state: str  # done | due | overdue | waiting (anchor not reached) | no fixed deadline
+    state: str  # done | due | overdue | in progress (minimum period) | waiting (no anchor yet) | no fixed deadline
     left_seconds: float | None
     source: str
     done_at: datetime | None = None
@@ -240,6 +240,15 @@ def applicable_obligations(counts: dict[str, Any], grade: str, announcement: boo
             yield regime, ob
 
 
+def _settled_at(ob: catalog.Obligation, settled: dict[str, datetime]) -> datetime | None:
+    """When an obligation was settled: by hand or by a report, or by an event its settled_by names."""
+    if ob.key in settled:
+        return settled[ob.key]
+    events = [settled[name] for kind, _, name in (s.partition(":") for s in ob.settled_by)
+              if kind == "event" and name in settled]
+    return min(events, default=None)
+
+
 def obligation_states(session: Session, incident: Incident, counts: dict[str, Any], grade: str,
                       announcement: bool, rules: catalog.Jurisdictions, locale: str = "en"
                       ) -> list[ObligationStatus]:
@@ -253,17 +262,20 @@ def obligation_states(session: Session, incident: Incident, counts: dict[str, An
         period = timedelta(hours=ob.hours or 0, days=ob.days or 0)
         start = events[ob.anchor]
         due = start + period if start is not None and period > timedelta(0) else None
-        if ob.key in settled:
+        done_at = _settled_at(ob, settled)
+        if done_at is not None:
             state, left = "done", None
         elif start is None:
             state, left = "waiting", None
         elif due is None:
             state, left = "no fixed deadline", None
+        elif ob.minimum and now >= due:
+            state, left, done_at = "done", None, due
         else:
             left = (due - now).total_seconds()
-            state = "overdue" if now > due else "due"
+            state = "in progress" if ob.minimum else "overdue" if now > due else "due"
         out.append(ObligationStatus(regime.key, ob.key, ob.title(locale), ob.recipient(locale), ob.anchor, due,
-                                    state, left, ob.source, settled.get(ob.key)))
+                                    state, left, ob.source, done_at))
     return sorted(out, key=lambda o: (o.due is None, o.due or now, o.key))
 
 
@@ -388,6 +400,15 @@ def settle(session: Session, incident_id: str, key: str, actor: str, at: datetim
                                    actor=actor))
         audit.record(session, incident_id, audit.Event("settled", {"obligation": key, "reference": reference}),
                      actor)
+
+
+def settle_by(session: Session, incident_id: str, source: str, actor: str, rules: catalog.Jurisdictions,
+              at: datetime | None = None, reference: str | None = None) -> list[str]:
+    """Settle every obligation the rules say `source` discharges (e.g. report:cn-cac:initial); return their keys."""
+    keys = sorted({ob.key for regime in rules.regimes for ob in regime.obligations if source in ob.settled_by})
+    for key in keys:
+        settle(session, incident_id, key, actor, at, reference)
+    return keys
 
 
 def affected_people(session: Session, incident_id: str, batch: int = 2000) -> Iterator[Affected]:

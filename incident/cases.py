@@ -54,10 +54,12 @@ def list_incidents(ws: Workspace) -> list[dict[str, Any]]:
 def assess_incident(ws: Workspace, incident_id: str, actor: str, *, reassess: bool = False,
                     grade: str | None = None, reason: str | None = None) -> dict[str, Any]:
     """Assess (or re-read the stored assessment) and return the full picture."""
+    from incident.reports.aggregates import picture
+
     with unit_of_work(ws) as session:
         assess.assess_incident(session, incident_id, actor, ws.root, reassess=reassess, grade=grade,
                                reason=reason)
-        return assess.view(session, incidents.get(session, incident_id), ws.root).as_json()
+        return picture(session, ws, incidents.get(session, incident_id)).as_json()
 
 
 def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
@@ -78,14 +80,18 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
                          for e in incidents.timeline(session, incident_id)],
             "assessment": None,
         }
+        from incident.reports import aggregates, announcement, regulators
+
         if assess.latest(session, incident_id) is not None:
-            data["assessment"] = assess.view(session, inc, ws.root).as_json()
+            data["assessment"] = aggregates.picture(session, ws, inc).as_json()
         from incident.notices.review import approval_state
 
         data["notices"] = approval_state(session, ws, inc)
         from incident.dispatch.proof import channel_summary
 
         data["dispatch"] = channel_summary(session, incident_id)
+        data["announcement"] = announcement.approval_state(session, ws, inc) if data["assessment"] else None
+        data["reports"] = [r.as_json() for r in regulators.list_reports(session, incident_id)]
         return data
 
 

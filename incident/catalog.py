@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -83,6 +83,9 @@ class Playbooks(Strict):
 
 Anchor = Literal["discovered", "handling_ended", "individuals_notified", "announcement_published"]
 Comparison = Literal["over", "at_least"]
+# What discharges an obligation: an event the tool records, or a regulator report (kind and stage) submitted.
+SettledBy = Annotated[str, Field(pattern=r"^(event:(individuals-notified|announcement-published)"
+                                        r"|report:[a-z][a-z0-9-]*:(initial|update|final))$")]
 
 
 class Threshold(Strict):
@@ -107,12 +110,16 @@ class Obligation(Strict):
     grade_at_least: str | None = None
     residents: Threshold | None = None
     when_announcement: bool = False
+    minimum: bool = False  # a period to serve (e.g. a 30-day posting): in progress until due, then done
+    settled_by: list[SettledBy] = []
     source: str
 
     @model_validator(mode="after")
     def _one_period(self) -> Obligation:
         if self.hours is None and self.days is None:
             raise ValueError("give `hours` or `days` (use 0 for 'immediately')")
+        if self.minimum and not (self.hours or self.days):
+            raise ValueError("`minimum: true` needs a period of more than 0 hours or days")
         return self
 
 

@@ -42,6 +42,9 @@ url = "sqlite:///incident.db"
 # Channels: an apprise URL with the recipient as {email}, {phone} or {push_token}; rate in messages per
 # second (0 = unlimited; set your provider's limit); retries per channel before falling back; backoff in
 # seconds before the first retry (doubles each time, with jitter). Secrets: ${ENV_VAR} inside the URL.
+# outbox:// writes each message into outbox/ID/ instead of sending it. For tabletop exercises it refuses
+# email addresses whose domain starts with "bounce." (e.g. someone@bounce.example) with a permanent
+# "550 mailbox unavailable", so a drill rehearses the fallback to SMS, push and letters.
 [channels.email]
 url = "outbox://email/{email}?from=security@lkkjjt.com"
 rate = 0
@@ -62,6 +65,17 @@ rate = 0
 concurrency = 4
 retries = 3
 backoff = 2
+
+# Where `incident announce ID --publish` also sends the approved announcement: apprise URLs, one call each
+# (a status-page webhook, a newsroom feed). outbox://NAME writes it into outbox/ID/NAME/ instead.
+[announcement]
+targets = []
+
+# `incident status --notify` warns this apprise URL once per obligation that is within margin_hours of its
+# due time, and once more when it is overdue (exit code 4 tells cron that something is overdue).
+# [oncall]
+# url = "ntfys://${NTFY_TOKEN}@ntfy.example.com/incident-oncall"
+# margin_hours = 24
 """
 
 
@@ -137,9 +151,16 @@ def mask_url(url: str) -> str:
     from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
     parts = urlsplit(url)
-    if "@" not in parts.netloc and not parts.query and len(parts.path) < 25:
+    try:
+        odd_port = parts.port is None and parts.netloc.rsplit("@", 1)[-1].rsplit("]", 1)[-1].count(":") > 0
+    except ValueError:
+        odd_port = True  # tgram://BOT_ID:TOKEN/...: a credential where a port would be
+    if "@" not in parts.netloc and not parts.query and len(parts.path) < 25 and not odd_port:
         return url
     netloc = parts.netloc
+    if odd_port:
+        head, at, host = netloc.rpartition("@")
+        netloc = f"{head}{at}{host.rsplit(':', 1)[0]}:****"
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         user = userinfo.split(":", 1)[0]

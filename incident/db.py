@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event, inspect, text
@@ -14,10 +14,10 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
 
 from incident.config import Workspace
-from incident.errors import IncidentError, SchemaOutOfDate
+from incident.errors import DatabaseBusy, IncidentError, SchemaOutOfDate
 
 # Alembic revisions in incident/migrations/versions, oldest first; the last one is what this code needs.
-SCHEMA_REVISIONS = ("0001",)
+SCHEMA_REVISIONS = ("0001", "0002")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
 
@@ -41,12 +41,36 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+DEFAULT_BUSY_TIMEOUT = 30.0  # seconds SQLite waits for another process's write lock (PostgreSQL: as long as it takes)
+BUSY_TIMEOUT_ENV = "INCIDENT_DB_BUSY_TIMEOUT"
+_busy_timeouts: dict[str, float | None] = {}
+
+
+def busy_timeout(ws: Workspace) -> float | None:
+    """Seconds a command waits for a lock another process holds: INCIDENT_DB_BUSY_TIMEOUT, else
+    [database] busy_timeout_seconds, else None (SQLite then waits 30 s, PostgreSQL until the lock is free)."""
+    raw = os.environ.get(BUSY_TIMEOUT_ENV) or None
+    where = BUSY_TIMEOUT_ENV
+    if raw is None:
+        raw = ws.config.get("database", {}).get("busy_timeout_seconds")
+        where = f"{ws.root / 'incident.toml'}: [database] busy_timeout_seconds"
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise IncidentError(f"{where}: not a number of seconds: {raw!r}") from None
+    if not 0 <= value <= 86400:
+        raise IncidentError(f"{where}: must be between 0 and 86400 seconds, not {raw!r}")
+    return value
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, busy_ms: int) -> None:
     dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={busy_ms:d}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA temp_store=MEMORY")
     cur.execute("PRAGMA cache_size=-65536")
@@ -61,28 +85,59 @@ def _sqlite_begin(conn: Any) -> None:
 
 @cache
 def _engine(url: str) -> Engine:
+    timeout = _busy_timeouts.get(url)
+    # hide_parameters: a database error's message must never carry the rows it was writing (personal data).
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and not os.path.exists(path):
             # Personal data: the database is readable by its owner only.
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        seconds = DEFAULT_BUSY_TIMEOUT if timeout is None else timeout
+        engine = create_engine(url, connect_args={"timeout": seconds, "check_same_thread": False},
+                               hide_parameters=True)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms=int(seconds * 1000)))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    args = {} if timeout is None else {"options": f"-c lock_timeout={int(timeout * 1000)}"}
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=args)
 
 
 def engine_for(ws: Workspace) -> Engine:
     """Return the (cached) engine for a workspace's database."""
-    return _engine(ws.database_url)
+    url = ws.database_url
+    if url not in _busy_timeouts:
+        _busy_timeouts[url] = busy_timeout(ws)
+    return _engine(url)
+
+
+def database_error(exc: BaseException) -> IncidentError | None:
+    """One line for a database that is locked by another process, full, or unreachable; None for anything else.
+
+    Only the driver's first line is kept: SQLAlchemy's message would add the statement (and, without
+    hide_parameters, the personal data it was writing)."""
+    from sqlalchemy.exc import OperationalError
+
+    if not isinstance(exc, OperationalError):
+        return None
+    lines = str(exc.orig or exc).strip().splitlines()
+    detail = lines[0].strip() if lines else type(exc.orig).__name__
+    lowered = detail.lower()
+    if "database is locked" in lowered or "lock timeout" in lowered:
+        return DatabaseBusy(f"the database is locked by another process ({detail}); the step that waited changed "
+                            "nothing: run the command again when the other one has finished (wait longer with "
+                            f"[database] busy_timeout_seconds or {BUSY_TIMEOUT_ENV})")
+    if "disk is full" in lowered or "disk i/o error" in lowered or "no space" in lowered:
+        return IncidentError(f"the database cannot be written ({detail}): is the disk full? Nothing was changed "
+                             "by the failed step; free space and run the command again")
+    return IncidentError(f"database error: {detail}")
 
 
 def _import_models() -> None:
     from incident import assess, audit, incidents, inventory  # noqa: F401
     from incident.dispatch import models as _dispatch  # noqa: F401
     from incident.notices import models  # noqa: F401
+    from incident.reports import models as _reports  # noqa: F401
 
 
 def create_schema(ws: Workspace) -> None:
@@ -95,7 +150,7 @@ def create_schema(ws: Workspace) -> None:
             raise SchemaOutOfDate(f"this database is at schema {found}: run `incident db upgrade`")
     SQLModel.metadata.create_all(engine)
     with engine.begin() as conn:
-        if _revision(conn) is None:
+        if found is None:
             conn.execute(text("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL "
                               "PRIMARY KEY)"))
             conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": SCHEMA_HEAD})

@@ -2,27 +2,55 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-from incident import cases, clock
+from incident import cases, clock, publish
+from incident.errors import IncidentError
 from incident.incidents import OpenRequest
+from incident.rows import open_private
 from incident.synthetic import write_inventory
 from incident.workspace import import_files, init_workspace
 
+DEMO_REVIEWER = "DEMO REVIEWER (auto-approved, not a legal review)"
+# Where `incident demo --until` may stop: after assessment, after dispatch and letters, after the announcement.
+STOPS = ("assessed", "notified", "announced", "all")
+BOUNCE_EVERY = 8  # every 8th person's email is at bounce.example, which the outbox refuses (a tabletop rule)
 
-def run_demo(directory: Path, *, people: int = 10_000, seed: int = 7, actor: str = "demo") -> Iterator[str]:
-    """Build the demo workspace and walk the incident through the flow, yielding what to print."""
+
+def bounce_some_emails(people_csv: Path, every: int = BOUNCE_EVERY) -> int:
+    """Move every `every`-th person's email to bounce.example, so dispatch meets failures and falls back."""
+    rows = list(csv.reader(people_csv.open(encoding="utf-8", newline="")))
+    header, moved = rows[0], 0
+    col = header.index("email")
+    for n, row in enumerate(rows[1:], 1):
+        if n % every == 0 and row[col]:
+            row[col] = row[col].split("@")[0] + "@bounce.example"
+            moved += 1
+    with open_private(people_csv) as fh:
+        csv.writer(fh).writerows(rows)
+    return moved
+
+
+def run_demo(directory: Path, *, people: int = 10_000, seed: int = 7, actor: str = "demo", until: str = "all"
+             ) -> Iterator[str]:
+    """Build the demo workspace and walk the incident through the whole flow (or `until` a step), yielding what
+    to print."""
+    if until not in STOPS:
+        raise IncidentError(f"--until: one of {', '.join(STOPS)}")
     if (directory / "incident.toml").exists():
         shutil.rmtree(directory)
     ws = init_workspace(directory, actor)
     yield f"workspace: {ws.root}"
     files = write_inventory(ws.path("inventory"), people, seed)
+    bounced = bounce_some_emails(files.people)
     report = import_files(ws, actor, people=files.people, holdings=files.holdings, systems=files.systems)
     yield (f"inventory: {report.people_new:,} people, {report.holdings_new:,} holdings, "
-           f"{report.systems} systems ({files.people.parent})")
+           f"{report.systems} systems ({files.people.parent}); {bounced:,} emails at bounce.example, which the "
+           "outbox refuses like a mail server would")
     now = clock.now()
     req = OpenRequest(
         playbook="database-exfiltration",
@@ -53,7 +81,47 @@ def run_demo(directory: Path, *, people: int = 10_000, seed: int = 7, actor: str
     yield (f"assessed:  {c['people']:,} people affected ({c['children']:,} children via guardians, "
            f"{c['cancelled']:,} cancelled accounts still in the backup, {c['no_usable_channel']:,} with no "
            f"usable channel); grade {result['grade']['key']}")
-    for ob in result["obligations"]:
-        due = ob["due"][:16] + "Z" if ob["due"] else "-"
-        yield f"  {ob['state']:<17} {due:<18} {ob['key']:<22} {ob['title']}"
-    yield f"next: incident --workspace {ws.root} show {incident_id}"
+    if until == "assessed":
+        yield f"next: incident --workspace {ws.root} show {incident_id}"
+        return
+
+    rendered = cases.render_notices(ws, incident_id, actor)
+    yield (f"notices:   {rendered.notices:,} rendered for {rendered.people:,} people in {len(rendered.variants)} "
+           f"variants; review bundle {rendered.bundle / 'index.html'}")
+    cases.decide_notices(ws, incident_id, DEMO_REVIEWER, "approved", "tabletop exercise: no lawyer has read these",
+                         actor)
+    yield f"approved:  by {DEMO_REVIEWER}"
+    sent = cases.dispatch(ws, incident_id, actor, workers=16, channel=None, hold_unknown=False)
+    yield ("dispatched: attempts " + ", ".join(f"{k} {v:,}" for k, v in sorted(sent.tally.items())) +
+           "; deliveries " + ", ".join(f"{k} {v:,}" for k, v in sorted(sent.states.items())) +
+           f" (outbox {ws.path('outbox', incident_id)})")
+    batch = cases.letters(ws, incident_id, actor)
+    yield f"letters:   {batch.letters:,} written to {batch.folder} (print {batch.print_file.name})"
+    if until == "notified":
+        return
+
+    announced = publish.announce(ws, incident_id, actor)
+    yield f"announcement: {'required' if announced.required else 'voluntary'}"
+    for reason in announced.reasons:
+        yield f"  - {reason}"
+    publish.decide_announcement(ws, incident_id, DEMO_REVIEWER, "approved", "tabletop exercise", actor)
+    posted = publish.publish_announcement(ws, incident_id, actor)
+    yield f"  approved by {DEMO_REVIEWER}; published to {posted.folder}"
+    if until == "announced":
+        return
+
+    yield "reports:"
+    for regulator, formats, fields in (("cn-cac", ["md", "pdf"], {}), ("eu-gdpr", ["md"], {}),
+                                       ("us-ca-ag", ["md"], {"law_enforcement_delay": "No."}),
+                                       ("us-tx-ag", ["md"], {})):
+        made = publish.generate_report(ws, incident_id, regulator, "initial", formats, fields, None, actor)
+        for r in made.reports:
+            yield f"  {regulator:<9} {r.path}"
+
+    board = publish.status_board(ws, actor)
+    yield f"status board ({board.overdue} overdue):"
+    for inc in board.incidents:
+        for ob in inc["obligations"]:
+            due = ob["due"][:16] + "Z" if ob["due"] else "-"
+            yield f"  {inc['id']}  {ob['state']:<17} {due:<18} {ob['key']:<22} {ob['title']}"
+    yield f"next: incident --workspace {ws.root} show {incident_id}   (and: status, report {incident_id} --list)"

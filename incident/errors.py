@@ -50,3 +50,7 @@ class NotAssessed(IncidentError):
 
 class SchemaOutOfDate(IncidentError):
     """The database was made by an older schema; `incident db upgrade` fixes it."""
+
+
+class DatabaseBusy(IncidentError):
+    """Another process holds the database lock longer than the busy timeout; nothing was changed."""

@@ -21,7 +21,7 @@ from sqlmodel import Field, Session, SQLModel
 from incident import catalog, clock
 from incident.datafiles import load_yaml
 from incident.errors import BadInput, ManyBadRows
-from incident.rows import Row, open_private, read_rows, safe_cell
+from incident.rows import Cells, Row, open_private, read_records, safe_cell
 
 PEOPLE_COLUMNS = (
     "person_id", "name", "email", "phone", "push_token", "locale", "region", "birth_date", "guardian_name",
@@ -153,51 +153,66 @@ def iso_date(value: str) -> str:
     return parse_date(value).isoformat()
 
 
-def _person_values(row: Row, today: str | None = None) -> tuple[Any, ...]:
-    """Validate one people row; raise (field, problem) as ValueError args. `today` is clock.now()'s date."""
-    pid = row["person_id"]
+def _person_values(cells: Cells, today: str | None = None) -> tuple[Any, ...]:
+    """Validate one people row (cells in PEOPLE_COLUMNS order); raise (field, problem) as ValueError args.
+
+    `today` is clock.now()'s date, passed in so a million rows do not read the clock a million times.
+    """
+    (pid, name, email, phone, push_token, locale, region, birth_date, guardian_name, guardian_email,
+     guardian_phone, address, status, cancelled_at) = cells
     if not pid:
         raise ValueError("person_id", "is empty")
     if len(pid) > 64 or "\n" in pid or "\r" in pid or "\t" in pid:
         raise ValueError("person_id", "must be at most 64 characters on one line")
-    region = row["region"] or None
-    if region is not None:
+    if region:
         try:
             region = normalise_region(region)
         except ValueError as exc:
             raise ValueError("region", str(exc)) from None
-    locale = row["locale"] or "zh-CN"
+    else:
+        region = None
+    locale = locale or "zh-CN"
     if locale not in LOCALES:
         raise ValueError("locale", f"unknown locale {locale[:12]!r} (use zh-CN or en)")
-    # Plain locals rather than loops over column names: this runs once per person, a million times.
     col = "email"
     try:
-        email = normalise_email(row["email"]) if row["email"] else None
+        email = normalise_email(email) if email else None
         col = "guardian_email"
-        guardian_email = normalise_email(row["guardian_email"]) if row["guardian_email"] else None
+        guardian_email = normalise_email(guardian_email) if guardian_email else None
         col = "phone"
-        phone = normalise_phone(row["phone"], region) if row["phone"] else None
+        phone = normalise_phone(phone, region) if phone else None
         col = "guardian_phone"
-        guardian_phone = normalise_phone(row["guardian_phone"], region) if row["guardian_phone"] else None
+        guardian_phone = normalise_phone(guardian_phone, region) if guardian_phone else None
         col = "birth_date"
-        birth_date = iso_date(row["birth_date"]) if row["birth_date"] else None
+        birth_date = iso_date(birth_date) if birth_date else None
         col = "cancelled_at"
-        cancelled_at = iso_date(row["cancelled_at"]) if row["cancelled_at"] else None
+        cancelled_at = iso_date(cancelled_at) if cancelled_at else None
     except ValueError as exc:
         if col in ("birth_date", "cancelled_at"):
-            raise ValueError(col, f"not an ISO date: {row[col][:20]!r}") from None
+            raise ValueError(col, f"not an ISO date: {cells[PEOPLE_COLUMNS.index(col)][:20]!r}") from None
         raise ValueError(col, str(exc)) from None
-    status = row["account_status"] or "active"
+    status = status or "active"
     if status not in ("active", "cancelled"):
         raise ValueError("account_status", f"must be active or cancelled, not {status[:20]!r}")
     if status == "active" and cancelled_at:
         raise ValueError("cancelled_at", "is set but account_status is active")
     if birth_date and birth_date > (today or clock.now().date().isoformat()):
         raise ValueError("birth_date", "is in the future")
-    name, guardian_name, push_token, address = (
-        row["name"], row["guardian_name"], row["push_token"], row["postal_address"])
-    for col, value in (("name", name), ("guardian_name", guardian_name), ("push_token", push_token),
-                       ("postal_address", address)):
+    # One search over all free-text cells; only a hit (or an overlong cell) needs the field-by-field check.
+    if (len(name) > 1000 or len(guardian_name) > 1000 or len(push_token) > 1000 or len(address) > 1000
+            or CONTROL_CHARS.search(f"{pid}{name}{guardian_name}{push_token}{address.replace(chr(10), '')}")):
+        _check_free_text(pid, (("name", name), ("guardian_name", guardian_name), ("push_token", push_token),
+                               ("postal_address", address)))
+    return (
+        pid, name or None, email, phone, push_token or None, LOCALES[locale], region, birth_date,
+        guardian_name or None, guardian_email, guardian_phone, address or None, status, cancelled_at,
+    )
+
+
+def _check_free_text(pid: str, fields: tuple[tuple[str, str], ...]) -> None:
+    """Raise the first problem of the free-text cells: too long, or control characters (a newline is fine in an
+    address)."""
+    for col, value in fields:
         if len(value) > 1000:
             raise ValueError(col, "is longer than 1000 characters")
         if CONTROL_CHARS.search(value) and not (col == "postal_address" and not CONTROL_CHARS.search(
@@ -205,10 +220,6 @@ def _person_values(row: Row, today: str | None = None) -> tuple[Any, ...]:
             raise ValueError(col, "contains control characters")
     if CONTROL_CHARS.search(pid):
         raise ValueError("person_id", "contains control characters")
-    return (
-        pid, name or None, email, phone, push_token or None, LOCALES[locale], region, birth_date,
-        guardian_name or None, guardian_email, guardian_phone, address or None, status, cancelled_at,
-    )
 
 
 # ---- import -------------------------------------------------------------------------------------
@@ -279,7 +290,11 @@ def _import_systems(session: Session, path: Path) -> int:
     return len(parsed.systems)
 
 
-def _batches(rows: Iterator[tuple[int, Row]], size: int | None = None) -> Iterator[list[tuple[int, Row]]]:
+def _as_row(columns: tuple[str, ...], cells: Cells) -> Row:
+    return dict(zip(columns, cells, strict=True))
+
+
+def _batches(rows: Iterator[tuple[int, Cells]], size: int | None = None) -> Iterator[list[tuple[int, Cells]]]:
     size = size or BATCH  # read at call time, so BATCH can be tuned (and lowered in tests)
     while batch := list(islice(rows, size)):
         yield batch
@@ -312,19 +327,19 @@ def _import_people(session: Session, path: Path, import_id: int, rejects: _Rejec
     before = conn.execute(text("SELECT COUNT(*) FROM person")).scalar_one()
     mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
     today = clock.now().date().isoformat()
-    for batch in _batches(read_rows(path, PEOPLE_COLUMNS, ("person_id",), progress), BATCH):
+    for batch in _batches(read_records(path, PEOPLE_COLUMNS, ("person_id",), progress), BATCH):
         report.people_read += len(batch)
         values: list[tuple[Any, ...]] = []
         in_batch: dict[str, int] = {}
-        for line, row in batch:
+        for line, cells in batch:
             try:
-                vals = _person_values(row, today)
+                vals = _person_values(cells, today)
             except ValueError as exc:
-                rejects.add(BadInput(str(path), line, exc.args[0], exc.args[1]), row)
+                rejects.add(BadInput(str(path), line, exc.args[0], exc.args[1]), _as_row(PEOPLE_COLUMNS, cells))
                 continue
             if vals[0] in in_batch:
-                rejects.add(BadInput(str(path), line, "person_id",
-                                     f"duplicate id (also on line {in_batch[vals[0]]})"), row)
+                rejects.add(BadInput(str(path), line, "person_id", f"duplicate id (also on line {in_batch[vals[0]]})"),
+                            _as_row(PEOPLE_COLUMNS, cells))
                 continue
             in_batch[vals[0]] = line
             values.append((*vals, import_id))
@@ -356,16 +371,16 @@ def _import_holdings(session: Session, path: Path, workspace: Path | None, rejec
               f"VALUES ({_placeholders(session, 5)}) ON CONFLICT DO NOTHING")
     before = conn.execute(text("SELECT COUNT(*) FROM holding")).scalar_one()
     required = ("person_id", "system", "category", "since")
-    for batch in _batches(read_rows(path, HOLDING_COLUMNS, required, progress), BATCH):
+    for batch in _batches(read_records(path, HOLDING_COLUMNS, required, progress), BATCH):
         report.holdings_read += len(batch)
         values: list[tuple[Any, ...]] = []
         invalid: set[int] = set()
-        for line, row in batch:
+        for line, cells in batch:
             try:
-                values.append(_holding_values(row, systems, categories))
+                values.append(_holding_values(cells, systems, categories))
             except ValueError as exc:
                 invalid.add(line)
-                rejects.add(BadInput(str(path), line, exc.args[0], exc.args[1]), row)
+                rejects.add(BadInput(str(path), line, exc.args[0], exc.args[1]), _as_row(HOLDING_COLUMNS, cells))
         ids = list({v[0] for v in values})
         known: set[str] = set()
         for start in range(0, len(ids), 900):
@@ -374,18 +389,19 @@ def _import_holdings(session: Session, path: Path, workspace: Path | None, rejec
                 f"SELECT person_id FROM person WHERE person_id IN ({', '.join([mark] * len(chunk))})",
                 tuple(chunk)).scalars().all())
         if len(known) < len(ids):
-            for line, row in batch:
-                if line not in invalid and row["person_id"] not in known:
-                    rejects.add(BadInput(str(path), line, "person_id", f"unknown person {row['person_id'][:64]!r}"),
-                                row)
+            for line, cells in batch:
+                if line not in invalid and cells[0] not in known:
+                    rejects.add(BadInput(str(path), line, "person_id", f"unknown person {cells[0][:64]!r}"),
+                                _as_row(HOLDING_COLUMNS, cells))
             values = [v for v in values if v[0] in known]
         if values:
             _bulk_write(session, "holding", HOLDING_COLUMNS, values, "ON CONFLICT DO NOTHING", insert)
     report.holdings_new += conn.execute(text("SELECT COUNT(*) FROM holding")).scalar_one() - before
 
 
-def _holding_values(row: Row, systems: set[str], categories: set[str]) -> tuple[Any, ...]:
-    pid, system, category = row["person_id"], row["system"], row["category"]
+def _holding_values(cells: Cells, systems: set[str], categories: set[str]) -> tuple[Any, ...]:
+    """Validate one holdings row (cells in HOLDING_COLUMNS order); raise (field, problem) as ValueError args."""
+    pid, system, category, since_cell, until_cell = cells
     if not pid:
         raise ValueError("person_id", "is empty")
     if system not in systems:
@@ -393,15 +409,15 @@ def _holding_values(row: Row, systems: set[str], categories: set[str]) -> tuple[
     if category not in categories:
         raise ValueError("category", f"unknown category {category[:64]!r}")
     try:
-        since = iso_date(row["since"])
+        since = iso_date(since_cell)
     except ValueError:
-        raise ValueError("since", f"not an ISO date: {row['since'][:20]!r}") from None
+        raise ValueError("since", f"not an ISO date: {since_cell[:20]!r}") from None
     until = None
-    if row["until"]:
+    if until_cell:
         try:
-            until = iso_date(row["until"])
+            until = iso_date(until_cell)
         except ValueError:
-            raise ValueError("until", f"not an ISO date: {row['until'][:20]!r}") from None
+            raise ValueError("until", f"not an ISO date: {until_cell[:20]!r}") from None
         if until < since:  # YYYY-MM-DD strings order like the dates they name
             raise ValueError("until", "is before since")
     return (pid, system, category, since, until)

@@ -35,12 +35,21 @@ class _CountingRaw(io.RawIOBase):
 
 
 Row = dict[str, str]
+Cells = tuple[str, ...]
 
 
 def read_rows(
     path: Path, columns: tuple[str, ...], required: tuple[str, ...], progress: Callable[[int], None] | None = None
 ) -> Iterator[tuple[int, Row]]:
     """Yield (line number, row) with every known column present ('' when absent); bad files raise BadInput."""
+    for line, cells in read_records(path, columns, required, progress):
+        yield line, dict(zip(columns, cells, strict=True))
+
+
+def read_records(
+    path: Path, columns: tuple[str, ...], required: tuple[str, ...], progress: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, Cells]]:
+    """Like read_rows, but each row is a tuple of cells in `columns` order: no dict per row, for bulk imports."""
     name = str(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
@@ -52,7 +61,11 @@ def read_rows(
     text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 16), encoding="utf-8-sig", newline="")
     reported = 0
     try:
-        rows = _csv_rows(name, text, columns, required) if suffix == ".csv" else _jsonl_rows(name, text, columns)
+        rows = (_csv_records(name, text, columns, required) if suffix == ".csv"
+                else _jsonl_records(name, text, columns))
+        if progress is None:
+            yield from rows
+            return
         for item in rows:
             if progress is not None and raw.count - reported >= 1 << 20:
                 progress(raw.count - reported)
@@ -89,8 +102,8 @@ def _decode_guard(name: str, line: int, gen: Iterator[Any]) -> Any:
         raise BadInput(name, line, None, f"malformed CSV: {exc}") from None
 
 
-def _csv_rows(name: str, text: io.TextIOWrapper, columns: tuple[str, ...], required: tuple[str, ...]
-              ) -> Iterator[tuple[int, Row]]:
+def _csv_records(name: str, text: io.TextIOWrapper, columns: tuple[str, ...], required: tuple[str, ...]
+                 ) -> Iterator[tuple[int, Cells]]:
     reader = csv.reader(text, strict=True)
     try:
         header = _decode_guard(name, 1, reader)
@@ -122,10 +135,10 @@ def _csv_rows(name: str, text: io.TextIOWrapper, columns: tuple[str, ...], requi
         if len(values) != width:
             raise BadInput(name, line, None, f"has {len(values)} fields, the header has {width}")
         values.append("")
-        yield line, dict(zip(columns, map(str.strip, pick(values)), strict=True))
+        yield line, tuple(map(str.strip, pick(values)))
 
 
-def _jsonl_rows(name: str, text: io.TextIOWrapper, columns: tuple[str, ...]) -> Iterator[tuple[int, Row]]:
+def _jsonl_records(name: str, text: io.TextIOWrapper, columns: tuple[str, ...]) -> Iterator[tuple[int, Cells]]:
     line = 0
     it = iter(text)
     while True:
@@ -142,16 +155,12 @@ def _jsonl_rows(name: str, text: io.TextIOWrapper, columns: tuple[str, ...]) -> 
             raise BadInput(name, line, None, f"invalid JSON: {exc.msg}") from None
         if not isinstance(obj, dict):
             raise BadInput(name, line, None, "each line must be a JSON object")
-        row: Row = {}
         for key, value in obj.items():
             if key not in columns:
                 raise BadInput(name, line, str(key)[:40], "unknown field")
             if value is not None and not isinstance(value, str | int):
                 raise BadInput(name, line, key, "must be a string")
-        for col in columns:
-            value = obj.get(col)
-            row[col] = "" if value is None else str(value).strip()
-        yield line, row
+        yield line, tuple("" if obj.get(col) is None else str(obj[col]).strip() for col in columns)
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -171,9 +180,25 @@ def safe_cell(value: object) -> str:
     return text
 
 
+def private_dir(folder: Path) -> Path:
+    """Create folder and every missing parent readable by the owner only (mkdir's mode= covers only the leaf)."""
+    missing = []
+    current = folder
+    while not current.is_dir():
+        missing.append(current)
+        current = current.parent
+    for step in reversed(missing):
+        try:
+            step.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made by a concurrent writer, which makes it private too
+        os.chmod(step, 0o700)  # whatever the umask
+    return folder
+
+
 def open_private(path: Path, mode: str = "w") -> Any:
     """Open a file that will hold personal data, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.chmod(path, 0o600)
     return os.fdopen(fd, mode, encoding="utf-8", newline="")

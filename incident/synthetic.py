@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from incident.rows import open_private
+from incident.rows import open_private, private_dir
 
 SYSTEMS_YAML = """\
 # Systems of the synthetic platform: where personal information lives (privacy policy §二, §四).
@@ -74,7 +74,7 @@ def write_inventory(folder: Path, people: int, seed: int = 7, today: date | None
     """Write systems.yaml, people.csv and holdings.csv (about 3 holdings per person) into folder."""
     rng = random.Random(seed)
     today = today or date(2026, 11, 1)
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     files = InventoryFiles(folder / "systems.yaml", folder / "people.csv", folder / "holdings.csv")
     files.systems.write_text(SYSTEMS_YAML, encoding="utf-8")
     with open_private(files.people) as pf, open_private(files.holdings) as hf:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from servers import gateway
-from snapshots import build_once, copy_of
+from snapshots import Snapshot
 from support import OpenedIncident, WorkspaceDir, open_incident, people_csv
 
 from incident.reports.announcement import about
@@ -56,8 +56,8 @@ def dispatch_story(ws: WorkspaceDir) -> str:
 
 
 @pytest.fixture(scope="module")
-def dispatched_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    return build_once(tmp_path_factory, "announce", dispatch_story)
+def dispatched_once(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    return Snapshot(tmp_path_factory, "announce", dispatch_story)
 
 
 @pytest.fixture
@@ -66,9 +66,9 @@ def assessed(workspace: WorkspaceDir) -> OpenedIncident:
 
 
 @pytest.fixture
-def dispatched(dispatched_once: tuple[Path, str], tmp_path: Path) -> OpenedIncident:
+def dispatched(dispatched_once: Snapshot, tmp_path: Path) -> OpenedIncident:
     """A private copy of the dispatched incident."""
-    return copy_of(dispatched_once, tmp_path)
+    return dispatched_once.copy(tmp_path)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from freezegun import freeze_time
-from snapshots import build_once, copy_of
+from snapshots import Snapshot
 from support import PEOPLE_CSV, OpenedIncident, WorkspaceDir, open_incident
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,14 +58,14 @@ def dispatch_story(ws: WorkspaceDir) -> str:
 
 
 @pytest.fixture(scope="module")
-def dispatched_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    return build_once(tmp_path_factory, "reports", dispatch_story)
+def dispatched_once(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    return Snapshot(tmp_path_factory, "reports", dispatch_story)
 
 
 @pytest.fixture
-def dispatched(dispatched_once: tuple[Path, str], tmp_path: Path) -> OpenedIncident:
+def dispatched(dispatched_once: Snapshot, tmp_path: Path) -> OpenedIncident:
     """A private copy of the dispatched incident."""
-    return copy_of(dispatched_once, tmp_path)
+    return dispatched_once.copy(tmp_path)
 
 
 def test_every_report_s_numbers_are_the_assessment_s_and_the_delivery_records(dispatched: OpenedIncident) -> None:
@@ -200,35 +200,39 @@ def test_marking_a_late_gdpr_notification_submitted_needs_reasons_in_it(dispatch
     assert (obligation["state"], obligation["done_at"]) == ("done", "2026-03-13T07:00:00+00:00")
 
 
-def test_submitting_a_report_settles_what_it_discharges_and_the_list_shows_it(
-        dispatched: OpenedIncident) -> None:
-    """Given a relatively major incident, when the CAC initial report (Markdown and PDF) is generated and then
+def test_submitting_a_report_settles_what_it_discharges_and_the_list_shows_it(dispatched: OpenedIncident) -> None:
+    """Given a relatively major incident, when the CAC initial report (Markdown and HTML) is generated and then
     marked submitted, then `--list` shows both files with their hashes, submitted with the reference, and the
-    4-hour CAC report and the PIPL authority report are done."""
+    4-hour CAC report and the PIPL authority report are done at the time of submission."""
     ws, iid = dispatched.ws, dispatched.id
     ws.ok("assess", iid, "--grade", "relatively-major", "--reason", "qualitative criteria")
-    ws.refuse("report", iid, "--regulator", "cn-cac", "--submitted-at", "2026-03-10T11:00:00Z",
-              error=f"no cn-cac initial report of {iid} to mark submitted")
-    generated = ws.ok("report", iid, "--regulator", "cn-cac", "--format", "md", "--format", "pdf")
+    submitted_at = (DISCOVERED + timedelta(hours=3, minutes=10)).isoformat()
+    with freeze_time(DISCOVERED + timedelta(hours=2)):
+        ws.refuse("report", iid, "--regulator", "cn-cac", "--submitted-at", submitted_at,
+                  error="--submitted-at: is in the future")
+        ws.refuse("report", iid, "--regulator", "cn-cac", "--submitted-at", DISCOVERED.isoformat(),
+                  error=f"no cn-cac initial report of {iid} to mark submitted")
+        generated = ws.ok("report", iid, "--regulator", "cn-cac", "--format", "md", "--format", "html")
+        ws.refuse("report", iid, "--regulator", "cn-cac", "--submitted-at", DISCOVERED.isoformat(),
+                  error="--submitted-at: before the report was generated (2026-03-10T10:00:00+00:00)")
+        before = ws.json("report", iid, "--list")
+    with freeze_time(DISCOVERED + timedelta(hours=5)):
+        out = ws.ok("report", iid, "--regulator", "cn-cac", "--submitted-at", submitted_at,
+                    "--reference", "FJ-CAC-2026-117")
+        after = ws.json("report", iid, "--list")
+        obligations = dispatched.obligations()
+        again = ws.run("report", iid, "--regulator", "cn-cac", "--submitted-at", submitted_at)
+
     assert "(settles cn-cac-initial, cn-pipl-authority)" in generated
-    before = ws.json("report", iid, "--list")
-
-    submitted_at = datetime.now(UTC).replace(microsecond=0)
-    out = ws.ok("report", iid, "--regulator", "cn-cac", "--submitted-at", submitted_at.isoformat(),
-                "--reference", "FJ-CAC-2026-117")
-    after = ws.json("report", iid, "--list")
-    obligations = dispatched.obligations()
-
-    assert [(r["format"], r["submitted_at"]) for r in before] == [("md", None), ("pdf", None)]
+    assert [(r["format"], r["submitted_at"]) for r in before] == [("md", None), ("html", None)]
     assert all(Path(r["path"]).is_file() and len(r["sha256"]) == 64 for r in before)
     assert "settled: cn-cac-initial, cn-pipl-authority" in out
     assert [(r["format"], r["submitted_at"], r["reference"]) for r in after] == [
-        (f, submitted_at.isoformat(), "FJ-CAC-2026-117") for f in ("md", "pdf")]
+        (f, submitted_at, "FJ-CAC-2026-117") for f in ("md", "html")]
     for key in ("cn-cac-initial", "cn-pipl-authority"):
-        assert (obligations[key]["state"], obligations[key]["done_at"]) == ("done", submitted_at.isoformat())
-    assert "submitted" in ws.ok("report", iid, "--list").splitlines()[0]
-    ws.refuse("report", iid, "--regulator", "cn-cac", "--submitted-at", submitted_at.isoformat(),
-              error="the cn-cac initial report was already marked submitted")
+        assert (obligations[key]["state"], obligations[key]["done_at"]) == ("done", submitted_at)
+    assert "submitted 2026-03-10T11:10 ref FJ-CAC-2026-117" in ws.ok("report", iid, "--list").splitlines()[0]
+    assert again.exit_code == 1 and "the cn-cac initial report was already marked submitted" in again.stderr
 
 
 def test_the_cac_pdf_shows_its_chinese_headings(dispatched: OpenedIncident) -> None:

@@ -25,6 +25,16 @@ class ErrorMappingGroup(TyperGroup):
         except IncidentError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            if "sqlalchemy" not in sys.modules:
+                raise
+            from incident.db import database_error
+
+            mapped = database_error(exc)  # locked, full, unreachable: one line, never the SQL or its rows
+            if mapped is None:
+                raise
+            typer.echo(f"error: {mapped}", err=True)
+            raise typer.Exit(mapped.exit_code) from None
 
 
 app = typer.Typer(

@@ -84,6 +84,10 @@ def dispatch(
         typer.echo(f"{report.states['letter']:,} people need a letter: run `incident letters {incident_id}`")
     if report.notified:
         typer.echo(f"{incident_id}: every person is notified or settled (status 'notified')")
+    if report.halted:
+        typer.echo(f"error: dispatch stopped: {report.halted}; {report.states.get('pending', 0):,} deliveries are "
+                   f"still pending: fix it and run `incident dispatch {incident_id}` again", err=True)
+        raise typer.Exit(1)
 
 
 def letters(
@@ -136,3 +140,8 @@ def worker(
             typer.echo(f"  took over {report.recovered_unknown} attempts left in flight by a stopped worker")
     if not reports:
         typer.echo("no incident is notifying")
+    halted = [f"{iid}: {r.halted}" for iid, r in reports.items() if r.halted]
+    if halted:
+        typer.echo(f"error: dispatch stopped: {'; '.join(halted)} (the rest is still pending; fix it and run the "
+                   "worker again)", err=True)
+        raise typer.Exit(1)

@@ -123,6 +123,21 @@ def print_assessment(a: dict[str, Any]) -> None:
     print_obligations(a["obligations"])
 
 
+def print_review(label: str, review: dict[str, Any], extra: str) -> None:
+    """Print where a review stands (notices or announcement) and what changed since its approval."""
+    by = f" by {review['reviewer']} at {review['at'][:16]}" if review.get("reviewer") else ""
+    typer.echo(f"{label}{review['state']}{by}{extra}")
+    for change in review["changes"]:
+        typer.echo(f"  changed since approval: {change}")
+
+
+def submission(report: dict[str, Any]) -> str:
+    """Whether and when a stored regulator report was submitted."""
+    if not report["submitted_at"]:
+        return "not submitted"
+    return f"submitted {report['submitted_at'][:16]} ref {report['reference'] or '-'}"
+
+
 def show(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
@@ -148,20 +163,21 @@ def show(
     else:
         typer.echo(f"not assessed yet: run `incident assess {d['id']}`")
     n = d["notices"]
-    line = f"notices:    {n['state']}"
-    if n.get("reviewer"):
-        line += f" by {n['reviewer']} at {n['at'][:16]}"
-    if n.get("notices"):
-        line += f" ({n['notices']:,} notices, manifest {n['manifest'][:12]})"
-    typer.echo(line)
-    for change in n["changes"]:
-        typer.echo(f"  changed since approval: {change}")
+    print_review("notices:    ", n, f" ({n['notices']:,} notices, manifest {n['manifest'][:12]})"
+                 if n.get("notices") else "")
     dispatch = d["dispatch"]
     if dispatch["deliveries"]:
         typer.echo("dispatch:   " + ", ".join(f"{k} {v:,}" for k, v in sorted(dispatch["deliveries"].items()))
                    + (f" (re-sent after a crash: {dispatch['unknown_resent']})" if dispatch["unknown_resent"] else ""))
         for channel, outcomes in sorted(dispatch["channels"].items()):
             typer.echo(f"  {channel:<7} " + ", ".join(f"{k} {v:,}" for k, v in sorted(outcomes.items())))
+    ann = d.get("announcement")
+    if ann:
+        print_review("announcement: ", ann, f", published {ann['published_at'][:16]}" if ann.get("published_at")
+                     else "")
+    for r in d.get("reports", []):
+        typer.echo(f"report:     {r['regulator']} {r['stage']} {r['format']} generated {r['generated_at'][:16]}, "
+                   f"{submission(r)}")
     typer.echo("timeline:")
     for e in d["timeline"]:
         typer.echo(f"  {e['at'][:19]}  {e['kind']:<8} {e['actor']}: {e['text']}")

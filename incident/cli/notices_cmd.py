@@ -36,13 +36,27 @@ def approve(
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
     reviewer: Annotated[str, typer.Option(help="Who reviewed the bundle (legal)")],
     comment: Annotated[str | None, typer.Option(help="Review comment")] = None,
+    announcement: Annotated[bool, typer.Option(help="Decide on the public announcement instead of the notices")]
+    = False,
 ) -> None:
-    """Approve exactly the rendered notices (bound to the manifest hash)."""
-    from incident.cases import decide_notices
+    """Approve exactly the rendered notices (bound to the manifest hash), or with --announcement the announcement."""
+    _decide(ctx, incident_id, reviewer, "approved", comment, announcement)
 
+
+def _decide(ctx: typer.Context, incident_id: str, reviewer: str, decision: str, comment: str | None,
+            announcement: bool) -> None:
     st = state(ctx)
-    decide_notices(st.ws(), incident_id, reviewer, "approved", comment, st.who())
-    typer.echo(f"approved {incident_id} notices (reviewer {reviewer})")
+    if announcement:
+        from incident.publish import decide_announcement
+
+        decide_announcement(st.ws(), incident_id, reviewer, decision, comment, st.who())
+    else:
+        from incident.cases import decide_notices
+
+        decide_notices(st.ws(), incident_id, reviewer, decision, comment, st.who())
+    what = "announcement" if announcement else "notices"
+    typer.echo(f"approved {incident_id} {what} (reviewer {reviewer})" if decision == "approved"
+               else f"rejected {incident_id} {what}: {comment}")
 
 
 @notices_app.command("reject")
@@ -51,13 +65,11 @@ def reject(
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
     reviewer: Annotated[str, typer.Option(help="Who reviewed the bundle (legal)")],
     comment: Annotated[str, typer.Option(help="What must change")],
+    announcement: Annotated[bool, typer.Option(help="Reject the public announcement instead of the notices")]
+    = False,
 ) -> None:
-    """Send the notices back: the incident returns to 'assessed' and must be re-rendered."""
-    from incident.cases import decide_notices
-
-    st = state(ctx)
-    decide_notices(st.ws(), incident_id, reviewer, "rejected", comment, st.who())
-    typer.echo(f"rejected {incident_id} notices: {comment}")
+    """Send the notices back (the incident returns to 'assessed'), or with --announcement the announcement."""
+    _decide(ctx, incident_id, reviewer, "rejected", comment, announcement)
 
 
 @notices_app.command("show")

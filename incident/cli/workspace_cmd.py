@@ -38,11 +38,15 @@ def demo(
     directory: Annotated[Path, typer.Argument(help="Folder for the demo workspace")] = Path("incident-demo"),
     people: Annotated[int, typer.Option(help="How many synthetic people")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed (the inventory is deterministic)")] = 7,
+    until: Annotated[str, typer.Option(help="Stop after: assessed, notified (dispatch and letters), announced, or "
+                                            "all (reports and the status board too)")] = "all",
 ) -> None:
-    """Build a demo workspace with a synthetic inventory, open a realistic incident, assess it and print it."""
+    """Run the whole story on a synthetic platform: inventory, incident, assessment, notices (auto-approved, clearly
+    labelled), dispatch to the file outbox with failures and fallbacks, letters, announcement, regulator reports and
+    the status board; print where each artefact is."""
     from incident.demo import run_demo
 
-    for line in run_demo(directory, people=people, seed=seed, actor=state(ctx).who()):
+    for line in run_demo(directory, people=people, seed=seed, actor=state(ctx).who(), until=until):
         typer.echo(line)
 
 

@@ -233,6 +233,10 @@ def send_work(item: Work, cfg: ChannelConfig) -> transports.Outcome:
 
 def next_state(item: Work, outcome: transports.Outcome, cfg: ChannelConfig, now: datetime) -> dict[str, Any]:
     """The delivery after one outcome: sent; retry later on this channel; or fall back (letter, unreachable)."""
+    if outcome.details.get(transports.HALT):
+        # Our own fault (the outbox could not be written): no try is spent and the channel is kept.
+        return {"state": "pending", "final_channel": None, "settled_at": None, "position": item.position,
+                "tries": item.tries, "next_at": now}
     if outcome.status == transports.SENT:
         return {"state": "sent", "final_channel": item.channel, "settled_at": now, "position": item.position,
                 "tries": item.tries + 1, "next_at": now}
@@ -328,6 +332,7 @@ class DispatchReport:
     tally: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     states: dict[str, int] = field(default_factory=dict)
     notified: bool = False
+    halted: str | None = None  # why the run stopped early (a fault on our side); the rest is still pending
 
 
 def counts_by_state(session: Session, incident_id: str) -> dict[str, int]:
@@ -419,13 +424,15 @@ def pump(sender: Sender, incident_id: str, actor: str, *, workers: int, only: st
             room = workers * 4 - len(inflight) if len(inflight) <= workers else 0
             if stop_after is not None:
                 room = min(room, stop_after - done - len(inflight))
+            if report.halted:
+                room = 0  # finish what is in flight, claim nothing more
             if room > 0:
                 with unit_of_work(ws) as session:
                     claimed = claim(session, incident_id, sender.owner, room, only)
                 for item in claimed:
                     inflight[pool.submit(sender.task, item)] = item
             if not inflight:
-                if stop_after is not None and done >= stop_after:
+                if report.halted or (stop_after is not None and done >= stop_after):
                     break
                 with unit_of_work(ws) as session:
                     report.recovered_unknown += recover(session, incident_id, hold_unknown, actor)
@@ -443,6 +450,10 @@ def pump(sender: Sender, incident_id: str, actor: str, *, workers: int, only: st
                 with unit_of_work(ws) as session:
                     for key, n in settle(session, incident_id, results, sender.configs, actor).items():
                         report.tally[key] += n
+                halt = next((o.reason for _, o in results if o.details.get(transports.HALT)), None)
+                if halt and not report.halted:
+                    report.halted = halt
+                    log.warning("%s: dispatch stopping: %s", incident_id, halt)
                 done += len(results)
                 if progress is not None:
                     progress(done, total)
@@ -488,8 +499,9 @@ def run_worker(ws: Workspace, actor: str, *, incident_id: str | None = None, wor
                 checked.add(iid)
             report = reports.setdefault(iid, DispatchReport())
             before = sum(report.tally.values())
+            report.halted = None
             pump(sender, iid, actor, workers=workers, only=None, hold_unknown=hold_unknown, report=report)
-            progressed = sum(report.tally.values()) > before
+            progressed = sum(report.tally.values()) > before and not report.halted
             worked = worked or progressed
             if progressed or not follow:
                 _finish(ws, iid, actor, report)

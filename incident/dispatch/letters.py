@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from incident import audit, clock
 from incident.config import Workspace
-from incident.rows import open_private, safe_cell
+from incident.rows import open_private, private_dir, safe_cell
 
 
 @dataclass
@@ -27,7 +27,7 @@ class LetterBatch:
 def write_letters(session: Session, ws: Workspace, incident_id: str, actor: str) -> LetterBatch:
     """Write every queued letter (postal-only people and those every electronic channel failed for)."""
     folder = ws.path("letters", incident_id)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder)
     os.chmod(folder, 0o700)
     conn = session.connection()
     rows = conn.execute(text(

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 SENT, TRANSIENT, PERMANENT, UNKNOWN = "sent", "transient", "permanent", "unknown"
+HALT = "halt"  # in Outcome.details: a fault on our side that every further message would meet too
 
 
 @dataclass
@@ -64,7 +65,10 @@ def _report(outcome: Outcome) -> bool:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.parent.is_dir():
+        from incident.rows import private_dir
+
+        private_dir(path.parent)  # outbox/, outbox/ID/ and outbox/ID/KIND/ alike, not just the last one
     tmp = path.with_suffix(path.suffix + ".part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -93,13 +97,21 @@ def email_message(msg: Message, sender: str, reply_to: str | None = None) -> Ema
     return email
 
 
+BOUNCE_PREFIX = "bounce."
+
+
 def outbox_handler(body: str, title: str, notify_type: str, meta: dict[str, Any], *args: Any, **kw: Any) -> bool:
-    """outbox://email/ADDR, outbox://sms/PHONE, outbox://push/TOKEN: write .eml or .json into the workspace."""
+    """outbox://email/ADDR, outbox://sms/PHONE, outbox://push/TOKEN: write .eml or .json into the workspace.
+
+    One rule for tabletop exercises: an email address whose domain starts with "bounce." is refused
+    permanently, as a mail server would, so a drill can rehearse fallbacks without a real server."""
     msg = _current()
     root = OUTBOX_ROOT.get("root")
     if root is None:
         return _report(Outcome(PERMANENT, "outbox root not configured"))
     kind = meta.get("host") or msg.channel
+    if kind == "email" and msg.address.rpartition("@")[2].lower().startswith(BOUNCE_PREFIX):
+        return _report(Outcome(PERMANENT, "550 mailbox unavailable (outbox rule for tabletop exercises)"))
     folder = root / kind
     try:
         if kind == "email":
@@ -111,8 +123,10 @@ def outbox_handler(body: str, title: str, notify_type: str, meta: dict[str, Any]
             path = folder / f"{msg.notice_id}.json"
         _write_private(path, data)
     except OSError as exc:
-        # A full disk or a read-only folder is worth retrying once space is freed.
-        return _report(Outcome(TRANSIENT, f"outbox write failed: {exc.strerror or exc}"))
+        # A full disk or a read-only folder is our fault, not the recipient's: stop the run (HALT) with the
+        # delivery still pending on this channel, instead of spending its retries and falling back.
+        return _report(Outcome(TRANSIENT, f"outbox write failed (nothing was sent): {exc.strerror or exc}",
+                               details={HALT: True}))
     return _report(Outcome(SENT, provider_id=path.name))
 
 

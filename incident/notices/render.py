@@ -159,7 +159,7 @@ def fingerprint(session: Session, ws: Workspace, incident: incidents.Incident, a
     actions = [e.text for e in incidents.timeline(session, incident.id) if e.kind == "action"]
     facts = json.dumps({**incidents.facts(incident), "actions": actions}, ensure_ascii=False, sort_keys=True)
     return {
-        "templates": templates.template_hashes(ws.root),
+        "templates": {k: v for k, v in templates.template_hashes(ws.root).items() if templates.is_notice_template(k)},
         "playbook": content.file_sha(catalog.playbook_path(incident.playbook, ws.root)),
         "categories": content.file_sha(catalog.data_file("categories.yaml", ws.root)),
         "organisation": hashlib.sha256(json.dumps(ws.organisation, sort_keys=True).encode()).hexdigest(),

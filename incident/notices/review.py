@@ -105,7 +105,9 @@ class Bundle:
 
     @contextmanager
     def manifest_writer(self) -> Iterator[ManifestWriter]:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from incident.rows import private_dir
+
+        private_dir(self.folder)  # review/ too: mkdir(parents=True) would leave it at the umask's default
         os.chmod(self.folder, 0o700)
         path = self.folder / "manifest.json"
         part = path.with_name("manifest.json.part")

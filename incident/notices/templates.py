@@ -70,6 +70,11 @@ def template_files(workspace: Path | None) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
+def is_notice_template(name: str) -> bool:
+    """Whether individual notices use a template: the announcement and regulator reports have approvals of their own."""
+    return not (name.startswith("reports/") or name.rsplit("/", 1)[-1].startswith("announcement."))
+
+
 def template_hashes(workspace: Path | None) -> dict[str, str]:
     """The sha256 of every template in effect, by name."""
     return {name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in template_files(workspace).items()}

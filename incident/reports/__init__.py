@@ -1,0 +1,1 @@
+"""What the public and the regulators receive: the announcement, regulator reports, and the deadline board."""

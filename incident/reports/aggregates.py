@@ -1,0 +1,88 @@
+"""The numbers the public and regulators are given: only aggregates, from the assessment and the delivery records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from incident import assess, catalog
+from incident.config import Workspace
+from incident.dispatch.proof import channel_summary
+from incident.incidents import Incident
+
+
+def failed_everywhere(session: Session, incident_id: str) -> int:
+    """People dispatch tried on at least one channel, every one of which failed, and who have no postal address."""
+    return int(session.connection().execute(text(
+        "SELECT COUNT(*) FROM delivery WHERE incident_id = :i AND state = 'unreachable' AND channels <> ''"),
+        {"i": incident_id}).scalar_one())
+
+
+def dispatch_reasons(session: Session, incident_id: str) -> list[str]:
+    """Announcement reasons that only dispatch can reveal: people every channel failed for."""
+    failed = failed_everywhere(session, incident_id)
+    if not failed:
+        return []
+    return [f"{failed} affected people could not be reached: every channel failed for them during dispatch "
+            "(GB/T 35273 §10.2 a): publish a public warning)"]
+
+
+def picture(session: Session, ws: Workspace, incident: Incident, locale: str = "en") -> assess.AssessmentView:
+    """The assessment as it stands now, including what dispatch found out (who could not be reached)."""
+    return assess.view(session, incident, ws.root, locale,
+                       extra_announcement_reasons=dispatch_reasons(session, incident.id))
+
+
+def regimes_in(counts: dict[str, Any], workspace: Path | None) -> list[catalog.Regime]:
+    """The regimes with at least one affected resident (or that always apply)."""
+    return [r for r in catalog.jurisdictions(workspace).regimes
+            if r.always or assess.residents(counts["by_region"], r)]
+
+
+def by_region(session: Session, incident_id: str) -> dict[str, Any]:
+    """Per region: exposed records by category, and deliveries by state and final channel."""
+    conn = session.connection()
+    records: dict[str, dict[str, int]] = {}
+    for region, category, n in conn.execute(text(
+            "SELECT a.region, x.category, COUNT(*) FROM exposure x JOIN affected a ON a.incident_id = x.incident_id "
+            "AND a.person_id = x.person_id WHERE x.incident_id = :i GROUP BY a.region, x.category"),
+            {"i": incident_id}):
+        records.setdefault(region or "unknown", {})[category] = int(n)
+    deliveries: dict[str, dict[str, int]] = {}
+    for region, state, channel, n in conn.execute(text(
+            "SELECT a.region, d.state, d.final_channel, COUNT(*) FROM affected a JOIN delivery d "
+            "ON d.incident_id = a.incident_id AND d.person_id = a.person_id WHERE a.incident_id = :i "
+            "GROUP BY a.region, d.state, d.final_channel"), {"i": incident_id}):
+        key = f"{state}:{channel}" if state == "sent" else state
+        per = deliveries.setdefault(region or "unknown", {})
+        per[key] = per.get(key, 0) + int(n)
+    return {"records": records, "deliveries": deliveries}
+
+
+def regime_figures(counts: dict[str, Any], regions: dict[str, Any], regime: catalog.Regime) -> dict[str, Any]:
+    """One regime's residents, records by category, and how they were notified (mail, electronic, not yet)."""
+    covered = [r for r in set(counts["by_region"]) | set(regions["records"]) if regime.covers(r)]
+    by_category: dict[str, int] = {}
+    states: dict[str, int] = {}
+    for region in covered:
+        for category, n in regions["records"].get(region, {}).items():
+            by_category[category] = by_category.get(category, 0) + n
+        for state, n in regions["deliveries"].get(region, {}).items():
+            states[state] = states.get(state, 0) + n
+    electronic = sum(n for s, n in states.items() if s.startswith("sent:"))
+    return {
+        "key": regime.key, "name": {"zh": regime.name("zh-CN"), "en": regime.name("en")},
+        "residents": assess.residents(counts["by_region"], regime),
+        "records": sum(by_category.values()), "by_category": dict(sorted(by_category.items())),
+        "deliveries": dict(sorted(states.items())),
+        "notified_by_mail": states.get("posted", 0), "notified_electronically": electronic,
+        "notified": states.get("posted", 0) + electronic,
+    }
+
+
+def delivery_figures(session: Session, incident_id: str) -> dict[str, Any]:
+    """Attempts per channel and outcome, deliveries per state: the same numbers `incident deliveries` proves."""
+    return channel_summary(session, incident_id)

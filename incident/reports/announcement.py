@@ -1,0 +1,367 @@
+"""The public announcement (substitute notice): what it says, its lint, its manifest, approval and publication."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import meta
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from incident import assess, audit, catalog, clock, incidents
+from incident.config import Workspace
+from incident.errors import IncidentError
+from incident.notices import content, lint, templates
+from incident.reports import aggregates, broadcast
+from incident.reports.models import AnnouncementDecision, AnnouncementRender, AnnouncementSend
+
+KINDS = ("html", "md")
+MANIFEST = "announcement-manifest.json"
+
+
+def file_name(locale: str, kind: str) -> str:
+    return f"announcement.{locale}.{kind}"
+
+
+def about(n: int, locale: str) -> str:
+    """A head-count for the public: rounded and said as 'about' (exact figures go to the regulators)."""
+    zh = locale == "zh-CN"
+    if n < 10:
+        return "少于10" if zh else "fewer than 10"
+    step = 10 if n < 1_000 else 100 if n < 100_000 else 1_000
+    rounded = (n + step // 2) // step * step
+    if zh:
+        return f"约{rounded / 10_000:g}万" if rounded >= 10_000 else f"约{rounded}"
+    return f"about {rounded:,}"
+
+
+def public_counts(counts: dict[str, Any]) -> dict[str, Any]:
+    """The exact aggregates the announcement is based on (an approval goes stale when they change)."""
+    return {"people": counts["people"], "children": counts["children"], "by_category": counts["by_category"]}
+
+
+def public_context(session: Session, ws: Workspace, incident: incidents.Incident, counts: dict[str, Any]
+                   ) -> dict[str, dict[str, Any]]:
+    """Per locale, everything the announcement says: no person's data, head-counts rounded."""
+    static = content.static_context(session, ws, incident)
+    cats = sorted(counts["by_category"].items(), key=lambda kv: (-static["categories"][kv[0]]["rank"], kv[0]))
+    out: dict[str, dict[str, Any]] = {}
+    for loc in catalog.LOCALES:
+        categories = []
+        for key, n in cats:
+            c = static["categories"][key]
+            categories.append({"key": key, "label": c["label"][loc], "sensitive": c["sensitive"],
+                               "people": about(n, loc), "impact": c["impact"][loc], "urgent": c["urgent"][loc],
+                               "advice": [static["advice"][a][loc] for a in c["advice"]]})
+        out[loc] = {
+            **static["locales"][loc], "org": static["org"], "officer": static["officer"],
+            "lookup_url": static["lookup_url"], "actions": static["actions"], "categories": categories,
+            "people": about(counts["people"], loc),
+            "children": about(counts["children"], loc) if counts["children"] else None,
+        }
+    return out
+
+
+def template_names(ws: Workspace) -> list[str]:
+    """The announcement templates and every template they include (for the manifest and staleness)."""
+    env = templates.environment(ws.root)
+    todo = [f"{loc}/announcement.{kind}.j2" for loc in catalog.LOCALES for kind in KINDS]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
+        for ref in meta.find_referenced_templates(env.parse(source)):
+            if ref is None:  # a computed include: be safe and bind every template
+                return sorted(templates.template_files(ws.root))
+            todo.append(ref)
+    return sorted(seen)
+
+
+def fingerprint(ws: Workspace, facts: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
+    """What an approval binds to besides the files: the templates in effect, the facts and the counts."""
+    hashes = templates.template_hashes(ws.root)
+    return {
+        "templates": {name: hashes[name] for name in template_names(ws)},
+        "facts": hashlib.sha256(json.dumps(facts, ensure_ascii=False, sort_keys=True).encode()).hexdigest(),
+        "counts": public_counts(counts),
+    }
+
+
+# ---- lint: nobody's personal data in a public text ----------------------------------------------
+
+CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
+WORD = re.compile(r"[^\W\d_]+")
+DIGIT_RUN = re.compile(r"\+?\d[\d \-().]{5,}\d")
+
+
+def _grams(full: str) -> set[str]:
+    """Every 2–4 character CJK run piece and 1–4 word sequence of a text (to look names up in one step)."""
+    grams: set[str] = set()
+    for run in CJK_RUN.findall(full):
+        grams |= {run[i:i + n] for n in (2, 3, 4) for i in range(len(run) - n + 1)}
+    words = WORD.findall(full.lower())
+    grams |= {" ".join(words[i:i + n]) for n in (1, 2, 3, 4) for i in range(len(words) - n + 1)}
+    return grams
+
+
+def _phone_keys(full: str) -> set[str]:
+    keys: set[str] = set()
+    for run in DIGIT_RUN.findall(full):
+        digits = re.sub(r"\D", "", run)
+        keys |= {digits, digits[-10:], digits[-11:]}
+    return {k for k in keys if len(k) >= 10}
+
+
+def lint_public(session: Session, incident_id: str, files: dict[str, str], officer: dict[str, Any]) -> list[str]:
+    """Problems, one line each: an address or number that is not the officer's (naming the file), or any affected
+    person's or guardian's name, email or phone anywhere in the text (streamed, looked up in one pass)."""
+    problems: list[str] = []
+    officer_email, officer_phone = str(officer.get("email", "")).lower(), str(officer.get("phone", ""))
+    for name, body in files.items():
+        if any(t.lower() != officer_email for t in lint.EMAIL_TOKEN.findall(body)):
+            problems.append(f"{name}: an email address that is not the protection officer's")
+        if any(t != officer_phone for t in lint.PHONE_TOKEN.findall(body)):
+            problems.append(f"{name}: a phone number that is not the protection officer's")
+    full = "\n".join(files.values())
+    lowered, grams, phones = full.lower(), _grams(full), _phone_keys(full)
+    rows = session.connection().execute(text(
+        "SELECT subject_name, to_name, to_email, to_phone FROM affected WHERE incident_id = :i").execution_options(
+        stream_results=True, yield_per=5000), {"i": incident_id})
+    for subject_name, to_name, email, phone in rows:
+        for name in (subject_name, to_name):
+            norm = " ".join(str(name or "").lower().split())
+            if len(norm) >= 2 and (norm in grams or (len(norm) > 4 and norm in lowered)):
+                problems.append("the text names an affected person or guardian")
+        if email and email.lower() in lowered:
+            problems.append("the text has the email address of an affected person or guardian")
+        digits = re.sub(r"\D", "", phone or "")
+        if digits and {digits, digits[-10:], digits[-11:]} & phones:
+            problems.append("the text has the phone number of an affected person or guardian")
+        if problems:
+            break
+    return list(dict.fromkeys(problems))
+
+
+# ---- render ------------------------------------------------------------------------------------
+
+
+@dataclass
+class AnnouncementResult:
+    render_id: int
+    folder: Path
+    files: dict[str, Path]
+    manifest: Path
+    manifest_hash: str
+    required: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+def _write(path: Path, data: str) -> str:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(data if data.endswith("\n") else data + "\n")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> AnnouncementResult:
+    """Render the announcement in every locale as HTML and Markdown into review/ID/announcement/, with a manifest."""
+    incident = incidents.get(session, incident_id, for_update=True)
+    view = aggregates.picture(session, ws, incident)
+    facts = public_context(session, ws, incident, view.counts)
+    env = templates.environment(ws.root)
+    now = clock.now()
+    texts: dict[str, str] = {}
+    for loc in catalog.LOCALES:
+        ctx = {**facts[loc], "announcement": {"date": content.day(now, loc)}}
+        for kind in KINDS:
+            texts[file_name(loc, kind)] = templates.render(env, f"{loc}/announcement.{kind}.j2", ctx)
+    problems = lint_public(session, incident_id, texts, facts["en"]["officer"])
+    if problems:
+        raise IncidentError("announcement lint failed, nothing was written: " + "; ".join(problems[:3]))
+    folder = ws.path("review", incident_id, "announcement")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: folder / name for name in texts}
+    shas = {name: _write(files[name], body) for name, body in texts.items()}
+    manifest = {"incident": incident_id, "rendered_at": now.isoformat(), "files": shas,
+                **fingerprint(ws, facts, view.counts), "required": view.announcement["required"],
+                "reasons": view.announcement["reasons"]}
+    manifest_path = folder / MANIFEST
+    manifest_hash = _write(manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True))
+    record = AnnouncementRender(incident_id=incident_id, at=now, actor=actor, manifest_hash=manifest_hash,
+                                folder=str(folder), counts=json.dumps(public_counts(view.counts), sort_keys=True))
+    session.add(record)
+    session.flush()
+    assert record.id is not None
+    audit.record(session, incident_id, audit.Event("announcement-rendered", {
+        "render": record.id, "manifest": manifest_hash, "required": view.announcement["required"]}), actor)
+    return AnnouncementResult(record.id, folder, files, manifest_path, manifest_hash,
+                              view.announcement["required"], view.announcement["reasons"])
+
+
+# ---- approval ----------------------------------------------------------------------------------
+
+
+def current_render(session: Session, incident_id: str) -> AnnouncementRender | None:
+    stmt = select(AnnouncementRender).where(AnnouncementRender.incident_id == incident_id).order_by(
+        AnnouncementRender.id.desc())  # type: ignore[union-attr]
+    return session.exec(stmt).first()
+
+
+def latest_decision(session: Session, render_id: int) -> AnnouncementDecision | None:
+    stmt = select(AnnouncementDecision).where(AnnouncementDecision.render_id == render_id).order_by(
+        AnnouncementDecision.id.desc())  # type: ignore[union-attr]
+    return session.exec(stmt).first()
+
+
+def changes_since(session: Session, ws: Workspace, incident: incidents.Incident, render: AnnouncementRender
+                  ) -> list[str]:
+    """Name what changed since the render: the files, templates, facts or counts."""
+    path = Path(render.folder) / MANIFEST
+    try:
+        raw = path.read_bytes()
+        before = json.loads(raw)
+    except (OSError, ValueError):
+        return [f"{path} is missing or unreadable"]
+    if hashlib.sha256(raw).hexdigest() != render.manifest_hash:
+        return [f"{path} differs from the rendered manifest"]
+    changed = []
+    for name, sha in before["files"].items():
+        file = Path(render.folder) / name
+        if not file.is_file() or hashlib.sha256(file.read_bytes()).hexdigest() != sha:
+            changed.append(f"{name} was edited or removed after rendering")
+    counts = json.loads(assess.latest(session, incident.id).counts)  # type: ignore[union-attr]
+    now = fingerprint(ws, public_context(session, ws, incident, counts), counts)
+    for name in sorted(set(before["templates"]) | set(now["templates"])):
+        if before["templates"].get(name) != now["templates"].get(name):
+            changed.append(f"template {name} changed")
+    if before["facts"] != now["facts"]:
+        changed.append("the incident facts, logged actions, playbook or organisation details changed")
+    if before["counts"] != now["counts"]:
+        changed.append("the affected counts changed (re-assessed)")
+    return changed
+
+
+def approval_state(session: Session, ws: Workspace, incident: incidents.Incident) -> dict[str, Any]:
+    """Where the announcement stands: not rendered, awaiting review, rejected, approved, stale or published."""
+    render = current_render(session, incident.id)
+    if render is None:
+        return {"state": "not rendered", "changes": []}
+    base: dict[str, Any] = {"render": render.id, "manifest": render.manifest_hash, "folder": render.folder,
+                            "published_at": render.published_at.isoformat() if render.published_at else None,
+                            "changes": []}
+    decision = latest_decision(session, render.id)  # type: ignore[arg-type]
+    if decision is None:
+        return {**base, "state": "awaiting review"}
+    base |= {"reviewer": decision.reviewer, "at": decision.at.isoformat(), "comment": decision.comment}
+    if decision.decision == "rejected":
+        return {**base, "state": "rejected"}
+    changes = changes_since(session, ws, incident, render)
+    state = "stale" if changes else "published" if render.published_at else "approved"
+    return {**base, "state": state, "changes": changes}
+
+
+def decide(session: Session, ws: Workspace, incident_id: str, reviewer: str, decision: str, comment: str | None,
+           actor: str) -> AnnouncementDecision:
+    """Record a reviewer's approval of the current announcement (bound to its manifest) or its rejection."""
+    if not reviewer.strip():
+        raise IncidentError("--reviewer: name the reviewer")
+    incident = incidents.get(session, incident_id, for_update=True)
+    render = current_render(session, incident_id)
+    if render is None:
+        raise IncidentError(f"{incident_id} has no rendered announcement (run `incident announce {incident_id}`)")
+    if decision == "approved":
+        changes = changes_since(session, ws, incident, render)
+        if changes:
+            raise IncidentError("cannot approve the announcement: " + "; ".join(changes) +
+                                f" (re-render with `incident announce {incident_id}`)")
+    elif not (comment or "").strip():
+        raise IncidentError("--comment: say why the announcement is rejected")
+    record = AnnouncementDecision(incident_id=incident_id, render_id=render.id, decision=decision,  # type: ignore[arg-type]
+                                  reviewer=reviewer, comment=comment, at=clock.now(),
+                                  manifest_hash=render.manifest_hash)
+    session.add(record)
+    audit.record(session, incident_id, audit.Event(f"announcement-{decision}", {
+        "render": render.id, "manifest": render.manifest_hash, "reviewer": reviewer, "comment": comment}), actor)
+    return record
+
+
+# ---- publish -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PublishResult:
+    folder: Path
+    files: list[Path]
+    published_at: str
+    first_time: bool
+    sends: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[dict[str, str]]:
+        return [s for s in self.sends if s["outcome"] != "sent"]
+
+
+def targets(ws: Workspace) -> list[str]:
+    """The [announcement] targets of incident.toml: apprise URLs (a status-page webhook, a newsroom feed)."""
+    found = ws.config.get("announcement", {}).get("targets", [])
+    if not isinstance(found, list) or not all(isinstance(t, str) and "://" in t for t in found):
+        raise IncidentError("incident.toml: [announcement] targets: give a list of apprise URLs")
+    return found
+
+
+def publish(session: Session, ws: Workspace, incident_id: str, actor: str) -> PublishResult:
+    """Copy the approved announcement to public/ID/, send it to every target not yet reached, record it."""
+    incident = incidents.get(session, incident_id, for_update=True)
+    state = approval_state(session, ws, incident)
+    if state["state"] == "stale":
+        raise IncidentError("the announcement approval is stale: " + "; ".join(state["changes"]) +
+                            f" (re-render with `incident announce {incident_id}` and have it approved again)")
+    if state["state"] not in ("approved", "published"):
+        raise IncidentError(f"{incident_id} announcement is not approved ({state['state']}): run `incident notices "
+                            f"approve {incident_id} --announcement --reviewer NAME` after reviewing it")
+    render = current_render(session, incident_id)
+    assert render is not None and render.id is not None
+    public = ws.path("public", incident_id)
+    public.mkdir(parents=True, exist_ok=True)
+    written = []
+    for loc in catalog.LOCALES:
+        for kind in KINDS:
+            name = file_name(loc, kind)
+            (public / name).write_bytes((Path(render.folder) / name).read_bytes())
+            written.append(public / name)
+    now = clock.now()
+    first = render.published_at is None
+    if first:
+        render.published_at = now
+        session.add(render)
+        assess.settle(session, incident_id, "announcement-published", actor, now, f"announcement {render.id}")
+    result = PublishResult(public, written, render.published_at.isoformat(), first)  # type: ignore[union-attr]
+    done = {s.target_hash for s in session.exec(select(AnnouncementSend).where(
+        AnnouncementSend.render_id == render.id, AnnouncementSend.outcome == "sent"))}
+    bodies = {loc: (Path(render.folder) / file_name(loc, "md")).read_text(encoding="utf-8")
+              for loc in catalog.LOCALES}
+    title = " / ".join(bodies[loc].splitlines()[0].lstrip("# ").strip() for loc in catalog.LOCALES)
+    for url in targets(ws):
+        masked = broadcast.mask_url(url)
+        if broadcast.url_hash(url) in done:
+            result.sends.append({"target": masked, "outcome": "sent", "reason": "already sent"})
+            continue
+        outcome = broadcast.send_text(url, f"{incident_id}.announcement.{render.id}", title,
+                                      "\n\n---\n\n".join(bodies.values()), ws.path("outbox", incident_id))
+        session.add(AnnouncementSend(incident_id=incident_id, render_id=render.id, target=masked,
+                                     target_hash=broadcast.url_hash(url), at=clock.now(), outcome=outcome.status,
+                                     reason=outcome.reason or None))
+        result.sends.append({"target": masked, "outcome": outcome.status, "reason": outcome.reason})
+    audit.record(session, incident_id, audit.Event("announcement-published", {
+        "render": render.id, "manifest": render.manifest_hash, "first": first,
+        "targets": [{"target": s["target"], "outcome": s["outcome"]} for s in result.sends]}), actor)
+    return result

@@ -1,0 +1,88 @@
+"""Tables owned by reports: regulator reports, announcement renders, decisions and sends, deadline warnings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Text
+from sqlmodel import Field, SQLModel
+
+from incident.db import UTCDateTime
+
+
+class Report(SQLModel, table=True):
+    """One generated regulator report file: its hash and time, and when (and as what) it was submitted."""
+
+    __tablename__ = "report"
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    regulator: str  # the report kind: playbooks/reports/<regulator>.yaml
+    stage: str  # initial | update | final
+    format: str  # md | html | pdf | json
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    actor: str
+    sha256: str
+    path: str
+    delay_reason: str | None = Field(default=None, sa_column=Column(Text))
+    submitted_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    reference: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "regulator": self.regulator, "stage": self.stage, "format": self.format,
+                "generated_at": self.at.isoformat(), "by": self.actor, "sha256": self.sha256, "path": self.path,
+                "delay_reason": self.delay_reason,
+                "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
+                "reference": self.reference}
+
+
+class AnnouncementRender(SQLModel, table=True):
+    """One run of `incident announce`: the manifest an approval binds to, and when it went public."""
+
+    __tablename__ = "announcement_render"
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    actor: str
+    manifest_hash: str
+    folder: str
+    published_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    counts: str = Field(sa_column=Column(Text, nullable=False))  # the aggregate counts it states (JSON)
+
+
+class AnnouncementDecision(SQLModel, table=True):
+    """A reviewer's decision on one announcement render, bound to its manifest hash."""
+
+    __tablename__ = "announcement_decision"
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    render_id: int = Field(foreign_key="announcement_render.id")
+    decision: str  # approved | rejected
+    reviewer: str
+    comment: str | None = Field(default=None, sa_column=Column(Text))
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    manifest_hash: str
+
+
+class AnnouncementSend(SQLModel, table=True):
+    """One call to one configured announcement target (a re-publish retries only the failed ones)."""
+
+    __tablename__ = "announcement_send"
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    render_id: int = Field(foreign_key="announcement_render.id")
+    target: str  # privacy-masked URL
+    target_hash: str  # sha256 of the URL as configured, to recognise it again
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    outcome: str  # sent | transient | permanent | unknown
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class DeadlineWarning(SQLModel, table=True):
+    """A warning sent to on-call, once per incident, obligation and level (due-soon, overdue)."""
+
+    __tablename__ = "deadline_warning"
+    incident_id: str = Field(primary_key=True, foreign_key="incident.id")
+    key: str = Field(primary_key=True)
+    level: str = Field(primary_key=True)
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
