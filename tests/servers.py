@@ -11,6 +11,7 @@ import email
 import json
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ class SmtpSink:
     reject: dict[str, str] = field(default_factory=dict)  # address -> "550 ..." answered to RCPT
     defer: dict[str, int] = field(default_factory=dict)  # address -> how many times to answer 451 first
     delay: float = 0.0  # seconds the server takes per accepted message (after recording it)
+    drop_after_data: dict[str, int] = field(default_factory=dict)  # address -> times to hang up after the data
     mails: list[Mail] = field(default_factory=list)
     rcpt_log: list[tuple[str, str]] = field(default_factory=list)  # (address, answer) for every RCPT TO
     host: str = "127.0.0.1"
@@ -104,6 +106,14 @@ class _SinkHandler:
         with self.sink.arrived:
             self.sink.mails.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
             self.sink.arrived.notify_all()
+        with self.lock:
+            drop = [a for a in envelope.rcpt_tos if self.sink.drop_after_data.get(a, 0) > 0]
+            for address in drop:
+                self.sink.drop_after_data[address] -= 1
+        if drop:
+            # The message is in, but the client never hears so: it cannot know whether it was delivered.
+            server.transport.close()
+            return "421 4.4.2 connection dropped"
         if self.sink.delay:
             await asyncio.sleep(self.sink.delay)
         return "250 2.0.0 OK: queued"
@@ -118,9 +128,10 @@ class _AnyPortController(Controller):
 
 
 def start_smtp_sink(reject: dict[str, str] | None = None, defer: dict[str, int] | None = None,
-                    delay: float = 0.0) -> SmtpSink:
+                    delay: float = 0.0, drop_after_data: dict[str, int] | None = None) -> SmtpSink:
     """Start an SMTP sink on 127.0.0.1 with a free port; it answers before this returns."""
-    sink = SmtpSink(reject=dict(reject or {}), defer=dict(defer or {}), delay=delay)
+    sink = SmtpSink(reject=dict(reject or {}), defer=dict(defer or {}), delay=delay,
+                    drop_after_data=dict(drop_after_data or {}))
     controller = _AnyPortController(_SinkHandler(sink), hostname="127.0.0.1", port=0, ready_timeout=10)
     controller.start()
     sink.controller, sink.port = controller, controller.port
@@ -150,6 +161,7 @@ class Request:
     headers: dict[str, str]
     body: dict[str, Any]
     status: int  # what the gateway answered
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock, shared across processes)
 
     @property
     def to(self) -> str:
@@ -161,12 +173,22 @@ class Gateway:
     """A JSON-over-HTTP gateway: answers per recipient (`to` in the JSON body) follow a script, else 200."""
 
     script: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    hang: dict[str, int] = field(default_factory=dict)  # recipient -> times to never answer (until stopped)
     requests: list[Request] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 0
     server: Any = None
     thread: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def hangs_for(self, to: str) -> bool:
+        """Whether this request is one the gateway never answers (counting it down)."""
+        with self.lock:
+            if self.hang.get(to, 0) > 0:
+                self.hang[to] -= 1
+                return True
+            return False
 
     def answer_for(self, to: str) -> tuple[int, dict[str, str]]:
         with self.lock:
@@ -179,6 +201,7 @@ class Gateway:
         return [r for r in self.requests if r.to == to]
 
     def stop(self) -> None:
+        self.stopping.set()  # lets hanging handlers go
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -201,6 +224,11 @@ def _handler_for(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 body = {"raw": raw.decode("utf-8", "replace")}
             to = str(body.get("to", ""))
+            if gateway.hangs_for(to):
+                gateway.requests.append(Request("POST", self.path, dict(self.headers.items()), body, 0))
+                gateway.stopping.wait(60)  # never answers while the test runs
+                self.close_connection = True
+                return
             status, extra = gateway.answer_for(to)
             gateway.requests.append(Request("POST", self.path, dict(self.headers.items()), body, status))
             payload = json.dumps({"id": f"msg-{len(gateway.requests)}"} if status < 300 else
@@ -221,13 +249,15 @@ def _handler_for(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def start_gateway(script: dict[str, list[tuple[int, dict[str, str]]]] | None = None) -> Gateway:
+def start_gateway(script: dict[str, list[tuple[int, dict[str, str]]]] | None = None,
+                  hang: dict[str, int] | None = None) -> Gateway:
     """Start an HTTP gateway on 127.0.0.1 with a free port.
 
     `script` maps a recipient to the answers it gets in turn, e.g. {"+86139...": [(500, {}), (200, {})]}.
-    The last answer in each list repeats (a permanent 400 stays 400).
+    The last answer in each list repeats (a permanent 400 stays 400). `hang` maps a recipient to how many of
+    its requests the gateway takes in and never answers (status 0 in `requests`).
     """
-    gateway = Gateway(script={k: list(v) for k, v in (script or {}).items()})
+    gateway = Gateway(script={k: list(v) for k, v in (script or {}).items()}, hang=dict(hang or {}))
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(gateway))
     server.daemon_threads = True
     gateway.server, gateway.port = server, server.server_address[1]
@@ -239,8 +269,9 @@ def start_gateway(script: dict[str, list[tuple[int, dict[str, str]]]] | None = N
 
 
 @contextmanager
-def gateway(script: dict[str, list[tuple[int, dict[str, str]]]] | None = None) -> Iterator[Gateway]:
-    gw = start_gateway(script)
+def gateway(script: dict[str, list[tuple[int, dict[str, str]]]] | None = None,
+            hang: dict[str, int] | None = None) -> Iterator[Gateway]:
+    gw = start_gateway(script, hang)
     try:
         yield gw
     finally:

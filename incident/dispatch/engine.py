@@ -169,6 +169,7 @@ class Work:
     position: int
     tries: int
     has_letter: bool
+    claimed_at: datetime | None = None
 
 
 def claim(session: Session, incident_id: str, owner: str, limit: int, only: str | None) -> list[Work]:
@@ -219,16 +220,19 @@ def claim(session: Session, incident_id: str, owner: str, limit: int, only: str 
         message = transports.Message(
             notice_id=f"{incident_id}.{r[3]}.{channel}", channel=channel, address=address, subject=r[4],
             text=zlib.decompress(r[5]).decode(), html=zlib.decompress(r[6]).decode() if r[6] is not None else None)
-        work.append(Work(attempt_id, person_id, channel, message, r[7], chans, position, tries, has_letter))
+        work.append(Work(attempt_id, person_id, channel, message, r[7], chans, position, tries, has_letter, now))
     return work
 
 
-def send_work(item: Work, cfg: ChannelConfig) -> transports.Outcome:
-    """Verify the notice is exactly the approved content, then make the one apprise call."""
+def send_work(item: Work, cfg: ChannelConfig, limiter: RateLimiter | None = None) -> transports.Outcome:
+    """Verify the notice is exactly the approved content, prepare the call, wait for the rate slot, send."""
     actual = rendering.notice_sha(item.message.subject, item.message.text, item.message.html)
     if actual != item.expected_sha:
         return transports.Outcome(transports.PERMANENT, "notice content differs from the approved hash: not sent")
-    return transports.send(cfg.url, item.message)
+    prepared = transports.prepare(cfg.url, item.message)
+    if limiter is not None and prepared.refused is None:
+        limiter.wait()  # right before the network: nothing slow may sit between the slot and the send
+    return transports.deliver(prepared)
 
 
 def next_state(item: Work, outcome: transports.Outcome, cfg: ChannelConfig, now: datetime) -> dict[str, Any]:
@@ -260,8 +264,10 @@ def settle(session: Session, incident_id: str, results: list[tuple[Work, transpo
     attempts, deliveries = [], []
     for item, outcome in results:
         tally[f"{item.channel}:{outcome.status}"] += 1
-        attempts.append({"aid": item.attempt_id, "finished": now, "outcome": outcome.status,
-                         "reason": outcome.reason or None, "provider": outcome.provider_id or None})
+        # `started` becomes the moment the call began (it was the claim time while the attempt was queued).
+        attempts.append({"aid": item.attempt_id, "started": outcome.details.get("started") or item.claimed_at or now,
+                         "finished": now, "outcome": outcome.status, "reason": outcome.reason or None,
+                         "provider": outcome.provider_id or None})
         deliveries.append({"pid": item.person_id, **next_state(item, outcome, configs[item.channel], now)})
     for item, outcome in results:
         log.debug("attempt %s person %s %s to %s: %s %s", item.attempt_id, item.person_id, item.channel,
@@ -270,8 +276,8 @@ def settle(session: Session, incident_id: str, results: list[tuple[Work, transpo
     conn = session.connection()
     t, d = Attempt.__table__, Delivery.__table__
     conn.execute(sa.update(t).where(t.c.id == sa.bindparam("aid")).values(
-        finished=sa.bindparam("finished"), outcome=sa.bindparam("outcome"), reason=sa.bindparam("reason"),
-        provider=sa.bindparam("provider")), attempts)
+        started=sa.bindparam("started"), finished=sa.bindparam("finished"), outcome=sa.bindparam("outcome"),
+        reason=sa.bindparam("reason"), provider=sa.bindparam("provider")), attempts)
     conn.execute(sa.update(d).where(d.c.incident_id == incident_id, d.c.person_id == sa.bindparam("pid")).values(
         state=sa.bindparam("state"), final_channel=sa.bindparam("final_channel"),
         settled_at=sa.bindparam("settled_at"), position=sa.bindparam("position"), tries=sa.bindparam("tries"),
@@ -314,14 +320,23 @@ class RateLimiter:
     def wait(self) -> None:
         if self.rate <= 0:
             return
-        with self.lock:
-            if not self.slots:
-                # Reserve a tenth of a second's worth at a time: few database round trips, little waste.
-                self.slots = self._reserve(max(1, int(self.rate / 10)))
-            slot = self.slots.pop(0)
-        delay = slot - time.time()
-        if delay > 0:
-            time.sleep(delay)
+        late = 0.5 / self.rate  # a slot missed by more than this is dropped, never spent in a burst later
+        while True:
+            with self.lock:
+                now = time.time()
+                while self.slots and self.slots[0] < now - late:
+                    self.slots.pop(0)
+                if not self.slots:
+                    # Reserve a tenth of a second's worth at a time: few database round trips, little waste.
+                    self.slots = self._reserve(max(1, int(self.rate / 10)))
+                slot = self.slots.pop(0)
+            delay = slot - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            # Under CPU contention sleep() can overshoot: sending long after the slot would pile onto later
+            # slots, so a slot missed by more than `late` is given up and another one taken.
+            if time.time() - slot <= late:
+                return
 
 
 @dataclass
@@ -390,9 +405,8 @@ class Sender:
         if cfg is None or not cfg.url:
             return transports.Outcome(transports.PERMANENT, f"no [channels.{item.channel}] in incident.toml")
         with self.slots[item.channel]:
-            self.limiters[item.channel].wait()
             try:
-                return send_work(item, cfg)
+                return send_work(item, cfg, self.limiters[item.channel])
             except Exception as exc:  # a transport bug must not lose the recipient: it is retried
                 return transports.Outcome(transports.TRANSIENT, f"internal error: {type(exc).__name__}")
 
@@ -453,7 +467,7 @@ def pump(sender: Sender, incident_id: str, actor: str, *, workers: int, only: st
                 halt = next((o.reason for _, o in results if o.details.get(transports.HALT)), None)
                 if halt and not report.halted:
                     report.halted = halt
-                    log.warning("%s: dispatch stopping: %s", incident_id, halt)
+                    log.info("%s: dispatch stopping: %s", incident_id, halt)
                 done += len(results)
                 if progress is not None:
                     progress(done, total)

@@ -143,6 +143,25 @@ def _ssl_context() -> ssl.SSLContext:
     return _context
 
 
+class _DataTracking:
+    """Remember whether the message data went out on this connection: a connection dropped before it can be
+    re-tried at once (nothing was delivered), one dropped after it may have delivered the message."""
+
+    data_sent = False
+
+    def data(self, msg: Any) -> Any:
+        self.data_sent = True
+        return super().data(msg)  # type: ignore[misc]
+
+
+class _SMTP(_DataTracking, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_DataTracking, smtplib.SMTP_SSL):
+    pass
+
+
 def _smtp(meta: dict[str, Any]) -> smtplib.SMTP:
     qsd = meta.get("qsd", {})
     key = (meta.get("host"), meta.get("port"), meta.get("user"), meta.get("schema"))
@@ -154,9 +173,9 @@ def _smtp(meta: dict[str, Any]) -> smtplib.SMTP:
     timeout = float(qsd.get("timeout", 15))
     host, port = meta.get("host") or "localhost", int(meta.get("port") or 25)
     if meta.get("schema") == "smtppools":
-        conn = smtplib.SMTP_SSL(host, port, timeout=timeout, context=_ssl_context())
+        conn = _SMTPSSL(host, port, timeout=timeout, context=_ssl_context())
     else:
-        conn = smtplib.SMTP(host, port, timeout=timeout)
+        conn = _SMTP(host, port, timeout=timeout)
         if qsd.get("starttls", "no").lower() in ("yes", "1", "true"):
             conn.starttls(context=_ssl_context())
     user, password = meta.get("user"), meta.get("password")
@@ -195,6 +214,7 @@ def smtppool_handler(body: str, title: str, notify_type: str, meta: dict[str, An
             conn = _smtp(meta)
         except (OSError, smtplib.SMTPException) as exc:
             return _report(Outcome(TRANSIENT, f"SMTP connect failed: {exc}"[:300]))
+        conn.data_sent = False  # type: ignore[attr-defined]
         try:
             refused = conn.send_message(email, from_addr=parseaddr(sender)[1], to_addrs=[msg.address])
         except smtplib.SMTPRecipientsRefused as exc:
@@ -204,16 +224,17 @@ def smtppool_handler(body: str, title: str, notify_type: str, meta: dict[str, An
             return _report(smtp_code_outcome(exc.smtp_code, exc.smtp_error.decode(errors="replace")))
         except smtplib.SMTPDataError as exc:
             return _report(smtp_code_outcome(exc.smtp_code, exc.smtp_error.decode(errors="replace")))
-        except smtplib.SMTPServerDisconnected as exc:
-            _drop_smtp(meta)
-            if attempt == 1 and not fresh and "DATA" not in str(exc):
-                continue  # an idle pooled connection was closed by the server: reconnect once
-            return _report(Outcome(TRANSIENT, f"SMTP connection dropped (may have been delivered): {exc}"[:300]))
         except (OSError, smtplib.SMTPException) as exc:
             _drop_smtp(meta)
-            if attempt == 1 and not fresh and isinstance(exc, smtplib.SMTPServerDisconnected | BrokenPipeError):
-                continue
-            return _report(Outcome(TRANSIENT, f"SMTP error: {exc}"[:300]))
+            delivered = getattr(conn, "data_sent", True)
+            dropped = isinstance(exc, smtplib.SMTPServerDisconnected | BrokenPipeError | ConnectionResetError)
+            if attempt == 1 and not fresh and dropped and not delivered:
+                continue  # an idle pooled connection was closed before our message went out: reconnect once
+            if delivered:
+                return _report(Outcome(TRANSIENT, f"SMTP connection lost after the message data (may have been "
+                                                  f"delivered): {str(exc) or type(exc).__name__}"[:300]))
+            what = "connection dropped" if dropped else "error"
+            return _report(Outcome(TRANSIENT, f"SMTP {what}: {str(exc) or type(exc).__name__}"[:300]))
         if refused:
             code, text = next(iter(refused.values()))
             return _report(smtp_code_outcome(code, text.decode(errors="replace")))
@@ -385,35 +406,74 @@ def classify_stock(result: Any) -> Outcome:
     return Outcome(PERMANENT, reason or f"apprise: {result.status.name}")
 
 
-def send(url_template: str, message: Message) -> Outcome:
-    """One recipient, one channel, one apprise call, run inline in this thread; never raises."""
+@dataclass
+class Prepared:
+    """A message ready to go: its apprise plugin built, nothing sent yet (or the reason it cannot be sent)."""
+
+    message: Message
+    plugin: Any = None
+    own: bool = False
+    refused: Outcome | None = None
+
+
+def prepare(url_template: str, message: Message) -> Prepared:
+    """Everything before the network: apprise import, the URL with secrets, the plugin. Never raises."""
     import apprise
 
     register()
-    asset = _asset()
     try:
         url = build_url(url_template, message.address, message.notice_id)
     except KeyError as exc:
-        return Outcome(PERMANENT, f"environment variable {exc.args[0]} is not set (referenced by the channel URL)")
+        return Prepared(message, refused=Outcome(
+            PERMANENT, f"environment variable {exc.args[0]} is not set (referenced by the channel URL)"))
     try:
-        plugin = apprise.Apprise.instantiate(url, asset=asset, suppress_exceptions=False)
+        plugin = apprise.Apprise.instantiate(url, asset=_asset(), suppress_exceptions=False)
     except Exception as exc:
-        return Outcome(PERMANENT, f"channel URL rejected by apprise: {type(exc).__name__}")
+        return Prepared(message, refused=Outcome(PERMANENT, f"channel URL rejected by apprise: {type(exc).__name__}"))
     if plugin is None:
-        return Outcome(PERMANENT, "unsupported or disabled apprise scheme")
+        return Prepared(message, refused=Outcome(PERMANENT, "unsupported or disabled apprise scheme"))
+    return Prepared(message, plugin, urlsplit(url).scheme in OWN_SCHEMES)
+
+
+def deliver(prepared: Prepared) -> Outcome:
+    """The one apprise call, inline in this thread, stamped with when it started; never raises."""
+    import apprise
+
+    from incident import clock
+
+    if prepared.refused is not None:
+        return prepared.refused
+    message, own = prepared.message, prepared.own
     _local.message, _local.outcome = message, None
-    own = urlsplit(url).scheme in OWN_SCHEMES
+    sent_at = clock.now()
     started = time.monotonic()
     try:
         fmt = apprise.NotifyFormat.HTML if message.html and not own else apprise.NotifyFormat.TEXT
         body = message.html if fmt == apprise.NotifyFormat.HTML else message.text
-        result = apprise.Apprise(plugin, asset=asset).notify(title=message.subject, body=body or " ",
-                                                               body_format=fmt, log_level=logging.DEBUG)
+        result = apprise.Apprise(prepared.plugin, asset=_asset()).notify(
+            title=message.subject, body=body or " ", body_format=fmt, log_level=logging.DEBUG)
     finally:
         _local.message = None
     outcome = (_local.outcome or Outcome(UNKNOWN, "transport returned no outcome")) if own else classify_stock(result)
     outcome.details.setdefault("elapsed_ms", round((time.monotonic() - started) * 1000, 1))
+    outcome.reason = masked_reason(outcome.reason, message.channel, message.address)
+    outcome.details["started"] = sent_at
     return outcome
+
+
+def send(url_template: str, message: Message) -> Outcome:
+    """One recipient, one channel, one apprise call, run inline in this thread; never raises."""
+    return deliver(prepare(url_template, message))
+
+
+EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def masked_reason(reason: str, channel: str, address: str) -> str:
+    """A failure reason fit for the proof and the logs: servers echo the recipient ("550 <bob@x.org>: unknown")."""
+    if address and len(address) > 3:
+        reason = re.sub(re.escape(address), lambda _: mask_address(channel, address), reason, flags=re.IGNORECASE)
+    return EMAIL_IN_TEXT.sub(lambda m: mask_address("email", m.group(0)), reason)
 
 
 _assets: dict[str, Any] = {}
