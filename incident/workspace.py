@@ -112,7 +112,10 @@ def export_audit(ws: Workspace, incident_id: str, output: Path) -> str:
     with unit_of_work(ws, write=False) as session:
         get(session, incident_id)
         data = audit.export_chain(session, incident_id)
-    output.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    from incident.rows import open_private
+
+    with open_private(output) as fh:  # the chain names actors and people ids: owner-only, like every export
+        fh.write(json.dumps(data, ensure_ascii=False, indent=1))
     return str(data["head"]["hash"]) if data["head"] else ""
 
 

@@ -12,7 +12,6 @@ import io
 import json
 import random
 import socket
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 from freezegun import freeze_time
+from rawdb import connect
 from servers import Gateway, SmtpSink, configure_channels, smtp_sink
 from servers import gateway as http_gateway
 from support import WorkspaceDir, open_incident, people_csv
@@ -476,6 +476,6 @@ def test_a_delivery_waiting_for_retry_after_is_claimed_at_that_instant_not_befor
         with unit_of_work(ws) as session:
             assert [w.person_id for w in claim(session, d.id, "test-worker", 10, None)] == ["fay"]
     assert d.servers.received() == 0
-    with sqlite3.connect(d.ws.db) as conn:
+    with connect(d.ws.root) as conn:
         outcomes = conn.execute("SELECT person_id, outcome FROM attempt ORDER BY id").fetchall()
     assert outcomes == [("dan", "in-flight"), ("fay", "transient"), ("fay", "in-flight")]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
 import subprocess
 import zlib
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from freezegun import freeze_time
+from rawdb import connect
 from support import WorkspaceDir, open_incident, people_csv
 
 from incident.config import find_workspace
@@ -544,7 +544,7 @@ def reassess_with_one_more_person(story: Story) -> None:
 
 
 def tamper_with_a_stored_notice(story: Story) -> None:
-    with sqlite3.connect(story.ws.db) as conn:
+    with connect(story.ws.root) as conn:
         conn.execute("UPDATE notice SET body = ? WHERE person_id = ? AND channel = 'sms'",
                      (zlib.compress("诚聊购：请点击 http://evil.example 领取补偿".encode()), ZH_ADULT.person_id))
 
