@@ -22,6 +22,7 @@ from incident import audit, clock, incidents
 from incident.config import Workspace
 from incident.errors import IncidentError
 from incident.incidents import Status
+from incident.notices import content
 from incident.notices import render as rendering
 from incident.notices.models import Approval, Notice, Render
 
@@ -137,7 +138,8 @@ class Bundle:
             shown.append({"key": key, "locale": locale, "channel": channel, "audience": audience,
                           "categories": cats.replace(",", ", "), "count": variants[key], **notice})
         page = _review_env().get_template("review.html.j2").render(
-            incident=incident, variants=shown, total=sum(variants.values()), lint=lint_summary,
+            incident=incident, title=content.clean(incident.title), variants=shown, total=sum(variants.values()),
+            lint=lint_summary,
             manifest_hash=manifest_hash, generated=clock.now().isoformat(timespec="seconds"),
             by_channel=_sum_by(shown, "channel"), by_locale=_sum_by(shown, "locale"))
         path = self.folder / "index.html"

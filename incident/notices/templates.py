@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateError, TemplateSyntaxError
+from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
@@ -92,6 +92,8 @@ def template_error(exc: Exception) -> IncidentError:
             where = f"{name}:{tb.tb_lineno}"
         tb = tb.tb_next
     message = exc.message if isinstance(exc, TemplateError) and exc.message else str(exc)
+    if isinstance(exc, TemplateNotFound):
+        message = f"no template {message!r} in the workspace's or the packaged notices/ folder"
     return IncidentError(f"{where or 'template'}: template error: {message}")
 
 
@@ -99,5 +101,5 @@ def render(env: ImmutableSandboxedEnvironment, name: str, context: dict[str, Any
     """Render one template; any template problem becomes a one-line IncidentError."""
     try:
         return env.get_template(name).render(context).strip()
-    except TemplateError as exc:
+    except (TemplateError, OverflowError) as exc:  # OverflowError: the sandbox refusing a huge range()
         raise template_error(exc) from None
