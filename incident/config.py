@@ -142,7 +142,7 @@ def create_workspace(root: Path) -> Workspace:
 
 
 SECRET_KEYS = ("pass", "password", "token", "secret", "key", "apikey", "api_key", "auth", "authorization",
-               "credential", "signature")
+               "credential", "signature", "sig")
 
 
 def mask_url(url: str) -> str:

@@ -30,6 +30,15 @@ def _when(text: str | None, option: str) -> Any:
         raise IncidentError(f"{option}: not an ISO date or time: {text!r}") from None
 
 
+_CONTROL = {c: "\ufffd" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0), 0x200b, 0x200e,
+                                   0x200f, *range(0x202a, 0x202f), *range(0x2066, 0x206a))}
+
+
+def safe(text: object) -> str:
+    """Responder text for the terminal: escape sequences and bidi overrides cannot reach it."""
+    return str(text).translate(_CONTROL)
+
+
 def _csv(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
@@ -80,7 +89,7 @@ def list_(
         return
     for r in rows:
         people = "-" if r["people"] is None else f"{r['people']:,}"
-        typer.echo(f"{r['id']}  {r['status']:<16} {people:>12} people  {r['grade'] or '-':<18} {r['title']}")
+        typer.echo(f"{r['id']}  {r['status']:<16} {people:>12} people  {r['grade'] or '-':<18} {safe(r['title'])}")
 
 
 def _left(seconds: float | None) -> str:
@@ -150,14 +159,15 @@ def show(
     if as_json:
         print_json(d)
         return
-    typer.echo(f"{d['id']}  {d['title']}")
+    typer.echo(f"{d['id']}  {safe(d['title'])}")
     typer.echo(f"status:     {d['status']}")
     typer.echo(f"playbook:   {d['playbook']}")
     typer.echo(f"systems:    {', '.join(d['systems'])}")
     typer.echo(f"categories: {', '.join(d['categories'])}")
     typer.echo(f"exposure:   {d['exposure']['from']} .. {d['exposure']['to']}")
     disc = d["discovered"]
-    typer.echo(f"discovered: {disc['at']} by {disc['by']}" + (f" at {disc['where']}" if disc["where"] else ""))
+    typer.echo(f"discovered: {disc['at']} by {safe(disc['by'])}" + (f" at {safe(disc['where'])}" if disc["where"]
+                                                                    else ""))
     if d["assessment"]:
         print_assessment(d["assessment"])
     else:
@@ -180,7 +190,7 @@ def show(
                    f"{submission(r)}")
     typer.echo("timeline:")
     for e in d["timeline"]:
-        typer.echo(f"  {e['at'][:19]}  {e['kind']:<8} {e['actor']}: {e['text']}")
+        typer.echo(f"  {e['at'][:19]}  {e['kind']:<8} {safe(e['actor'])}: {safe(e['text'])}")
 
 
 def log(
