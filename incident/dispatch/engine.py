@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,9 @@ from incident.notices import render as rendering
 from incident.notices.review import require_current_approval
 
 LEASE = timedelta(seconds=120)
+# A claim holds about CLAIM_SECONDS of work at the measured rate (at most CLAIM_MAX deliveries); a settle
+# gathers what finishes within SETTLE_SECONDS. Fewer, larger transactions; nothing queued for long.
+CLAIM_SECONDS, CLAIM_MAX, SETTLE_SECONDS = 0.5, 400, 0.1
 log = logging.getLogger("incident.dispatch")
 SETTLED = ("sent", "letter", "posted", "unreachable")
 CONTACT = {"email": "to_email", "sms": "to_phone", "push": "to_push"}
@@ -269,10 +273,11 @@ def settle(session: Session, incident_id: str, results: list[tuple[Work, transpo
                          "finished": now, "outcome": outcome.status, "reason": outcome.reason or None,
                          "provider": outcome.provider_id or None})
         deliveries.append({"pid": item.person_id, **next_state(item, outcome, configs[item.channel], now)})
-    for item, outcome in results:
-        log.debug("attempt %s person %s %s to %s: %s %s", item.attempt_id, item.person_id, item.channel,
-                  transports.mask_address(item.channel, item.message.address), outcome.status,
-                  outcome.reason[:120])
+    if log.isEnabledFor(logging.DEBUG):
+        for item, outcome in results:
+            log.debug("attempt %s person %s %s to %s: %s %s", item.attempt_id, item.person_id, item.channel,
+                      transports.mask_address(item.channel, item.message.address), outcome.status,
+                      outcome.reason[:120])
     conn = session.connection()
     t, d = Attempt.__table__, Delivery.__table__
     conn.execute(sa.update(t).where(t.c.id == sa.bindparam("aid")).values(
@@ -420,6 +425,30 @@ def make_sender(ws: Workspace) -> Sender:
                   {n: threading.Semaphore(max(1, c.concurrency)) for n, c in configs.items()}, owner_id())
 
 
+def _finished(done: queue.SimpleQueue[Future[transports.Outcome]], inflight: int, workers: int
+              ) -> list[Future[transports.Outcome]]:
+    """Sends that finished: the first within half a second, then what else finishes within SETTLE_SECONDS, so one
+    settle covers many messages; sooner when the threads are about to run out of claimed work."""
+    try:
+        finished = [done.get(timeout=0.5)]
+    except queue.Empty:
+        return []
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while len(finished) < min(inflight, CLAIM_MAX) and inflight - len(finished) >= workers:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            finished.append(done.get(timeout=left))
+        except queue.Empty:
+            break
+    while True:  # and whatever else has finished meanwhile
+        try:
+            finished.append(done.get_nowait())
+        except queue.Empty:
+            return finished
+
+
 def pump(sender: Sender, incident_id: str, actor: str, *, workers: int, only: str | None, hold_unknown: bool,
          report: DispatchReport, progress: Callable[[int, int], None] | None = None,
          stop_after: int | None = None, follow: bool = False) -> None:
@@ -432,10 +461,14 @@ def pump(sender: Sender, incident_id: str, actor: str, *, workers: int, only: st
             {"i": incident_id}).scalar_one()
     done = 0
     inflight: dict[Future[transports.Outcome], Work] = {}
+    finished_queue: queue.SimpleQueue[Future[transports.Outcome]] = queue.SimpleQueue()
+    # Claim about CLAIM_SECONDS of work at the rate measured so far (at least 4 per thread): few round trips
+    # when sends are fast, and never more queued than the lease comfortably covers when they are slow.
+    batch, began = workers * 4, time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="dispatch") as pool:
         while True:
             # Claim in batches when the queue runs low; each claimed item is in flight until settled.
-            room = workers * 4 - len(inflight) if len(inflight) <= workers else 0
+            room = batch - len(inflight) if len(inflight) <= max(workers, batch // 2) else 0
             if stop_after is not None:
                 room = min(room, stop_after - done - len(inflight))
             if report.halted:
@@ -444,7 +477,9 @@ def pump(sender: Sender, incident_id: str, actor: str, *, workers: int, only: st
                 with unit_of_work(ws) as session:
                     claimed = claim(session, incident_id, sender.owner, room, only)
                 for item in claimed:
-                    inflight[pool.submit(sender.task, item)] = item
+                    future = pool.submit(sender.task, item)
+                    inflight[future] = item
+                    future.add_done_callback(finished_queue.put)
             if not inflight:
                 if report.halted or (stop_after is not None and done >= stop_after):
                     break
@@ -455,11 +490,7 @@ def pump(sender: Sender, incident_id: str, actor: str, *, workers: int, only: st
                     break
                 time.sleep(min(max(wait_for if wait_for is not None else 1.0, 0.0), 1.0))
                 continue
-            finished, _ = wait(list(inflight), timeout=0.5, return_when=FIRST_COMPLETED)
-            if len(finished) < min(len(inflight), workers):
-                more, _ = wait(list(inflight), timeout=0.02, return_when=ALL_COMPLETED)
-                finished = set(finished) | set(more)
-            results = [(inflight.pop(f), f.result()) for f in finished]
+            results = [(inflight.pop(f), f.result()) for f in _finished(finished_queue, len(inflight), workers)]
             if results:
                 with unit_of_work(ws) as session:
                     for key, n in settle(session, incident_id, results, sender.configs, actor).items():
@@ -469,6 +500,8 @@ def pump(sender: Sender, incident_id: str, actor: str, *, workers: int, only: st
                     report.halted = halt
                     log.info("%s: dispatch stopping: %s", incident_id, halt)
                 done += len(results)
+                rate = done / max(time.monotonic() - began, 1e-3)
+                batch = max(workers * 4, min(CLAIM_MAX, int(rate * CLAIM_SECONDS)))
                 if progress is not None:
                     progress(done, total)
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import weakref
 import zlib
 from collections import deque
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateError
 from markupsafe import escape
 from sqlalchemy import text
 from sqlmodel import Session
@@ -48,31 +50,47 @@ def notice_sha(subject: str, body: str, html: str | None) -> str:
     return hashlib.sha256("\x1f".join((subject, body, html or "")).encode("utf-8")).hexdigest()
 
 
+_compiled: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _render(env: Any, name: str, ctx: dict[str, Any]) -> str:
+    """templates.render, with each environment's compiled templates kept at hand: a notice renders about a dozen
+    templates and Jinja's own cache lookup (an LRU under a lock) costs a few microseconds each time."""
+    known = _compiled.setdefault(env, {})
+    try:
+        template = known.get(name)
+        if template is None:
+            template = known[name] = env.get_template(name)
+        return str(template.render(ctx)).strip()
+    except (TemplateError, OverflowError) as exc:  # exactly as templates.render reports them
+        raise templates.template_error(exc) from None
+
+
 def render_person(env: Any, static: dict[str, Any], person: dict[str, Any], today: dict[str, str]
                   ) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """Render one person's partials once, then every channel they can receive from them."""
     loc = person["locale"]
     ctx = content.person_context(static, person, person["ref"], today[loc])
-    parts = {name: templates.render(env, f"{loc}/partials/{name}.txt.j2", ctx) for name in lint.ELEMENTS}
+    parts = {name: _render(env, f"{loc}/partials/{name}.txt.j2", ctx) for name in lint.ELEMENTS}
     ctx["parts"] = parts
-    subject = templates.render(env, f"{loc}/subject.txt.j2", ctx)
+    subject = _render(env, f"{loc}/subject.txt.j2", ctx)
     ctx["subject"] = subject
     out = []
     for channel in channels_for(person, static["channels"]):
         html = None
         if channel == "email":
-            body = templates.render(env, f"{loc}/email.txt.j2", ctx)
-            html = templates.render(env, f"{loc}/email.html.j2", ctx)
+            body = _render(env, f"{loc}/email.txt.j2", ctx)
+            html = _render(env, f"{loc}/email.html.j2", ctx)
             subj, name = subject, f"{loc}/email"
         elif channel == LETTER:
-            html = templates.render(env, f"{loc}/letter.html.j2", ctx)
+            html = _render(env, f"{loc}/letter.html.j2", ctx)
             body = "\n\n".join(parts[n] for n in lint.ELEMENTS)
             subj, name = subject, f"{loc}/letter.html.j2"
         elif channel == "push":
-            title, _, body = templates.render(env, f"{loc}/push.txt.j2", ctx).partition("\n")
+            title, _, body = _render(env, f"{loc}/push.txt.j2", ctx).partition("\n")
             subj, body, name = title.strip(), body.strip(), f"{loc}/push.txt.j2"
         else:
-            subj, body, name = "", templates.render(env, f"{loc}/sms.txt.j2", ctx), f"{loc}/sms.txt.j2"
+            subj, body, name = "", _render(env, f"{loc}/sms.txt.j2", ctx), f"{loc}/sms.txt.j2"
         out.append({"channel": channel, "template": name, "subject": subj, "body": body, "html": html})
     return parts, out
 
@@ -82,9 +100,10 @@ def render_person(env: Any, static: dict[str, Any], person: dict[str, Any], toda
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(workspace: str | None, static: dict[str, Any], today: dict[str, str]) -> None:
+def _init_worker(workspace: str | None, static: dict[str, Any], today: dict[str, str], secret: str,
+                 incident_id: str) -> None:
     _worker.update(env=templates.environment(Path(workspace) if workspace else None), static=static, today=today,
-                   data_texts=_data_texts(static))
+                   data_texts=_data_texts(static), secret=secret, incident_id=incident_id)
 
 
 def _data_texts(static: dict[str, Any]) -> list[str]:
@@ -104,7 +123,10 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
     officer = static["officer"]
     rows, problems, examples = [], [], {}
     previous: list[str] = []
+    affected = []  # this batch's lines of the affected-set hash (see affected_hash), hashed in order by the parent
     for person in people:
+        affected.append(json.dumps([person[c] for c in AFFECTED_COLUMNS], ensure_ascii=False).encode() + b"\n")
+        person["ref"] = content.notice_ref(_worker["secret"], _worker["incident_id"], person["person_id"])
         try:
             parts, rendered = render_person(env, static, person, today)
         except IncidentError as exc:
@@ -123,7 +145,7 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
         previous = [n for n in (person["to_name"], person["subject_name"]) if n]
         if problems:
             break
-    return {"rows": rows, "problems": problems[:20], "examples": examples}
+    return {"rows": rows, "problems": problems[:20], "examples": examples, "affected": b"".join(affected)}
 
 
 # ---- the use case -------------------------------------------------------------------------------
@@ -180,10 +202,9 @@ class RenderResult:
     by_channel: dict[str, int] = field(default_factory=dict)
 
 
-def _batches(rows: Iterator[dict[str, Any]], secret: str, incident_id: str) -> Iterator[list[dict[str, Any]]]:
+def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     batch: list[dict[str, Any]] = []
     for person in rows:
-        person["ref"] = content.notice_ref(secret, incident_id, person["person_id"])
         batch.append(person)
         if len(batch) >= BATCH:
             yield batch
@@ -193,16 +214,16 @@ def _batches(rows: Iterator[dict[str, Any]], secret: str, incident_id: str) -> I
 
 
 def _results(batches: Iterator[list[dict[str, Any]]], people: int, ws: Workspace, static: dict[str, Any],
-             today: dict[str, str], workers: int) -> Iterator[dict[str, Any]]:
+             today: dict[str, str], workers: int, secret: str, incident_id: str) -> Iterator[dict[str, Any]]:
     """Render batches in order; on both cores for large incidents, with a bounded queue (flat memory)."""
+    setup = (str(ws.root), static, today, secret, incident_id)
     if people < PARALLEL_FROM or workers <= 1:
-        _init_worker(str(ws.root), static, today)
+        _init_worker(*setup)
         for batch in batches:
             yield _render_batch(batch)
         return
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(str(ws.root), static, today)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=setup) as pool:
         pending: deque[Future[dict[str, Any]]] = deque()
         for batch in batches:
             pending.append(pool.submit(_render_batch, batch))
@@ -244,21 +265,16 @@ def render_notices(session: Session, ws: Workspace, incident_id: str, actor: str
     by_channel: dict[str, int] = {}
     total = 0
 
-    def tracked(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for person in rows:
-            affected_digest.update(json.dumps([person[c] for c in AFFECTED_COLUMNS], ensure_ascii=False).encode())
-            affected_digest.update(b"\n")
-            yield person
-
     workers = workers or min(2, os.cpu_count() or 1)
     with bundle.manifest_writer() as manifest:
-        for result in _results(_batches(tracked(affected_dicts(session, incident_id)), secret, incident_id),
-                               people, ws, static, today, workers):
+        for result in _results(_batches(affected_dicts(session, incident_id)), people, ws, static, today, workers,
+                               secret, incident_id):
             if "fatal" in result:
                 raise IncidentError(result["fatal"])
             if result["problems"]:
                 shown = "; ".join(result["problems"][:3])
                 raise IncidentError(f"lint failed, nothing was rendered: {shown}")
+            affected_digest.update(result["affected"])
             rows = result["rows"]
             conn.exec_driver_sql(insert, [(record.id, incident_id, *r) for r in rows])
             for r in rows:
