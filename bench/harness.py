@@ -1,7 +1,8 @@
 """The benchmark's moving parts: a row is a bare baseline beside ours; each side runs in a fresh child process.
 
-A steps module (inventory_steps.py today; rendering, dispatch and PostgreSQL later) offers `prepare(ctx)`,
-`STEPS` (name -> function returning a Measure) and `ROWS`; run.py collects them.
+A steps module offers `prepare(ctx)` (run just before its rows), `STEPS` (name -> function returning a Measure),
+`ROWS`, `describe(facts)` and `METHOD`; optionally `findings(facts, results)` (extra lines or sections for the
+results file) and `cleanup(ctx)` (stop what prepare started). run.py collects them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import resource
 import sqlite3
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 SYNTHETIC = BENCH.parent / "incident" / "synthetic.py"
@@ -29,6 +32,7 @@ class Context:
     people: int
     seed: int
     work: Path
+    quick: bool = False
 
     @property
     def data(self) -> Path:
@@ -54,6 +58,8 @@ class Measure:
     seconds: float
     items: int
     note: str = ""
+    helpers_mb: float = 0.0  # peak memory of our own helper processes (a render pool), added to this one's
+    extra: dict[str, Any] = field(default_factory=dict)  # figures a module's findings() uses (CPU seconds, ...)
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class Row:
     max_mb: float
     kind: str = "time"
     same_items: bool = True  # both sides must have produced the same number of items
+    repeat: int | None = None  # at most this many runs a side (long rows), whatever --repeat says
 
 
 @dataclass(frozen=True)
@@ -97,24 +104,45 @@ def peak_mb() -> float:
 def run_step(name: str, ctx: Context) -> Result:
     """Run one step in a fresh interpreter (`run.py --step NAME`) and read back its measure and peak memory."""
     cmd = [sys.executable, str(BENCH / "run.py"), "--step", name, "--people", str(ctx.people),
-           "--seed", str(ctx.seed), "--work", str(ctx.work)]
+           "--seed", str(ctx.seed), "--work", str(ctx.work), *(["--quick"] if ctx.quick else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"step {name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     data = json.loads(proc.stdout.strip().splitlines()[-1])
-    return Result(Measure(data["seconds"], data["items"], data["note"]), data["peak_mb"])
+    measure = Measure(data["seconds"], data["items"], data["note"], data["helpers_mb"], data["extra"])
+    return Result(measure, data["peak_mb"] + data["helpers_mb"])
 
 
 def report_child(measure: Measure) -> None:
     """The child side of run_step: print the measure and this process's peak as one JSON line."""
     print(json.dumps({"seconds": measure.seconds, "items": measure.items, "note": measure.note,
-                      "peak_mb": peak_mb()}))
+                      "peak_mb": peak_mb(), "helpers_mb": measure.helpers_mb, "extra": measure.extra}))
+
+
+def children_peak_mb() -> float:
+    """The largest peak resident set among this process's finished (waited-for) children."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    """Poll `check()` until true; a benchmark that never finishes its work must fail, not hang."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
 
 
 def measure_row(row: Row, ctx: Context, repeat: int) -> tuple[Result, Result]:
     """Alternate baseline and ours `repeat` times; keep each side's fastest run and its highest peak."""
     runs: dict[str, list[Result]] = {row.baseline: [], row.ours: []}
-    for _ in range(repeat):
+    for _ in range(min(repeat, row.repeat or repeat)):
         for step in (row.baseline, row.ours):
             runs[step].append(run_step(step, ctx))
     best = {step: min(results, key=lambda r: r.measure.seconds) for step, results in runs.items()}
