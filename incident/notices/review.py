@@ -73,6 +73,15 @@ def mask_person(person: dict[str, Any]) -> dict[str, Any]:
     return masked
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file read in chunks (a manifest of 200,000 people is tens of MB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class ManifestWriter:
     """Stream manifest.json: every template, the playbook, the facts, and every rendered notice's sha256."""
 
@@ -92,7 +101,7 @@ class ManifestWriter:
         self.fh.write("\n],\n" + json.dumps(tail, ensure_ascii=False, indent=1, sort_keys=True)[1:])
         self.fh.flush()
         self.fh.close()
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return file_sha256(self.path)
 
 
 @dataclass
@@ -216,7 +225,7 @@ def before_digest(render: Render, ws: Workspace) -> str | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if hashlib.sha256(path.read_bytes()).hexdigest() != render.manifest_hash:
+    if file_sha256(path) != render.manifest_hash:
         return None
     return str(data.get("notices_digest"))
 
