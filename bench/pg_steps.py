@@ -316,7 +316,7 @@ ROWS = [
         "pg-import-ours", 3.0, 500, repeat=1),
     Row("Affected people, PostgreSQL (~20% of {people:,})", "pg-affected-baseline", "pg-affected-ours", 2.0, 500),
     Row(f"SMS dispatch, PostgreSQL ({{pg_sms:,}} to an HTTP gateway, gateway://, {THREADS} threads)",
-        "pg-sms-baseline", "pg-sms-ours", 0.25, 500, kind="rate", repeat=1),
+        "pg-sms-baseline", "pg-sms-ours", 0.25, 500, kind="rate", repeat=2),
     Row(f"Workers, PostgreSQL: 4 `incident worker` ({{workers_four:,}}) vs 1 ({{workers_one:,}}), sink "
         f"{SINK_DELAY * 1000:.0f} ms/message", "pg-workers-one", "pg-workers-four", 3.0, 500, kind="rate",
         same_items=False, repeat=2),

@@ -52,7 +52,7 @@ def results_markdown(table: str, details: list[str], facts: dict[str, Any], comm
   real database's `sqlite_master`, the PRAGMAs read from the real engine's connection).
 {method}
 - Time is wall-clock (`time.perf_counter`) around the measured call only. Baseline and ours alternate `--repeat`
-  times (long rows fewer, as the progress lines say) and each side keeps its fastest run (and its highest peak
+  times (long rows fewer, as each row's note says) and each side keeps its fastest run (and its highest peak
   memory), which damps other load on the machine. Rows of kind "rate" compare throughput (items per second).
 """
 
@@ -93,7 +93,8 @@ def main() -> None:
                 base, ours = harness.measure_row(row, ctx, args.repeat)
                 results[row.baseline], results[row.ours] = base, ours
                 cells.append({"step": label, **harness.judge(row, base, ours)})
-                details.append(f"{label}: baseline {base.measure.note}; ours {ours.measure.note}")
+                details.append(f"{label}, best of {runs} a side: baseline {base.measure.note}; "
+                               f"ours {ours.measure.note}")
     finally:
         for module in modules:
             if hasattr(module, "cleanup"):
