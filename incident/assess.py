@@ -19,20 +19,16 @@ from incident.incidents import Incident, Status, get, transition
 from incident.inventory import child_cutoff
 
 
-class Exposure(SQLModel, table=True):
-    """One exposed category of one affected person (the snapshot at assessment)."""
-
-    __tablename__ = "exposure"
-    incident_id: str = Field(primary_key=True, foreign_key="incident.id")
-    person_id: str = Field(primary_key=True)
-    category: str = Field(primary_key=True)
-
-
 class Affected(SQLModel, table=True):
-    """An affected person as of the assessment, with the contacts a notice goes to."""
+    """An affected person as of the assessment, with the contacts a notice goes to and their exposed categories.
+
+    A derived snapshot: only `determine_affected` writes it, in the transaction that holds its incident's row lock,
+    and incidents are never deleted. So it carries no foreign key to `incident`: PostgreSQL checks one with a
+    trigger per row, which doubled the time to write 200,000 people (bench/RESULTS.md, affected people).
+    """
 
     __tablename__ = "affected"
-    incident_id: str = Field(primary_key=True, foreign_key="incident.id")
+    incident_id: str = Field(primary_key=True)
     person_id: str = Field(primary_key=True)
     subject_name: str | None = None
     audience: str  # "self" or "guardian" (children under 14, policy §八)
@@ -45,7 +41,7 @@ class Affected(SQLModel, table=True):
     region: str | None = None
     account_status: str
     is_child: bool
-    categories: str  # sorted, comma-separated category keys
+    categories: str  # sorted, comma-separated category keys: this person's exposed categories
 
 
 class Assessment(SQLModel, table=True):
@@ -90,12 +86,16 @@ SELECT :iid, p.person_id, p.name,
 FROM ({grouped}) e JOIN person p ON p.person_id = e.person_id
 """
 
+# Each person in scope with their exposed categories, sorted and comma-separated, straight from the holdings.
 GROUPED = {
-    "sqlite": "SELECT person_id, group_concat(category, ',') AS cats FROM (SELECT person_id, category FROM exposure "
-              "WHERE incident_id = :iid ORDER BY person_id, category) GROUP BY person_id",
-    "postgresql": "SELECT person_id, string_agg(category, ',' ORDER BY category) AS cats FROM exposure "
-                  "WHERE incident_id = :iid GROUP BY person_id",
+    "sqlite": "SELECT person_id, group_concat(category, ',') AS cats FROM (SELECT DISTINCT h.person_id, h.category "
+              "FROM holding h WHERE {scope} ORDER BY h.person_id, h.category) GROUP BY person_id",
+    "postgresql": "SELECT h.person_id, string_agg(DISTINCT h.category, ',' ORDER BY h.category) AS cats "
+                  "FROM holding h WHERE {scope} GROUP BY h.person_id",
 }
+# Whether a comma-separated categories column holds one key (no LIKE: '_' in a key would be a wildcard).
+CONTAINS = {"sqlite": "instr(',' || {column} || ',', {key}) > 0",
+            "postgresql": "strpos(',' || {column} || ',', {key}) > 0"}
 
 
 def scope_params(incident: Incident) -> dict[str, Any]:
@@ -112,22 +112,38 @@ SCOPE_WHERE = ("h.system IN :systems AND h.category IN :categories AND h.since <
 
 
 def determine_affected(session: Session, incident: Incident) -> int:
-    """Replace the incident's snapshot with the people whose holdings were in scope; return how many."""
+    """Replace the incident's snapshot with the people whose holdings were in scope; return how many.
+
+    One INSERT..SELECT: the holdings in scope grouped per person (their categories joined), joined to the person.
+    """
     conn = session.connection()
     iid = incident.id
-    conn.execute(text("DELETE FROM exposure WHERE incident_id = :iid"), {"iid": iid})
-    conn.execute(text("DELETE FROM affected WHERE incident_id = :iid"), {"iid": iid})
-    exposure = text(
-        f"INSERT INTO exposure (incident_id, person_id, category) SELECT DISTINCT :iid, h.person_id, h.category "
-        f"FROM holding h WHERE {SCOPE_WHERE}"
-    ).bindparams(bindparam("systems", expanding=True), bindparam("categories", expanding=True))
-    conn.execute(exposure, {"iid": iid, **scope_params(incident)})
     dialect = session.get_bind().dialect.name
-    grouped = GROUPED.get(dialect, GROUPED["postgresql"])
+    if dialect == "postgresql":  # sort and hash 200,000 people in memory rather than in temporary files
+        conn.execute(text("SET LOCAL work_mem = '64MB'"))
+    conn.execute(text("DELETE FROM affected WHERE incident_id = :iid"), {"iid": iid})
+    grouped = GROUPED.get(dialect, GROUPED["postgresql"]).format(scope=SCOPE_WHERE)
     cutoff = child_cutoff(incident.discovered_at.date()).isoformat()
-    result = conn.execute(text(AFFECTED_INSERT.format(grouped=grouped)),
-                          {"iid": iid, "cutoff": cutoff, "true": True, "false": False})
+    insert = text(AFFECTED_INSERT.format(grouped=grouped)).bindparams(
+        bindparam("systems", expanding=True), bindparam("categories", expanding=True))
+    result = conn.execute(insert, {"iid": iid, "cutoff": cutoff, "true": True, "false": False,
+                                   **scope_params(incident)})
     return int(result.rowcount)
+
+
+def category_sums(session: Session, keys: list[str], column: str = "categories") -> tuple[str, dict[str, str]]:
+    """SQL select items counting the affected rows that hold each key (`n0, n1, ...`), and their parameters."""
+    contains = CONTAINS.get(session.get_bind().dialect.name, CONTAINS["postgresql"])
+    items = [f"SUM(CASE WHEN {contains.format(column=column, key=f':k{i}')} THEN 1 ELSE 0 END)"
+             for i in range(len(keys))]
+    return ", ".join(items) or "0", {f"k{i}": f",{key}," for i, key in enumerate(keys)}
+
+
+def any_category_sql(session: Session, keys: list[str], column: str = "categories") -> tuple[str, dict[str, str]]:
+    """An SQL condition: the categories column holds at least one of the keys (false when there are none)."""
+    contains = CONTAINS.get(session.get_bind().dialect.name, CONTAINS["postgresql"])
+    conditions = [contains.format(column=column, key=f":s{i}") for i in range(len(keys))]
+    return "(" + (" OR ".join(conditions) or "1=0") + ")", {f"s{i}": f",{key}," for i, key in enumerate(keys)}
 
 
 # ---- counts, grade, regimes, obligations --------------------------------------------------------
@@ -160,14 +176,18 @@ def count(session: Session, incident: Incident, workspace: Path | None) -> dict[
         sql = f"SELECT COUNT(*) FROM affected WHERE incident_id = :iid AND {where}"
         return int(conn.execute(text(sql), {**p, "true": True}).scalar_one())
 
-    sensitive_keys = [c.key for c in catalog.categories(workspace).categories if c.sensitive]
+    keys = incident.category_list  # an incident's people were exposed in its own categories only
+    sensitive_keys = [c.key for c in catalog.categories(workspace).categories if c.sensitive and c.key in keys]
+    any_sensitive, sensitive_params = any_category_sql(session, sensitive_keys)
     sensitive = conn.execute(text(
-        "SELECT COUNT(*) FROM affected a WHERE a.incident_id = :iid AND (a.is_child = :true OR EXISTS ("
-        "SELECT 1 FROM exposure x WHERE x.incident_id = a.incident_id AND x.person_id = a.person_id "
-        "AND x.category IN :keys))").bindparams(bindparam("keys", expanding=True)),
-        {**p, "keys": sensitive_keys or ["-"], "true": True}).scalar_one()
-    by_category = {r[0]: int(r[1]) for r in conn.execute(text(
-        "SELECT category, COUNT(*) FROM exposure WHERE incident_id = :iid GROUP BY category ORDER BY category"), p)}
+        f"SELECT COUNT(*) FROM affected WHERE incident_id = :iid AND (is_child = :true OR {any_sensitive})"),
+        {**p, **sensitive_params, "true": True}).scalar_one()
+    by_category: dict[str, int] = {}
+    if keys:
+        sums, sum_params = category_sums(session, keys)
+        totals = conn.execute(text(f"SELECT {sums} FROM affected WHERE incident_id = :iid"),
+                              {**p, **sum_params}).one()
+        by_category = {key: int(n) for key, n in sorted(zip(keys, totals, strict=True)) if n}
     by_region = {(r[0] or "unknown"): int(r[1]) for r in conn.execute(text(
         "SELECT region, COUNT(*) FROM affected WHERE incident_id = :iid GROUP BY region ORDER BY region"), p)}
     channels = _allowed_channels(incident, workspace)

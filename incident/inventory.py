@@ -466,6 +466,8 @@ def import_inventory(
     finally:
         rejects.close()
     rejects.raise_if_refused()
+    if session.get_bind().dialect.name == "postgresql" and (people is not None or holdings is not None):
+        conn.execute(text("ANALYZE person, holding"))  # the planner's sizes, before the first assessment runs
     report.rejected = rejects.count
     report.rejects_file = rejects_path if rejects.count else None
     report.errors = rejects.shown

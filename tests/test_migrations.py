@@ -13,21 +13,27 @@ from incident.cli import app
 from incident.config import create_workspace
 
 
-def first_release_workspace(root: Path, *, pre_alembic: bool = False) -> WorkspaceDir:
-    """A workspace whose database was made by revision 0001 (the first release) and holds an incident."""
+def alembic_to(root: Path, revision: str, *, down: bool = False) -> None:
+    """Bring a workspace's database to one revision with Alembic itself (what an older release would have made)."""
     from alembic import command
     from alembic.config import Config
 
+    from incident.config import find_workspace
     from incident.db import engine_for
 
-    ws = create_workspace(root)
-    engine = engine_for(ws)
+    engine = engine_for(find_workspace(root))
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).resolve().parent.parent / "incident" / "migrations"))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+        (command.downgrade if down else command.upgrade)(cfg, revision)
     engine.dispose()
+
+
+def first_release_workspace(root: Path, *, pre_alembic: bool = False) -> WorkspaceDir:
+    """A workspace whose database was made by revision 0001 (the first release) and holds an incident."""
+    ws = create_workspace(root)
+    alembic_to(ws.root, "0001")
     with connect(ws.root) as db:
         db.execute("INSERT INTO system (name, description, location, kind) VALUES ('member-db', 'm', 'CN', "
                    "'internal')")
@@ -67,8 +73,8 @@ def test_db_upgrade_brings_the_first_release_to_the_current_schema_keeping_the_d
 
     out = ws.ok("db", "upgrade")
 
-    assert "schema 0001 → 0002" in out
-    assert ws.ok("db", "upgrade").strip() == "schema already at 0002"
+    assert "schema 0001 → 0003" in out
+    assert ws.ok("db", "upgrade").strip() == "schema already at 0003"
     shown = ws.json("show", "INC-2026-0001")
     assert shown["title"] == "old incident" and shown["status"] == "open"
     ws.ok("assess", "INC-2026-0001")
@@ -102,5 +108,28 @@ def test_init_stamps_the_current_revision(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--actor", ACTOR, "init", str(tmp_path / "new")])
     assert result.exit_code == 0, result.output
     ws = WorkspaceDir((tmp_path / "new").resolve())
-    assert ws.sql("SELECT version_num FROM alembic_version") == [("0002",)]
-    assert ws.ok("db", "upgrade").strip() == "schema already at 0002"
+    assert ws.sql("SELECT version_num FROM alembic_version") == [("0003",)]
+    assert ws.ok("db", "upgrade").strip() == "schema already at 0003"
+
+
+def test_revision_0003_folds_exposure_into_the_snapshot_and_a_downgrade_rebuilds_it(tmp_path: Path) -> None:
+    """Given an assessed incident whose person was exposed in two categories, when the database goes back to
+    0002, then its exposure table holds one row per category again (from affected.categories); and upgraded once
+    more, the assessment counts are what they were."""
+    ws = first_release_workspace(tmp_path / "old")
+    ws.ok("db", "upgrade")
+    with connect(ws.root) as db:
+        db.execute("INSERT INTO holding (person_id, system, category, since) VALUES ('p1', 'member-db', 'email', "
+                   "'2020-01-01')")
+        db.execute("UPDATE incident SET categories = '[\"phone\", \"email\"]' WHERE id = 'INC-2026-0001'")
+    ws.ok("assess", "INC-2026-0001")
+    counts = ws.json("show", "INC-2026-0001")["assessment"]["counts"]
+    assert counts["by_category"] == {"email": 1, "phone": 1} and counts["records"] == 2
+
+    alembic_to(ws.root, "0002", down=True)
+
+    assert ws.sql("SELECT incident_id, person_id, category FROM exposure ORDER BY category") == [
+        ("INC-2026-0001", "p1", "email"), ("INC-2026-0001", "p1", "phone")]
+    ws.ok("db", "upgrade")
+    ws.ok("assess", "INC-2026-0001")
+    assert ws.json("show", "INC-2026-0001")["assessment"]["counts"] == counts

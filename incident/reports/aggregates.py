@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
-from incident import assess, catalog
+from incident import assess, catalog, incidents
 from incident.config import Workspace
 from incident.dispatch.proof import channel_summary
 from incident.incidents import Incident
@@ -46,11 +46,15 @@ def by_region(session: Session, incident_id: str) -> dict[str, Any]:
     """Per region: exposed records by category, and deliveries by state and final channel."""
     conn = session.connection()
     records: dict[str, dict[str, int]] = {}
-    for region, category, n in conn.execute(text(
-            "SELECT a.region, x.category, COUNT(*) FROM exposure x JOIN affected a ON a.incident_id = x.incident_id "
-            "AND a.person_id = x.person_id WHERE x.incident_id = :i GROUP BY a.region, x.category"),
-            {"i": incident_id}):
-        records.setdefault(region or "unknown", {})[category] = int(n)
+    keys = incidents.get(session, incident_id).category_list
+    if keys:
+        sums, params = assess.category_sums(session, keys)
+        for region, *counts in conn.execute(text(
+                f"SELECT region, {sums} FROM affected WHERE incident_id = :i GROUP BY region"),
+                {"i": incident_id, **params}):
+            per = {key: int(n) for key, n in zip(keys, counts, strict=True) if n}
+            if per:
+                records.setdefault(region or "unknown", {}).update(per)
     deliveries: dict[str, dict[str, int]] = {}
     for region, state, channel, n in conn.execute(text(
             "SELECT a.region, d.state, d.final_channel, COUNT(*) FROM affected a JOIN delivery d "
