@@ -8,9 +8,54 @@ from typing import Any
 
 ELEMENTS = ("happened", "involved", "impact", "measures", "advice", "remedies", "contact", "reference")
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}|\$\{|\bUndefined\b")
+PLACEHOLDER_HINTS = ("{{", "}}", "{%", "%}", "{#", "#}", "${", "Undefined")
 EMAIL_TOKEN = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+EMAIL_LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 PHONE_TOKEN = re.compile(r"(?<![\d+])(\+\d{7,15}|1[3-9]\d{9})(?!\d)")
-REF_TOKEN = re.compile(r"\bN[A-Z2-7]{10}\b")
+PHONE_HINT = re.compile(r"\+\d{7}|1[3-9]\d{9}")  # every PHONE_TOKEN match contains one of these
+REF_TOKEN = re.compile(r"(?<![A-Za-z0-9])N[A-Z2-7]{10}(?![A-Za-z0-9])")
+REF_CANDIDATE = re.compile(r"N[A-Z2-7]{10}(?![A-Za-z0-9])")
+ASCII_WORD = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+# The token scans below give exactly what EMAIL_TOKEN, PHONE_TOKEN and REF_TOKEN's findall give (a property test
+# checks it), several times faster: a pattern that starts with a literal or a character set lets the regex engine
+# skip ahead, and most notices hold no phone number at all. Lint runs on every notice, so this is the render's
+# second cost after Jinja itself.
+
+
+def emails_in(text: str) -> list[str]:
+    """Every e-mail address in the text (EMAIL_TOKEN.findall), found from its '@'."""
+    found: list[str] = []
+    at, end = text.find("@"), 0
+    while at != -1:
+        start = at
+        while start > end and text[start - 1] in EMAIL_LOCAL:
+            start -= 1
+        match = EMAIL_TOKEN.match(text, start) if start < at else None
+        if match:
+            found.append(match.group(0))
+            end = match.end()
+        at = text.find("@", max(at + 1, end))
+    return found
+
+
+def phones_in(text: str) -> list[str]:
+    """Every phone number in the text (PHONE_TOKEN.findall)."""
+    return PHONE_TOKEN.findall(text) if PHONE_HINT.search(text) else []
+
+
+def refs_in(text: str) -> list[str]:
+    """Every notice reference in the text (REF_TOKEN.findall)."""
+    return [m.group(0) for m in REF_CANDIDATE.finditer(text)
+            if m.start() == 0 or text[m.start() - 1] not in ASCII_WORD]
+
+
+def placeholder_in(text: str) -> str | None:
+    """The first unrendered template syntax in the text (PLACEHOLDER.search), if any."""
+    if not any(hint in text for hint in PLACEHOLDER_HINTS):
+        return None
+    match = PLACEHOLDER.search(text)
+    return match.group(0) if match else None
 GSM7 = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
            "¿abcdefghijklmnopqrstuvwxyzäöñüà")
 GSM7_EXT = set("^{}\\[~]|€")
@@ -51,13 +96,14 @@ def lint_notice(channel: str, template: str, subject: str, body: str, html: str 
             fail("element-missing", "the notice reference is missing")
         if not body.strip():
             fail("element-missing", "empty message")
-    scrubbed = full
-    for text in data_texts:
-        if text:
-            scrubbed = scrubbed.replace(text, "")
-    match = PLACEHOLDER.search(scrubbed)
-    if match:
-        fail("unrendered-placeholder", f"found {match.group(0)!r}")
+    if placeholder_in(full):  # then look again without the responder's own text, which may quote template syntax
+        scrubbed = full
+        for text in data_texts:
+            if text:
+                scrubbed = scrubbed.replace(text, "")
+        placeholder = placeholder_in(scrubbed)
+        if placeholder:
+            fail("unrendered-placeholder", f"found {placeholder!r}")
     if channel == "sms":
         segments, coding = sms_segments(body)
         if segments > SMS_MAX_SEGMENTS:
@@ -67,13 +113,13 @@ def lint_notice(channel: str, template: str, subject: str, body: str, html: str 
             fail("length", f"push title is {len(subject)} characters (max {PUSH_TITLE_MAX})")
         if len(body) > PUSH_BODY_MAX:
             fail("length", f"push body is {len(body)} characters (max {PUSH_BODY_MAX})")
-    for token in EMAIL_TOKEN.findall(full):
+    for token in emails_in(full):
         if token.lower() not in own["emails"]:
             fail("foreign-data", "an email address that is not this recipient's")
-    for token in PHONE_TOKEN.findall(full):
+    for token in phones_in(full):
         if token not in own["phones"]:
             fail("foreign-data", "a phone number that is not this recipient's")
-    for token in REF_TOKEN.findall(full):
+    for token in refs_in(full):
         if token != person["ref"]:
             fail("foreign-data", "another person's notice reference")
     mine = " ".join(n for n in (person.get("to_name"), person.get("subject_name")) if n)

@@ -127,9 +127,9 @@ def lint_public(session: Session, incident_id: str, files: dict[str, str], offic
     problems: list[str] = []
     officer_email, officer_phone = str(officer.get("email", "")).lower(), str(officer.get("phone", ""))
     for name, body in files.items():
-        if any(t.lower() != officer_email for t in lint.EMAIL_TOKEN.findall(body)):
+        if any(t.lower() != officer_email for t in lint.emails_in(body)):
             problems.append(f"{name}: an email address that is not the protection officer's")
-        if any(t != officer_phone for t in lint.PHONE_TOKEN.findall(body)):
+        if any(t != officer_phone for t in lint.phones_in(body)):
             problems.append(f"{name}: a phone number that is not the protection officer's")
     full = "\n".join(files.values())
     lowered, grams, phones = full.lower(), _grams(full), _phone_keys(full)
