@@ -155,13 +155,14 @@ def findings(facts: dict[str, Any], results: dict[str, Result]) -> list[str]:
     if large is None or small is None:
         return []
     pool = (small.measure.extra["pool_mb"], large.measure.extra["pool_mb"])
+    parent = (small.peak_mb - small.measure.helpers_mb, large.peak_mb - large.measure.helpers_mb)
     manifests = (small.measure.extra["manifest_mb"], large.measure.extra["manifest_mb"])
-    per_notice = (manifests[1] - manifests[0]) * 1e6 / (large.measure.items - small.measure.items)
-    per_person = large.measure.items / facts["render_people"]
+    ratio = facts["render_people"] / facts["render_small_people"]
+    grown = large.peak_mb - small.peak_mb
+    verdict = "flat" if grown < 0.1 * small.peak_mb else "NOT flat"
     return [f"- Render memory in the number of people: {small.peak_mb:.0f} MB at {facts['render_small_people']:,} "
-            f"people, {large.peak_mb:.0f} MB at {facts['render_people']:,}. The pool workers, which render, stay "
-            f"flat ({pool[0]:.0f} and {pool[1]:.0f} MB). The parent's peak holds SQLite's page cache (up to "
-            f"64 MB) and manifest.json, which `ManifestWriter.finish` reads whole to hash it: {manifests[0]:.0f} "
-            f"and {manifests[1]:.0f} MB here, {per_notice:.0f} bytes a notice, so that part is not flat (about "
-            f"{per_notice * per_person * 10e6 / 1e9:.1f} GB for 10 million people at this run's {per_person:.1f} "
-            f"notices a person).\n"]
+            f"people, {large.peak_mb:.0f} MB at {facts['render_people']:,} ({ratio:.1f}× the people, "
+            f"{grown:+.0f} MB): {verdict}. The pool workers, which render, peak at {pool[0]:.0f} and "
+            f"{pool[1]:.0f} MB; the parent, which writes the rows, at {parent[0]:.0f} and {parent[1]:.0f} MB, "
+            f"SQLite's page cache (at most 64 MB) included. manifest.json ({manifests[0]:.0f} and "
+            f"{manifests[1]:.0f} MB) is written, hashed and later checked in chunks, never held whole.\n"]

@@ -669,6 +669,19 @@ def test_the_manifest_lists_the_hash_of_every_template_the_playbook_the_facts_an
     assert listed == stored
 
 
+def test_the_approval_check_reads_the_manifest_digest_from_the_end_of_the_file(rendered_notices: Story):
+    """The staleness check reads only the object after the notices list (a manifest for 200,000 people is tens
+    of MB): read backwards in chunks of any size, it is the whole manifest without the list."""
+    from incident.notices.review import manifest_tail
+
+    path = rendered_notices.bundle / "manifest.json"
+    whole = json.loads(path.read_text(encoding="utf-8"))
+    expected = {key: value for key, value in whole.items() if key != "notices"}
+    for chunk in (3, 64, 1 << 16):
+        assert manifest_tail(path, chunk) == expected
+    assert re.fullmatch(r"[0-9a-f]{64}", expected["notices_digest"])
+
+
 def test_the_review_page_shows_every_variant_with_counts_and_masked_contacts(rendered_notices: Story):
     page = (rendered_notices.bundle / "index.html").read_text(encoding="utf-8")
     variants = expected_variants(CAST)

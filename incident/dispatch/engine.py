@@ -9,7 +9,6 @@ import queue
 import socket
 import threading
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +30,7 @@ from incident.dispatch.models import Attempt, Delivery
 from incident.errors import IncidentError
 from incident.incidents import Status
 from incident.notices import render as rendering
+from incident.notices.models import unpack_content
 from incident.notices.review import require_current_approval
 
 LEASE = timedelta(seconds=120)
@@ -221,9 +221,10 @@ def claim(session: Session, incident_id: str, owner: str, limit: int, only: str 
     work = []
     for attempt_id, (person_id, chans, position, tries, has_letter, channel, r, address) in zip(
             ids, picked, strict=True):
+        body, html = unpack_content(r[5], r[6])
         message = transports.Message(
             notice_id=f"{incident_id}.{r[3]}.{channel}", channel=channel, address=address, subject=r[4],
-            text=zlib.decompress(r[5]).decode(), html=zlib.decompress(r[6]).decode() if r[6] is not None else None)
+            text=body, html=html)
         work.append(Work(attempt_id, person_id, channel, message, r[7], chans, position, tries, has_letter, now))
     return work
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from sqlmodel import Session
 
 from incident import audit, clock
 from incident.config import Workspace
+from incident.notices.models import unpack_content
 from incident.rows import open_private, private_dir, safe_cell
 
 
@@ -31,7 +31,7 @@ def write_letters(session: Session, ws: Workspace, incident_id: str, actor: str)
     os.chmod(folder, 0o700)
     conn = session.connection()
     rows = conn.execute(text(
-        "SELECT d.person_id, n.id, n.ref, n.locale, n.html, a.to_name, a.to_address FROM delivery d "
+        "SELECT d.person_id, n.id, n.ref, n.locale, n.body, n.html, a.to_name, a.to_address FROM delivery d "
         "JOIN notice n ON n.incident_id = d.incident_id AND n.person_id = d.person_id AND n.channel = 'letter' "
         "JOIN affected a ON a.incident_id = d.incident_id AND a.person_id = d.person_id "
         "WHERE d.incident_id = :i AND d.state = 'letter' ORDER BY d.person_id"), {"i": incident_id})
@@ -44,8 +44,8 @@ def write_letters(session: Session, ws: Workspace, incident_id: str, actor: str)
         writer.writerow(["ref", "name", "postal_address", "locale", "file"])
         printable.write('<!DOCTYPE html><html><head><meta charset="utf-8"><title>letters</title>'
                         "<style>.page{page-break-after:always}</style></head><body>\n")
-        for person_id, notice_id, ref, locale, html, name, address in rows:
-            body = zlib.decompress(html).decode()
+        for person_id, notice_id, ref, locale, stored_body, stored_html, name, address in rows:
+            body = unpack_content(stored_body, stored_html)[1] or ""
             path = folder / f"{ref}.html"
             with open_private(path) as fh:
                 fh.write(body)

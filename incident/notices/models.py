@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import datetime
 
 from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
@@ -47,7 +48,7 @@ class Notice(SQLModel, table=True):
     variant: str
     ref: str
     subject: str = Field(sa_column=Column(Text, nullable=False))
-    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # zlib-compressed UTF-8
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # see pack_content
     html: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     sha256: str
 
@@ -64,3 +65,27 @@ class Approval(SQLModel, table=True):
     comment: str | None = Field(default=None, sa_column=Column(Text))
     at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     manifest_hash: str
+
+
+def pack_content(body: str, html: str | None) -> tuple[bytes, bytes | None]:
+    """A notice's text and HTML as stored: zlib-compressed UTF-8, the HTML with the text as preset dictionary.
+
+    The HTML repeats the text, so the dictionary makes it a third smaller and quicker to compress (the render
+    stores hundreds of thousands of these). Rows stored without a dictionary still unpack: zlib asks for one only
+    when the stream was made with one.
+    """
+    raw = body.encode()
+    packed = zlib.compress(raw, 1)
+    if html is None:
+        return packed, None
+    compressor = zlib.compressobj(1, zdict=raw)
+    return packed, compressor.compress(html.encode()) + compressor.flush()
+
+
+def unpack_content(body: bytes, html: bytes | None) -> tuple[str, str | None]:
+    """The text and HTML of a stored notice (pack_content undone)."""
+    raw = zlib.decompress(body)
+    if html is None:
+        return raw.decode(), None
+    decompressor = zlib.decompressobj(zdict=raw)
+    return raw.decode(), (decompressor.decompress(html) + decompressor.flush()).decode()

@@ -7,7 +7,6 @@ import json
 import multiprocessing
 import os
 import weakref
-import zlib
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -25,7 +24,7 @@ from incident.config import Workspace
 from incident.errors import IncidentError
 from incident.incidents import Status
 from incident.notices import content, lint, templates
-from incident.notices.models import Render
+from incident.notices.models import Render, pack_content
 
 BATCH = 500
 PARALLEL_FROM = 2000  # below this, a process pool costs more than it saves
@@ -101,9 +100,9 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(workspace: str | None, static: dict[str, Any], today: dict[str, str], secret: str,
-                 incident_id: str) -> None:
+                 incident_id: str, render_id: int) -> None:
     _worker.update(env=templates.environment(Path(workspace) if workspace else None), static=static, today=today,
-                   data_texts=_data_texts(static), secret=secret, incident_id=incident_id)
+                   data_texts=_data_texts(static), secret=secret, incident_id=incident_id, render_id=render_id)
 
 
 def _data_texts(static: dict[str, Any]) -> list[str]:
@@ -119,9 +118,13 @@ def _data_texts(static: dict[str, Any]) -> list[str]:
 
 
 def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
+    """Render, lint, hash and compress a batch of people's notices; return the rows ready to insert, the batch's
+    manifest lines, its counts and one example person per variant (for the review page)."""
     env, static, today = _worker["env"], _worker["static"], _worker["today"]
-    officer = static["officer"]
+    officer, render_id, incident_id = static["officer"], _worker["render_id"], _worker["incident_id"]
     rows, problems, examples = [], [], {}
+    variants: dict[str, int] = {}
+    by_channel: dict[str, int] = {}
     previous: list[str] = []
     affected = []  # this batch's lines of the affected-set hash (see affected_hash), hashed in order by the parent
     for person in people:
@@ -138,14 +141,19 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
                                          person, own, _worker["data_texts"], previous)
             variant = variant_key(person["locale"], r["channel"], person["audience"], person["categories"])
             examples.setdefault(variant, person)
-            rows.append((person["person_id"], r["channel"], person["locale"], person["audience"], variant,
-                         person["ref"], r["subject"], zlib.compress(r["body"].encode(), 6),
-                         zlib.compress(r["html"].encode(), 6) if r["html"] is not None else None,
-                         notice_sha(r["subject"], r["body"], r["html"])))
+            variants[variant] = variants.get(variant, 0) + 1
+            by_channel[r["channel"]] = by_channel.get(r["channel"], 0) + 1
+            rows.append((render_id, incident_id, person["person_id"], r["channel"], person["locale"],
+                         person["audience"], variant, person["ref"], r["subject"],
+                         *pack_content(r["body"], r["html"]), notice_sha(r["subject"], r["body"], r["html"])))
         previous = [n for n in (person["to_name"], person["subject_name"]) if n]
         if problems:
             break
-    return {"rows": rows, "problems": problems[:20], "examples": examples, "affected": b"".join(affected)}
+    from incident.notices.review import manifest_lines
+
+    return {"rows": rows, "problems": problems[:20], "examples": examples, "affected": b"".join(affected),
+            "variants": variants, "by_channel": by_channel,
+            "manifest": manifest_lines([(r[2], r[3], r[11]) for r in rows])}
 
 
 # ---- the use case -------------------------------------------------------------------------------
@@ -214,9 +222,10 @@ def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 
 
 def _results(batches: Iterator[list[dict[str, Any]]], people: int, ws: Workspace, static: dict[str, Any],
-             today: dict[str, str], workers: int, secret: str, incident_id: str) -> Iterator[dict[str, Any]]:
+             today: dict[str, str], workers: int, secret: str, incident_id: str, render_id: int
+             ) -> Iterator[dict[str, Any]]:
     """Render batches in order; on both cores for large incidents, with a bounded queue (flat memory)."""
-    setup = (str(ws.root), static, today, secret, incident_id)
+    setup = (str(ws.root), static, today, secret, incident_id, render_id)
     if people < PARALLEL_FROM or workers <= 1:
         _init_worker(*setup)
         for batch in batches:
@@ -268,7 +277,7 @@ def render_notices(session: Session, ws: Workspace, incident_id: str, actor: str
     workers = workers or min(2, os.cpu_count() or 1)
     with bundle.manifest_writer() as manifest:
         for result in _results(_batches(affected_dicts(session, incident_id)), people, ws, static, today, workers,
-                               secret, incident_id):
+                               secret, incident_id, record.id):
             if "fatal" in result:
                 raise IncidentError(result["fatal"])
             if result["problems"]:
@@ -276,11 +285,12 @@ def render_notices(session: Session, ws: Workspace, incident_id: str, actor: str
                 raise IncidentError(f"lint failed, nothing was rendered: {shown}")
             affected_digest.update(result["affected"])
             rows = result["rows"]
-            conn.exec_driver_sql(insert, [(record.id, incident_id, *r) for r in rows])
-            for r in rows:
-                variants[r[4]] = variants.get(r[4], 0) + 1
-                by_channel[r[1]] = by_channel.get(r[1], 0) + 1
-                manifest.notice(r[0], r[1], r[9])
+            conn.exec_driver_sql(insert, rows)
+            manifest.notices(result["manifest"])
+            for key, n in result["variants"].items():
+                variants[key] = variants.get(key, 0) + n
+            for key, n in result["by_channel"].items():
+                by_channel[key] = by_channel.get(key, 0) + n
             for key, person in result["examples"].items():
                 examples.setdefault(key, person)
             total += len(rows)

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import secrets
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from incident.errors import IncidentError
 from incident.incidents import Status
 from incident.notices import content
 from incident.notices import render as rendering
-from incident.notices.models import Approval, Notice, Render
+from incident.notices.models import Approval, Notice, Render, unpack_content
 
 
 def workspace_secret(session: Session) -> str:
@@ -82,6 +81,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class ManifestLines:
+    entries: str  # the manifest's JSON objects, one a line, comma-separated
+    digest: bytes  # what they add to notices_digest
+
+
+def manifest_lines(notices: list[tuple[str, str, str]]) -> ManifestLines:
+    """Format (person, channel, sha256) notices for manifest.json and for its notices digest."""
+    entries = ",\n".join(
+        f'{{"person": {json.dumps(person, ensure_ascii=False)}, "channel": "{channel}", "sha256": "{sha}"}}'
+        for person, channel, sha in notices)
+    digest = "".join(f"{person}\x1f{channel}\x1f{sha}\n" for person, channel, sha in notices).encode()
+    return ManifestLines(entries, digest)
+
+
 class ManifestWriter:
     """Stream manifest.json: every template, the playbook, the facts, and every rendered notice's sha256."""
 
@@ -89,11 +103,12 @@ class ManifestWriter:
         self.fh, self.path, self.first, self.digest = fh, path, True, hashlib.sha256()
         fh.write('{"notices": [\n')
 
-    def notice(self, person_id: str, channel: str, sha: str) -> None:
-        line = json.dumps({"person": person_id, "channel": channel, "sha256": sha}, ensure_ascii=False)
-        self.fh.write(("" if self.first else ",\n") + line)
-        self.digest.update(f"{person_id}\x1f{channel}\x1f{sha}\n".encode())
-        self.first = False
+    def notices(self, lines: ManifestLines) -> None:
+        """Append a batch of notices, as `manifest_lines` formatted them (in a pool worker)."""
+        if lines.entries:
+            self.fh.write(("" if self.first else ",\n") + lines.entries)
+            self.digest.update(lines.digest)
+            self.first = False
 
     def finish(self, incident_id: str, at: datetime, prints: dict[str, Any]) -> str:
         tail = {"incident": incident_id, "rendered_at": at.isoformat(), "notices_digest": self.digest.hexdigest(),
@@ -213,21 +228,42 @@ def notices_digest(session: Session, incident_id: str) -> str:
         "SELECT person_id, channel, subject, body, html, sha256 FROM notice WHERE incident_id = :iid "
         "ORDER BY person_id, id"), {"iid": incident_id}, execution_options={"stream_results": True, "yield_per": 2000})
     for person_id, channel, subject, body, html, sha in rows:
-        actual = rendering.notice_sha(subject, zlib.decompress(body).decode(),
-                                      zlib.decompress(html).decode() if html is not None else None)
+        actual = rendering.notice_sha(subject, *unpack_content(body, html))
         digest.update(f"{person_id}\x1f{channel}\x1f{actual if actual == sha else 'TAMPERED'}\n".encode())
     return digest.hexdigest()
 
 
+TAIL_MARK = b"\n],\n"  # ends the notices list; what follows is ManifestWriter.finish's object (no list entry
+# holds a newline: json.dumps escapes it)
+
+
+def manifest_tail(path: Path, chunk: int = 1 << 16) -> dict[str, Any]:
+    """The object after the notices in manifest.json, read from the end of the file (the list is tens of MB)."""
+    with path.open("rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        start, found = size, -1
+        while found < 0 and start > 0:
+            start = max(0, start - chunk)
+            fh.seek(start)
+            found = fh.read(size - start).rfind(TAIL_MARK)
+        if found < 0:
+            raise ValueError("no end of the notices list")
+        fh.seek(start + found + len(TAIL_MARK))
+        tail = json.loads(b"{" + fh.read())
+    if not isinstance(tail, dict):
+        raise ValueError("not an object")
+    return tail
+
+
 def before_digest(render: Render, ws: Workspace) -> str | None:
+    """The notices digest of the manifest the render wrote, if that file is still the one it hashed."""
     path = Path(render.bundle) / "manifest.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        if file_sha256(path) != render.manifest_hash:
+            return None
+        return str(manifest_tail(path).get("notices_digest"))
     except (OSError, ValueError):
         return None
-    if file_sha256(path) != render.manifest_hash:
-        return None
-    return str(data.get("notices_digest"))
 
 
 def approval_state(session: Session, ws: Workspace, incident: incidents.Incident) -> dict[str, Any]:
@@ -294,7 +330,7 @@ def stored_notice(session: Session, incident_id: str, person_id: str, channel: s
         stmt = stmt.where(Notice.channel == channel)
     out = []
     for n in session.exec(stmt.order_by(Notice.id)):  # type: ignore[arg-type]
+        body, html = unpack_content(n.body, n.html)
         out.append({"channel": n.channel, "locale": n.locale, "audience": n.audience, "ref": n.ref,
-                    "subject": n.subject, "body": zlib.decompress(n.body).decode(),
-                    "html": zlib.decompress(n.html).decode() if n.html is not None else None, "sha256": n.sha256})
+                    "subject": n.subject, "body": body, "html": html, "sha256": n.sha256})
     return out
