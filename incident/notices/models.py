@@ -5,7 +5,7 @@ from __future__ import annotations
 import zlib
 from datetime import datetime
 
-from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from incident.db import UTCDateTime
@@ -34,10 +34,7 @@ class Notice(SQLModel, table=True):
     """One rendered notice: one person (or guardian), one channel, exact content and its hash."""
 
     __tablename__ = "notice"
-    __table_args__ = (
-        UniqueConstraint("incident_id", "person_id", "channel", name="uq_notice"),
-        Index("ix_notice_render", "render_id"),
-    )
+    __table_args__ = (UniqueConstraint("incident_id", "person_id", "channel", name="uq_notice"),)
     id: int | None = Field(default=None, primary_key=True)
     render_id: int = Field(foreign_key="render.id")
     incident_id: str = Field(foreign_key="incident.id")

@@ -3,7 +3,8 @@
 `exposure` held one row per affected person and category; `affected.categories` holds the same keys, sorted and
 comma-separated, so the snapshot is written by one INSERT..SELECT. `affected` loses its foreign key to `incident`
 (only `assess.determine_affected` writes it, under the incident's row lock, and incidents are never deleted):
-PostgreSQL checks such a key with a trigger per row.
+PostgreSQL checks such a key with a trigger per row. `notice` loses ix_notice_render, which no query used and
+every rendered notice paid for.
 
 Revision ID: 0003
 Revises: 0002
@@ -27,6 +28,8 @@ SQLITE_NAMES = {"fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name
 
 def upgrade() -> None:
     op.drop_table('exposure')
+    with op.batch_alter_table('notice', schema=None) as batch_op:
+        batch_op.drop_index('ix_notice_render')
     keys = [fk for fk in sa.inspect(op.get_bind()).get_foreign_keys('affected') if fk["referred_table"] == "incident"]
     name = (keys[0]["name"] if keys else None) or "fk_affected_incident_id_incident"  # SQLite: unnamed, see above
     with op.batch_alter_table('affected', naming_convention=SQLITE_NAMES) as batch_op:
@@ -34,6 +37,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('notice', schema=None) as batch_op:
+        batch_op.create_index('ix_notice_render', ['render_id'], unique=False)
     with op.batch_alter_table('affected', schema=None) as batch_op:
         batch_op.create_foreign_key('affected_incident_id_fkey', 'incident', ['incident_id'], ['id'])
     op.create_table('exposure',
