@@ -28,11 +28,13 @@ from dispatch_steps import (
     configure_channels,
     gateway_baseline,
     sizes,
+    smtp_baseline,
     timed_dispatch,
     write_dispatch_inventory,
 )
 from harness import Context, Measure, Row
 from inventory_steps import SCOPE_CATEGORY, SCOPE_SELECT, SCOPE_SYSTEM, WINDOW_FROM
+from render_steps import ours_render, plain_render
 
 SCHEMA_DB, OURS_DB, WORKERS_DB = "bench_schema", "bench_ours", "bench_workers"
 SINK_DELAY = 0.05  # seconds the SMTP sink takes per message in the workers row
@@ -97,29 +99,31 @@ def prepare(ctx: Context) -> dict[str, Any]:
         shutil.rmtree(probe, ignore_errors=True)
         ws = init_workspace(probe, "bench")
         db.engine_for(ws).dispose()
-    size, sms = worker_sizes(ctx), sizes(ctx)["sms"]
+    size, sms, email = worker_sizes(ctx), sizes(ctx)["sms"], sizes(ctx)["email"]
+    (ctx.run / "pg-render.json").unlink(missing_ok=True)  # its incident lives in the database the import remakes
     print(f"preparing the dispatch incidents on PostgreSQL ({size['one']:,} and {size['four']:,} emails for the "
-          f"workers, {sms:,} SMS) ...", flush=True)
+          f"workers, {sms:,} SMS, {email:,} emails) ...", flush=True)
     with _database_env(_fresh_database(ctx, WORKERS_DB)):
         root = ctx.run / "pg-workers-ws"
         shutil.rmtree(root, ignore_errors=True)
         data = ctx.run / "pg-workers-data"
         write_dispatch_inventory(data, [("member-db-a", "email", size["one"]), ("member-db-b", "email", size["four"]),
-                                        ("member-db-c", "sms", sms)])
+                                        ("member-db-c", "sms", sms), ("member-db-d", "email", email)])
         ws = init_workspace(root, "bench")
         import_files(ws, "bench", people=data / "people.csv", holdings=data / "holdings.csv",
                      systems=data / "systems.yaml")
         ids = {kind: approved_incident(ws, system, f"Benchmark dispatch on PostgreSQL ({kind})")
-               for kind, system in (("one", "member-db-a"), ("four", "member-db-b"), ("sms", "member-db-c"))}
-        for kind in ("one", "four"):  # the SMS incident stays approved: run_dispatch plans it in the timed run
+               for kind, system in (("one", "member-db-a"), ("four", "member-db-b"), ("sms", "member-db-c"),
+                                    ("email", "member-db-d"))}
+        for kind in ("one", "four"):  # SMS and email stay approved: run_dispatch plans them in the timed run
             cases.dispatch(find_workspace(root), ids[kind], "bench", workers=1, channel=None, hold_unknown=False,
                            enqueue_only=True)
         db.engine_for(ws).dispose()
     (ctx.run / "pg-workers.json").write_text(json.dumps(ids))
     with open(ctx.data / "holdings.csv", "rb") as f:
         holdings = sum(1 for _ in f) - 1
-    return {"workers_one": size["one"], "workers_four": size["four"], "pg_sms": sms, "people": ctx.people,
-            "holdings": holdings}
+    return {"workers_one": size["one"], "workers_four": size["four"], "pg_sms": sms, "pg_email": email,
+            "people": ctx.people, "holdings": holdings}
 
 
 def cleanup(ctx: Context) -> None:
@@ -214,6 +218,58 @@ def affected_ours(ctx: Context) -> Measure:
     return Measure(seconds, people, f"{people:,} people")
 
 
+# ---- rendering ---------------------------------------------------------------------------------------
+
+
+def _render_incident(ctx: Context) -> str:
+    """An assessed incident of the render rows' scope in the imported PostgreSQL workspace (made once a run)."""
+    from incident import cases, clock
+    from incident.config import find_workspace
+    from incident.incidents import OpenRequest
+
+    cache = ctx.run / "pg-render.json"
+    if cache.exists():
+        return str(json.loads(cache.read_text())["id"])
+    ws = find_workspace(ctx.run / "pg-ws")
+    now = clock.now()
+    incident_id = cases.open_incident(ws, OpenRequest(
+        playbook="processor-breach", title="Benchmark render on PostgreSQL: payment partner leaked bank cards",
+        systems=[SCOPE_SYSTEM], categories=[SCOPE_CATEGORY],
+        exposure_from=datetime.fromisoformat(WINDOW_FROM).replace(tzinfo=UTC), exposure_to=now,
+        discovered_at=now), "bench")
+    people = cases.assess_incident(ws, incident_id, "bench")["counts"]["people"]
+    cache.write_text(json.dumps({"id": incident_id, "people": people}))
+    return incident_id
+
+
+def render_baseline(ctx: Context) -> Measure:
+    """The SQLite row's plain Jinja loop, the affected people read with a psycopg server-side cursor."""
+    import psycopg
+
+    from incident.config import find_workspace
+    from incident.notices.render import AFFECTED_COLUMNS
+
+    with _database_env(_url(ctx, OURS_DB)):
+        incident_id = _render_incident(ctx)
+        with psycopg.connect(_url(ctx, OURS_DB).replace("postgresql+psycopg", "postgresql")) as conn:
+            def rows() -> Any:
+                cur = conn.cursor(name="affected")
+                cur.itersize = 2000
+                cur.execute(f"SELECT {', '.join(AFFECTED_COLUMNS)} FROM affected WHERE incident_id = %s "
+                            "ORDER BY person_id", (incident_id,))
+                return cur
+
+            return plain_render(find_workspace(ctx.run / "pg-ws"), incident_id, rows)
+
+
+def render_ours(ctx: Context) -> Measure:
+    """render_notices with the workspace's database on PostgreSQL."""
+    from incident.config import find_workspace
+
+    with _database_env(_url(ctx, OURS_DB)):
+        return ours_render(find_workspace(ctx.run / "pg-ws"), _render_incident(ctx))
+
+
 # ---- dispatch and workers ----------------------------------------------------------------------------
 
 
@@ -238,6 +294,31 @@ def sms_baseline(ctx: Context) -> Measure:
             "ORDER BY n.id", (incident_id,)).fetchall()
     return gateway_baseline([(f"{incident_id}.{ref}.sms", address, subject, bytes(body), html)
                              for ref, address, subject, body, html in rows])
+
+
+def email_baseline(ctx: Context) -> Measure:
+    """The email dispatch baseline of the SQLite row (smtplib, one connection), fed the notices stored here."""
+    import psycopg
+
+    incident_id = json.loads((ctx.run / "pg-workers.json").read_text())["email"]
+    with psycopg.connect(_url(ctx, WORKERS_DB).replace("postgresql+psycopg", "postgresql")) as conn:
+        rows = conn.execute(
+            "SELECT n.ref, a.to_email, n.subject, n.body, n.html FROM notice n JOIN affected a ON a.incident_id = "
+            "n.incident_id AND a.person_id = n.person_id WHERE n.incident_id = %s AND n.channel = 'email' "
+            "ORDER BY n.id", (incident_id,)).fetchall()
+    return smtp_baseline([(f"{incident_id}.{ref}.email", address, subject, bytes(body),
+                           bytes(html) if html is not None else None)
+                          for ref, address, subject, body, html in rows])
+
+
+def email_ours(ctx: Context) -> Measure:
+    """run_dispatch through smtppool:// with the workspace on PostgreSQL."""
+    incident_id = json.loads((ctx.run / "pg-workers.json").read_text())["email"]
+    url, root = _dispatch_copy(ctx)
+    with sinks.running("smtp") as sink, _database_env(url):
+        configure_channels(root, email=f"smtppool://127.0.0.1:{sink.port}/{{email}}?from={SENDER}",
+                           concurrency=THREADS)
+        return timed_dispatch(root, incident_id, "email", sink, THREADS)
 
 
 def sms_ours(ctx: Context) -> Measure:
@@ -301,9 +382,11 @@ METHOD = [
     "freshly initialised workspace's database, so the tables, keys and indexes are the real ones; only "
     "`person.import_id` gets a column default, because COPY cannot add a constant.",
     "Affected people on PostgreSQL: as on SQLite, `determine_affected` in a committed unit of work versus the "
-    "same scope SELECT in plain psycopg, every row fetched. SMS dispatch on PostgreSQL: the SQLite row's two "
-    "sides with the workspace's database on PostgreSQL (a fresh copy of the approved incident each run) and the "
-    "baseline fed the notices stored there.",
+    "same scope SELECT in plain psycopg, every row fetched. Render on PostgreSQL: an assessed incident of the "
+    "same scope in the imported database, `render_notices` versus the SQLite row's plain Jinja loop reading the "
+    "affected people through a psycopg server-side cursor. Email and SMS dispatch on PostgreSQL: the SQLite "
+    "rows' two sides with the workspace's database on PostgreSQL (a fresh copy of the approved incident each "
+    "run) and the baselines fed the notices stored there.",
     f"Workers: N `incident worker --incident ID --workers {WORKER_THREADS}` processes (the installed command) "
     f"on a fresh copy of an enqueued PostgreSQL dispatch, sending email through `smtppool://` to an aiosmtpd sink "
     f"that takes {SINK_DELAY * 1000:.0f} ms per message; both sides are ours (1 process versus 4). Throughput "
@@ -315,6 +398,10 @@ ROWS = [
     Row("Inventory import, PostgreSQL ({people:,} people, {holdings:,} holdings)", "pg-import-baseline",
         "pg-import-ours", 3.0, 500, repeat=1),
     Row("Affected people, PostgreSQL (~20% of {people:,})", "pg-affected-baseline", "pg-affected-ours", 2.0, 500),
+    Row("Render notices, PostgreSQL (~20% of {people:,})", "pg-render-baseline", "pg-render-ours", 1.5, 500,
+        repeat=1),
+    Row(f"Email dispatch, PostgreSQL ({{pg_email:,}} to aiosmtpd, smtppool://, {THREADS} threads)",
+        "pg-email-baseline", "pg-email-ours", 0.5, 500, kind="rate", repeat=1),
     Row(f"SMS dispatch, PostgreSQL ({{pg_sms:,}} to an HTTP gateway, gateway://, {THREADS} threads)",
         "pg-sms-baseline", "pg-sms-ours", 0.25, 500, kind="rate", repeat=2),
     Row(f"Workers, PostgreSQL: 4 `incident worker` ({{workers_four:,}}) vs 1 ({{workers_one:,}}), sink "
@@ -327,6 +414,10 @@ STEPS: dict[str, Callable[[Context], Measure]] = {
     "pg-import-ours": import_ours,
     "pg-affected-baseline": affected_baseline,
     "pg-affected-ours": affected_ours,
+    "pg-render-baseline": render_baseline,
+    "pg-render-ours": render_ours,
+    "pg-email-baseline": email_baseline,
+    "pg-email-ours": email_ours,
     "pg-sms-baseline": sms_baseline,
     "pg-sms-ours": sms_ours,
     "pg-workers-one": lambda ctx: _workers(ctx, "one", 1),

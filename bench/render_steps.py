@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,20 +49,32 @@ def _incident(ctx: Context, size: str) -> dict[str, Any]:
 
 
 def _baseline(ctx: Context, size: str) -> Measure:
+    """The plain loop over the SQLite workspace's affected people (sqlite3, every row fetched)."""
+    from incident.config import find_workspace
+    from incident.notices.render import AFFECTED_COLUMNS
+
+    incident_id = _incident(ctx, size)["id"]
+    conn = sqlite3.connect(ctx.workspace / "incident.db")
+    try:
+        return plain_render(find_workspace(ctx.workspace), incident_id, lambda: conn.execute(
+            f"SELECT {', '.join(AFFECTED_COLUMNS)} FROM affected WHERE incident_id = ? ORDER BY person_id",
+            (incident_id,)))
+    finally:
+        conn.close()
+
+
+def plain_render(ws: Any, incident_id: str, affected: Callable[[], Iterable[tuple[Any, ...]]]) -> Measure:
     """The same compiled templates, the same per-person context (built once per person, partials rendered once
-    and shared by the channels), rendered in a plain single-process loop; nothing checked, hashed or stored."""
+    and shared by the channels), rendered in a plain single-process loop; nothing checked, hashed or stored.
+    `affected` gives the incident's affected rows (AFFECTED_COLUMNS) in person order; the clock includes it."""
     from sqlalchemy import text
 
     from incident import clock, incidents
-    from incident.config import find_workspace
     from incident.db import unit_of_work
     from incident.notices import content, templates
     from incident.notices.lint import ELEMENTS
     from incident.notices.render import AFFECTED_COLUMNS
 
-    found = _incident(ctx, size)
-    incident_id = found["id"]
-    ws = find_workspace(ctx.workspace)
     with unit_of_work(ws, write=False) as session:
         static = content.static_context(session, ws, incidents.get(session, incident_id))
         secret = session.connection().execute(text(
@@ -75,12 +87,9 @@ def _baseline(ctx: Context, size: str) -> Measure:
                       **{f: env.get_template(f"{loc}/{f}") for files in CHANNEL_TEMPLATES.values() for f in files}}
                 for loc in static["locales"]}
     allowed = static["channels"]
-    conn = sqlite3.connect(ctx.workspace / "incident.db")
     start = time.perf_counter()
     people = notices = 0
-    rows = conn.execute(f"SELECT {', '.join(AFFECTED_COLUMNS)} FROM affected WHERE incident_id = ? "
-                        "ORDER BY person_id", (incident_id,))
-    for row in rows:
+    for row in affected():
         person = dict(zip(AFFECTED_COLUMNS, row, strict=True))
         loc = person["locale"]
         tpl = compiled[loc]
@@ -96,19 +105,21 @@ def _baseline(ctx: Context, size: str) -> Measure:
             notices += 1
         people += 1
     seconds = time.perf_counter() - start
-    conn.close()
     return Measure(seconds, notices, f"{notices:,} notices for {people:,} people in one process")
 
 
 def _ours(ctx: Context, size: str) -> Measure:
-    """notices.render.render_notices in its unit of work: both cores, lint, hashes, rows, manifest, bundle."""
-    from incident import cases
     from incident.config import find_workspace
 
-    found = _incident(ctx, size)
-    ws = find_workspace(ctx.workspace)
+    return ours_render(find_workspace(ctx.workspace), _incident(ctx, size)["id"])
+
+
+def ours_render(ws: Any, incident_id: str) -> Measure:
+    """notices.render.render_notices in its unit of work: both cores, lint, hashes, rows, manifest, bundle."""
+    from incident import cases
+
     start = time.perf_counter()
-    result = cases.render_notices(ws, found["id"], "bench")
+    result = cases.render_notices(ws, incident_id, "bench")
     seconds = time.perf_counter() - start
     pool = children_peak_mb()
     workers = 2 if pool else 0

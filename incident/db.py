@@ -230,3 +230,24 @@ class SchemaMeta(SQLModel, table=True):
     __tablename__ = "schema_meta"
     key: str = Field(primary_key=True)
     value: str
+
+
+def insert_rows(session: Session, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """Insert many rows in the session's transaction: executemany on SQLite, binary COPY on PostgreSQL (one
+    stream instead of a statement a row, and bytes sent as they are)."""
+    if not rows:
+        return
+    cols = ", ".join(columns)
+    if session.get_bind().dialect.name == "postgresql":
+        raw = session.connection().connection.driver_connection
+        with raw.cursor() as cur:
+            types = dict(cur.execute(
+                "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attnum > 0 AND NOT attisdropped", (table,)).fetchall())
+            with cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:  # bytea as is, not hex
+                copy.set_types([types[c] for c in columns])
+                for row in rows:
+                    copy.write_row(row)
+        return
+    marks = ", ".join("?" for _ in columns)
+    session.connection().exec_driver_sql(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)

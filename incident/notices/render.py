@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from incident import assess, audit, clock, incidents
 from incident.config import Workspace
+from incident.db import insert_rows
 from incident.errors import IncidentError
 from incident.incidents import Status
 from incident.notices import content, lint, templates
@@ -159,6 +160,8 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
 # ---- the use case -------------------------------------------------------------------------------
 
 
+NOTICE_COLUMNS = ("render_id", "incident_id", "person_id", "channel", "locale", "audience", "variant", "ref", "subject",
+                  "body", "html", "sha256")  # the order of _render_batch's rows
 AFFECTED_COLUMNS = ("person_id", "audience", "subject_name", "to_name", "to_email", "to_phone", "to_push",
                     "to_address", "locale", "region", "categories")
 
@@ -264,9 +267,6 @@ def render_notices(session: Session, ws: Workspace, incident_id: str, actor: str
     people = int(conn.execute(text("SELECT COUNT(*) FROM affected WHERE incident_id = :iid"),
                               {"iid": incident_id}).scalar_one())
     secret = review.workspace_secret(session)
-    mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
-    insert = ("INSERT INTO notice (render_id, incident_id, person_id, channel, locale, audience, variant, ref, "
-              f"subject, body, html, sha256) VALUES ({', '.join([mark] * 12)})")
     bundle = review.Bundle(ws, incident_id)
     affected_digest = hashlib.sha256()
     variants: dict[str, int] = {}
@@ -285,7 +285,7 @@ def render_notices(session: Session, ws: Workspace, incident_id: str, actor: str
                 raise IncidentError(f"lint failed, nothing was rendered: {shown}")
             affected_digest.update(result["affected"])
             rows = result["rows"]
-            conn.exec_driver_sql(insert, rows)
+            insert_rows(session, "notice", NOTICE_COLUMNS, rows)
             manifest.notices(result["manifest"])
             for key, n in result["variants"].items():
                 variants[key] = variants.get(key, 0) + n
