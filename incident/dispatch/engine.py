@@ -216,8 +216,8 @@ def claim(session: Session, incident_id: str, owner: str, limit: int, only: str 
         picked.append((person_id, chans, position, tries, has_letter, channel, r, address))
     t = Attempt.__table__
     ids = conn.execute(sa.insert(t).returning(t.c.id, sort_by_parameter_order=True), attempts).scalars().all()
-    conn.execute(sa.update(d).where(d.c.incident_id == incident_id, d.c.person_id == sa.bindparam("pid"))
-                 .values(lease_owner=owner, lease_until=now + LEASE), [{"pid": x[0]} for x in picked])
+    conn.execute(sa.update(d).where(d.c.incident_id == incident_id, d.c.person_id.in_([x[0] for x in picked]))
+                 .values(lease_owner=owner, lease_until=now + LEASE))
     work = []
     for attempt_id, (person_id, chans, position, tries, has_letter, channel, r, address) in zip(
             ids, picked, strict=True):
