@@ -282,54 +282,47 @@ def _dispatch_copy(ctx: Context) -> tuple[str, Path]:
     return url, root
 
 
-def sms_baseline(ctx: Context) -> Measure:
-    """The SMS dispatch baseline of the SQLite row, fed the notices stored in the PostgreSQL database."""
+def _stored(ctx: Context, channel: str) -> list[tuple[str, str, str, bytes, bytes | None]]:
+    """The approved notices of the channel's incident as stored in PostgreSQL: (notice id, address, subject,
+    text, html), the bodies still compressed, as the SQLite rows' baselines get them."""
     import psycopg
 
-    incident_id = json.loads((ctx.run / "pg-workers.json").read_text())["sms"]
+    incident_id = json.loads((ctx.run / "pg-workers.json").read_text())[channel]
+    column = {"email": "a.to_email", "sms": "a.to_phone"}[channel]
     with psycopg.connect(_url(ctx, WORKERS_DB).replace("postgresql+psycopg", "postgresql")) as conn:
         rows = conn.execute(
-            "SELECT n.ref, a.to_phone, n.subject, n.body, n.html FROM notice n JOIN affected a ON a.incident_id = "
-            "n.incident_id AND a.person_id = n.person_id WHERE n.incident_id = %s AND n.channel = 'sms' "
-            "ORDER BY n.id", (incident_id,)).fetchall()
-    return gateway_baseline([(f"{incident_id}.{ref}.sms", address, subject, bytes(body), html)
-                             for ref, address, subject, body, html in rows])
+            f"SELECT n.ref, {column}, n.subject, n.body, n.html FROM notice n JOIN affected a ON a.incident_id = "
+            "n.incident_id AND a.person_id = n.person_id WHERE n.incident_id = %s AND n.channel = %s "
+            "ORDER BY n.id", (incident_id, channel)).fetchall()
+    return [(f"{incident_id}.{ref}.{channel}", address, subject, bytes(body), bytes(html) if html else None)
+            for ref, address, subject, body, html in rows]
+
+
+def _dispatch(ctx: Context, channel: str, sink_kind: str, url: str) -> Measure:
+    """run_dispatch of the channel's incident with the workspace on PostgreSQL; `url` gets the sink's port."""
+    incident_id = json.loads((ctx.run / "pg-workers.json").read_text())[channel]
+    database, root = _dispatch_copy(ctx)
+    with sinks.running(sink_kind) as sink, _database_env(database):
+        configure_channels(root, **{channel: url.format(port=sink.port)}, concurrency=THREADS)
+        return timed_dispatch(root, incident_id, channel, sink, THREADS)
 
 
 def email_baseline(ctx: Context) -> Measure:
-    """The email dispatch baseline of the SQLite row (smtplib, one connection), fed the notices stored here."""
-    import psycopg
-
-    incident_id = json.loads((ctx.run / "pg-workers.json").read_text())["email"]
-    with psycopg.connect(_url(ctx, WORKERS_DB).replace("postgresql+psycopg", "postgresql")) as conn:
-        rows = conn.execute(
-            "SELECT n.ref, a.to_email, n.subject, n.body, n.html FROM notice n JOIN affected a ON a.incident_id = "
-            "n.incident_id AND a.person_id = n.person_id WHERE n.incident_id = %s AND n.channel = 'email' "
-            "ORDER BY n.id", (incident_id,)).fetchall()
-    return smtp_baseline([(f"{incident_id}.{ref}.email", address, subject, bytes(body),
-                           bytes(html) if html is not None else None)
-                          for ref, address, subject, body, html in rows])
+    """The email baseline of the SQLite row (smtplib over one connection), fed the notices stored here."""
+    return smtp_baseline(_stored(ctx, "email"))
 
 
 def email_ours(ctx: Context) -> Measure:
-    """run_dispatch through smtppool:// with the workspace on PostgreSQL."""
-    incident_id = json.loads((ctx.run / "pg-workers.json").read_text())["email"]
-    url, root = _dispatch_copy(ctx)
-    with sinks.running("smtp") as sink, _database_env(url):
-        configure_channels(root, email=f"smtppool://127.0.0.1:{sink.port}/{{email}}?from={SENDER}",
-                           concurrency=THREADS)
-        return timed_dispatch(root, incident_id, "email", sink, THREADS)
+    return _dispatch(ctx, "email", "smtp", f"smtppool://127.0.0.1:{{port}}/{{{{email}}}}?from={SENDER}")
+
+
+def sms_baseline(ctx: Context) -> Measure:
+    """The SMS baseline of the SQLite row (http.client keep-alive), fed the notices stored here."""
+    return gateway_baseline(_stored(ctx, "sms"))
 
 
 def sms_ours(ctx: Context) -> Measure:
-    """run_dispatch through gateway:// with the workspace on PostgreSQL."""
-    incident_id = json.loads((ctx.run / "pg-workers.json").read_text())["sms"]
-    url, root = _dispatch_copy(ctx)
-    with sinks.running("http") as sink, _database_env(url):
-        configure_channels(root, sms=f"gateway://127.0.0.1:{sink.port}/sms?to={{phone}}", concurrency=THREADS)
-        return timed_dispatch(root, incident_id, "sms", sink, THREADS)
-
-
+    return _dispatch(ctx, "sms", "http", "gateway://127.0.0.1:{port}/sms?to={{phone}}")
 
 
 def _workers(ctx: Context, kind: str, processes: int) -> Measure:
