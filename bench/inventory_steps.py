@@ -129,7 +129,7 @@ def affected_baseline(ctx: Context) -> Measure:
 
 
 def affected_ours(ctx: Context) -> Measure:
-    """assess.determine_affected (INSERT..SELECT into exposure and affected) in a unit of work, committed."""
+    """assess.determine_affected (one INSERT..SELECT into affected) in a unit of work, committed."""
     from incident import cases, clock
     from incident.assess import determine_affected
     from incident.config import find_workspace
@@ -155,7 +155,7 @@ METHOD = [
     "unknown-person checks, audit entry, one transaction) on a freshly initialised workspace; the baseline feeds "
     "`csv.reader` rows unchanged into `executemany` in one transaction (no validation, empty cells stay empty "
     "strings).",
-    "Affected people: ours is `assess.determine_affected` (INSERT..SELECT into `exposure` and `affected`) in a unit "
+    "Affected people: ours is `assess.determine_affected` (one INSERT..SELECT into `affected`) in a unit "
     "of work, committed; the baseline runs the same scope SELECT, holdings in scope joined to their person, in "
     "plain sqlite3 on the same database and iterates every row.",
 ]

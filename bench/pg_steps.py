@@ -179,6 +179,18 @@ def import_ours(ctx: Context) -> Measure:
                    f"{report.people_new:,} people, {report.holdings_new:,} holdings")
 
 
+def _scope_incident(ws: Any, title: str) -> str:
+    """Open an incident of the benchmark's scope (the payment partner's bank cards over all history)."""
+    from incident import cases, clock
+    from incident.incidents import OpenRequest
+
+    now = clock.now()
+    return cases.open_incident(ws, OpenRequest(
+        playbook="processor-breach", title=title, systems=[SCOPE_SYSTEM], categories=[SCOPE_CATEGORY],
+        exposure_from=datetime.fromisoformat(WINDOW_FROM).replace(tzinfo=UTC), exposure_to=now,
+        discovered_at=now), "bench")
+
+
 def affected_baseline(ctx: Context) -> Measure:
     """The scope SELECT in plain psycopg on the imported database, every row fetched."""
     import psycopg
@@ -196,21 +208,15 @@ def affected_baseline(ctx: Context) -> Measure:
 
 
 def affected_ours(ctx: Context) -> Measure:
-    """assess.determine_affected (INSERT..SELECT into exposure and affected) in a unit of work, committed."""
-    from incident import cases, clock
+    """assess.determine_affected (one INSERT..SELECT into affected) in a unit of work, committed."""
     from incident.assess import determine_affected
     from incident.config import find_workspace
     from incident.db import unit_of_work
-    from incident.incidents import OpenRequest, get
+    from incident.incidents import get
 
     with _database_env(_url(ctx, OURS_DB)):
         ws = find_workspace(ctx.run / "pg-ws")
-        now = clock.now()
-        incident_id = cases.open_incident(ws, OpenRequest(
-            playbook="processor-breach", title="Benchmark: payment partner leaked bank cards",
-            systems=[SCOPE_SYSTEM], categories=[SCOPE_CATEGORY],
-            exposure_from=datetime.fromisoformat(WINDOW_FROM).replace(tzinfo=UTC), exposure_to=now,
-            discovered_at=now), "bench")
+        incident_id = _scope_incident(ws, "Benchmark: payment partner leaked bank cards")
         start = time.perf_counter()
         with unit_of_work(ws) as session:
             people = determine_affected(session, get(session, incident_id))
@@ -223,20 +229,14 @@ def affected_ours(ctx: Context) -> Measure:
 
 def _render_incident(ctx: Context) -> str:
     """An assessed incident of the render rows' scope in the imported PostgreSQL workspace (made once a run)."""
-    from incident import cases, clock
+    from incident import cases
     from incident.config import find_workspace
-    from incident.incidents import OpenRequest
 
     cache = ctx.run / "pg-render.json"
     if cache.exists():
         return str(json.loads(cache.read_text())["id"])
     ws = find_workspace(ctx.run / "pg-ws")
-    now = clock.now()
-    incident_id = cases.open_incident(ws, OpenRequest(
-        playbook="processor-breach", title="Benchmark render on PostgreSQL: payment partner leaked bank cards",
-        systems=[SCOPE_SYSTEM], categories=[SCOPE_CATEGORY],
-        exposure_from=datetime.fromisoformat(WINDOW_FROM).replace(tzinfo=UTC), exposure_to=now,
-        discovered_at=now), "bench")
+    incident_id = _scope_incident(ws, "Benchmark render on PostgreSQL: payment partner leaked bank cards")
     people = cases.assess_incident(ws, incident_id, "bench")["counts"]["people"]
     cache.write_text(json.dumps({"id": incident_id, "people": people}))
     return incident_id
