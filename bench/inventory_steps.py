@@ -102,13 +102,19 @@ def import_baseline(ctx: Context) -> Measure:
 
 def import_ours(ctx: Context) -> Measure:
     """incident.workspace.import_files on the fresh workspace: validation, upserts, audit, one transaction."""
-    from incident.workspace import import_files, init_workspace
+    from incident.workspace import init_workspace
 
     shutil.rmtree(ctx.workspace, ignore_errors=True)
-    ws = init_workspace(ctx.workspace, "bench")
+    return timed_import(init_workspace(ctx.workspace, "bench"), ctx.data)
+
+
+def timed_import(ws: Any, data: Path) -> Measure:
+    """import_files of the generated inventory into a new workspace, timed."""
+    from incident.workspace import import_files
+
     start = time.perf_counter()
-    report = import_files(ws, "bench", people=ctx.data / "people.csv", holdings=ctx.data / "holdings.csv",
-                          systems=ctx.data / "systems.yaml")
+    report = import_files(ws, "bench", people=data / "people.csv", holdings=data / "holdings.csv",
+                          systems=data / "systems.yaml")
     seconds = time.perf_counter() - start
     return Measure(seconds, report.people_new + report.holdings_new,
                    f"{report.people_new:,} people, {report.holdings_new:,} holdings")
@@ -129,20 +135,32 @@ def affected_baseline(ctx: Context) -> Measure:
 
 
 def affected_ours(ctx: Context) -> Measure:
-    """assess.determine_affected (one INSERT..SELECT into affected) in a unit of work, committed."""
-    from incident import cases, clock
-    from incident.assess import determine_affected
     from incident.config import find_workspace
-    from incident.db import unit_of_work
-    from incident.incidents import OpenRequest, get
 
-    ws = find_workspace(ctx.workspace)
+    return timed_affected(find_workspace(ctx.workspace))
+
+
+def scope_incident(ws: Any, title: str, until: datetime | None = None) -> str:
+    """Open an incident of the benchmark's scope: the payment partner's bank cards, from WINDOW_FROM to `until`
+    (default now)."""
+    from incident import cases, clock
+    from incident.incidents import OpenRequest
+
     now = clock.now()
-    incident_id = cases.open_incident(ws, OpenRequest(
-        playbook="processor-breach", title="Benchmark: payment partner leaked bank cards",
-        systems=[SCOPE_SYSTEM], categories=[SCOPE_CATEGORY],
-        exposure_from=datetime.fromisoformat(WINDOW_FROM).replace(tzinfo=UTC), exposure_to=now, discovered_at=now,
-    ), "bench")
+    return cases.open_incident(ws, OpenRequest(
+        playbook="processor-breach", title=title, systems=[SCOPE_SYSTEM], categories=[SCOPE_CATEGORY],
+        exposure_from=datetime.fromisoformat(WINDOW_FROM).replace(tzinfo=UTC), exposure_to=until or now,
+        discovered_at=now), "bench")
+
+
+def timed_affected(ws: Any) -> Measure:
+    """assess.determine_affected (one INSERT..SELECT into affected) for a new scope incident, in a unit of work,
+    committed."""
+    from incident.assess import determine_affected
+    from incident.db import unit_of_work
+    from incident.incidents import get
+
+    incident_id = scope_incident(ws, "Benchmark: payment partner leaked bank cards")
     start = time.perf_counter()
     with unit_of_work(ws) as session:
         people = determine_affected(session, get(session, incident_id))

@@ -33,7 +33,15 @@ from dispatch_steps import (
     write_dispatch_inventory,
 )
 from harness import Context, Measure, Row
-from inventory_steps import SCOPE_CATEGORY, SCOPE_SELECT, SCOPE_SYSTEM, WINDOW_FROM
+from inventory_steps import (
+    SCOPE_CATEGORY,
+    SCOPE_SELECT,
+    SCOPE_SYSTEM,
+    WINDOW_FROM,
+    scope_incident,
+    timed_affected,
+    timed_import,
+)
 from render_steps import ours_render, plain_render
 
 SCHEMA_DB, OURS_DB, WORKERS_DB = "bench_schema", "bench_ours", "bench_workers"
@@ -165,30 +173,12 @@ def import_baseline(ctx: Context) -> Measure:
 
 def import_ours(ctx: Context) -> Measure:
     """incident.workspace.import_files on a fresh PostgreSQL workspace (COPY into staging, then upserts)."""
-    from incident.workspace import import_files, init_workspace
+    from incident.workspace import init_workspace
 
     root = ctx.run / "pg-ws"
     shutil.rmtree(root, ignore_errors=True)
     with _database_env(_fresh_database(ctx, OURS_DB)):
-        ws = init_workspace(root, "bench")
-        start = time.perf_counter()
-        report = import_files(ws, "bench", people=ctx.data / "people.csv", holdings=ctx.data / "holdings.csv",
-                              systems=ctx.data / "systems.yaml")
-        seconds = time.perf_counter() - start
-    return Measure(seconds, report.people_new + report.holdings_new,
-                   f"{report.people_new:,} people, {report.holdings_new:,} holdings")
-
-
-def _scope_incident(ws: Any, title: str) -> str:
-    """Open an incident of the benchmark's scope (the payment partner's bank cards over all history)."""
-    from incident import cases, clock
-    from incident.incidents import OpenRequest
-
-    now = clock.now()
-    return cases.open_incident(ws, OpenRequest(
-        playbook="processor-breach", title=title, systems=[SCOPE_SYSTEM], categories=[SCOPE_CATEGORY],
-        exposure_from=datetime.fromisoformat(WINDOW_FROM).replace(tzinfo=UTC), exposure_to=now,
-        discovered_at=now), "bench")
+        return timed_import(init_workspace(root, "bench"), ctx.data)
 
 
 def affected_baseline(ctx: Context) -> Measure:
@@ -208,20 +198,10 @@ def affected_baseline(ctx: Context) -> Measure:
 
 
 def affected_ours(ctx: Context) -> Measure:
-    """assess.determine_affected (one INSERT..SELECT into affected) in a unit of work, committed."""
-    from incident.assess import determine_affected
     from incident.config import find_workspace
-    from incident.db import unit_of_work
-    from incident.incidents import get
 
     with _database_env(_url(ctx, OURS_DB)):
-        ws = find_workspace(ctx.run / "pg-ws")
-        incident_id = _scope_incident(ws, "Benchmark: payment partner leaked bank cards")
-        start = time.perf_counter()
-        with unit_of_work(ws) as session:
-            people = determine_affected(session, get(session, incident_id))
-        seconds = time.perf_counter() - start
-    return Measure(seconds, people, f"{people:,} people")
+        return timed_affected(find_workspace(ctx.run / "pg-ws"))
 
 
 # ---- rendering ---------------------------------------------------------------------------------------
@@ -236,7 +216,7 @@ def _render_incident(ctx: Context) -> str:
     if cache.exists():
         return str(json.loads(cache.read_text())["id"])
     ws = find_workspace(ctx.run / "pg-ws")
-    incident_id = _scope_incident(ws, "Benchmark render on PostgreSQL: payment partner leaked bank cards")
+    incident_id = scope_incident(ws, "Benchmark render on PostgreSQL: payment partner leaked bank cards")
     people = cases.assess_incident(ws, incident_id, "bench")["counts"]["people"]
     cache.write_text(json.dumps({"id": incident_id, "people": people}))
     return incident_id

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from harness import Context, Measure, Result, Row, children_peak_mb
+from inventory_steps import SCOPE_CATEGORY, SCOPE_SYSTEM, scope_incident
 
-SCOPE_SYSTEM, SCOPE_CATEGORY, WINDOW_FROM = "pay-partner", "bank_card", "2000-01-01"
 SMALL_UNTIL = "2019-05-01"  # about a quarter of the payment partner's holdings began before this
 CHANNEL_TEMPLATES = {"email": ("email.txt.j2", "email.html.j2"), "letter": ("letter.html.j2",),
                      "push": ("push.txt.j2",), "sms": ("sms.txt.j2",)}
@@ -24,19 +24,13 @@ CHANNEL_TEMPLATES = {"email": ("email.txt.j2", "email.html.j2"), "letter": ("let
 
 def prepare(ctx: Context) -> dict[str, Any]:
     """Open and assess the two incidents on the imported workspace (not timed)."""
-    from incident import cases, clock, db
+    from incident import cases, db
     from incident.config import find_workspace
-    from incident.incidents import OpenRequest
 
     ws = find_workspace(ctx.workspace)
-    now = clock.now()
     found: dict[str, Any] = {}
-    for size, until in (("large", now), ("small", datetime.fromisoformat(SMALL_UNTIL).replace(tzinfo=UTC))):
-        incident_id = cases.open_incident(ws, OpenRequest(
-            playbook="processor-breach", title=f"Benchmark render ({size}): payment partner leaked bank cards",
-            systems=[SCOPE_SYSTEM], categories=[SCOPE_CATEGORY],
-            exposure_from=datetime.fromisoformat(WINDOW_FROM).replace(tzinfo=UTC), exposure_to=until,
-            discovered_at=now), "bench")
+    for size, until in (("large", None), ("small", datetime.fromisoformat(SMALL_UNTIL).replace(tzinfo=UTC))):
+        incident_id = scope_incident(ws, f"Benchmark render ({size}): payment partner leaked bank cards", until)
         picture = cases.assess_incident(ws, incident_id, "bench")
         found[size] = {"id": incident_id, "people": picture["counts"]["people"]}
     db.engine_for(ws).dispose()
