@@ -131,19 +131,29 @@ def determine_affected(session: Session, incident: Incident) -> int:
     return int(result.rowcount)
 
 
-def category_sums(session: Session, keys: list[str], column: str = "categories") -> tuple[str, dict[str, str]]:
-    """SQL select items counting the affected rows that hold each key (`n0, n1, ...`), and their parameters."""
+def _holding(session: Session, keys: list[str], prefix: str) -> tuple[list[str], dict[str, str]]:
+    """One SQL condition per key, true when the affected row's categories hold that key, and their parameters."""
     contains = CONTAINS.get(session.get_bind().dialect.name, CONTAINS["postgresql"])
-    items = [f"SUM(CASE WHEN {contains.format(column=column, key=f':k{i}')} THEN 1 ELSE 0 END)"
-             for i in range(len(keys))]
-    return ", ".join(items) or "0", {f"k{i}": f",{key}," for i, key in enumerate(keys)}
+    return ([contains.format(column="categories", key=f":{prefix}{i}") for i in range(len(keys))],
+            {f"{prefix}{i}": f",{key}," for i, key in enumerate(keys)})
 
 
-def any_category_sql(session: Session, keys: list[str], column: str = "categories") -> tuple[str, dict[str, str]]:
-    """An SQL condition: the categories column holds at least one of the keys (false when there are none)."""
-    contains = CONTAINS.get(session.get_bind().dialect.name, CONTAINS["postgresql"])
-    conditions = [contains.format(column=column, key=f":s{i}") for i in range(len(keys))]
-    return "(" + (" OR ".join(conditions) or "1=0") + ")", {f"s{i}": f",{key}," for i, key in enumerate(keys)}
+def exposed_by_region(session: Session, incident: Incident) -> dict[str, dict[str, int]]:
+    """How many affected people had each of the incident's categories exposed, per region ("unknown" for none)."""
+    keys = incident.category_list  # an incident's people were exposed in its own categories only
+    if not keys:
+        return {}
+    conditions, params = _holding(session, keys, "k")
+    sums = ", ".join(f"SUM(CASE WHEN {c} THEN 1 ELSE 0 END)" for c in conditions)
+    found: dict[str, dict[str, int]] = {}
+    for region, *counts in session.connection().execute(text(
+            f"SELECT region, {sums} FROM affected WHERE incident_id = :iid GROUP BY region"),
+            {"iid": incident.id, **params}):
+        for key, n in zip(keys, counts, strict=True):
+            if n:  # a NULL region and one written "unknown" share a bucket: add, never overwrite
+                bucket = found.setdefault(region or "unknown", {})
+                bucket[key] = bucket.get(key, 0) + int(n)
+    return found
 
 
 # ---- counts, grade, regimes, obligations --------------------------------------------------------
@@ -176,18 +186,18 @@ def count(session: Session, incident: Incident, workspace: Path | None) -> dict[
         sql = f"SELECT COUNT(*) FROM affected WHERE incident_id = :iid AND {where}"
         return int(conn.execute(text(sql), {**p, "true": True}).scalar_one())
 
-    keys = incident.category_list  # an incident's people were exposed in its own categories only
-    sensitive_keys = [c.key for c in catalog.categories(workspace).categories if c.sensitive and c.key in keys]
-    any_sensitive, sensitive_params = any_category_sql(session, sensitive_keys)
+    sensitive_keys = [c.key for c in catalog.categories(workspace).categories
+                      if c.sensitive and c.key in incident.category_list]
+    conditions, params = _holding(session, sensitive_keys, "s")
+    any_sensitive = " OR ".join(conditions) or "1=0"
     sensitive = conn.execute(text(
         f"SELECT COUNT(*) FROM affected WHERE incident_id = :iid AND (is_child = :true OR {any_sensitive})"),
-        {**p, **sensitive_params, "true": True}).scalar_one()
+        {**p, **params, "true": True}).scalar_one()
     by_category: dict[str, int] = {}
-    if keys:
-        sums, sum_params = category_sums(session, keys)
-        totals = conn.execute(text(f"SELECT {sums} FROM affected WHERE incident_id = :iid"),
-                              {**p, **sum_params}).one()
-        by_category = {key: int(n) for key, n in sorted(zip(keys, totals, strict=True)) if n}
+    for per in exposed_by_region(session, incident).values():
+        for key, n in per.items():
+            by_category[key] = by_category.get(key, 0) + n
+    by_category = dict(sorted(by_category.items()))
     by_region = {(r[0] or "unknown"): int(r[1]) for r in conn.execute(text(
         "SELECT region, COUNT(*) FROM affected WHERE incident_id = :iid GROUP BY region ORDER BY region"), p)}
     channels = _allowed_channels(incident, workspace)

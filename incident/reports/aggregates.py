@@ -45,16 +45,7 @@ def regimes_in(counts: dict[str, Any], workspace: Path | None) -> list[catalog.R
 def by_region(session: Session, incident_id: str) -> dict[str, Any]:
     """Per region: exposed records by category, and deliveries by state and final channel."""
     conn = session.connection()
-    records: dict[str, dict[str, int]] = {}
-    keys = incidents.get(session, incident_id).category_list
-    if keys:
-        sums, params = assess.category_sums(session, keys)
-        for region, *counts in conn.execute(text(
-                f"SELECT region, {sums} FROM affected WHERE incident_id = :i GROUP BY region"),
-                {"i": incident_id, **params}):
-            per = {key: int(n) for key, n in zip(keys, counts, strict=True) if n}
-            if per:
-                records.setdefault(region or "unknown", {}).update(per)
+    records = assess.exposed_by_region(session, incidents.get(session, incident_id))
     deliveries: dict[str, dict[str, int]] = {}
     for region, state, channel, n in conn.execute(text(
             "SELECT a.region, d.state, d.final_channel, COUNT(*) FROM affected a JOIN delivery d "
