@@ -7,7 +7,7 @@ import json
 import multiprocessing
 import os
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -123,9 +123,9 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
     manifest lines, its counts and one example person per variant (for the review page)."""
     env, static, today = _worker["env"], _worker["static"], _worker["today"]
     officer, render_id, incident_id = static["officer"], _worker["render_id"], _worker["incident_id"]
-    rows, problems, examples = [], [], {}
-    variants: dict[str, int] = {}
-    by_channel: dict[str, int] = {}
+    rows, problems, examples, listed = [], [], {}, []
+    variants: Counter[str] = Counter()
+    by_channel: Counter[str] = Counter()
     previous: list[str] = []
     affected = []  # this batch's lines of the affected-set hash (see affected_hash), hashed in order by the parent
     for person in people:
@@ -142,11 +142,13 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
                                          person, own, _worker["data_texts"], previous)
             variant = variant_key(person["locale"], r["channel"], person["audience"], person["categories"])
             examples.setdefault(variant, person)
-            variants[variant] = variants.get(variant, 0) + 1
-            by_channel[r["channel"]] = by_channel.get(r["channel"], 0) + 1
+            variants[variant] += 1
+            by_channel[r["channel"]] += 1
+            sha = notice_sha(r["subject"], r["body"], r["html"])
             rows.append((render_id, incident_id, person["person_id"], r["channel"], person["locale"],
-                         person["audience"], variant, person["ref"], r["subject"],
-                         *pack_content(r["body"], r["html"]), notice_sha(r["subject"], r["body"], r["html"])))
+                         person["audience"], variant, person["ref"], r["subject"], *pack_content(r["body"], r["html"]),
+                         sha))
+            listed.append((person["person_id"], r["channel"], sha))
         previous = [n for n in (person["to_name"], person["subject_name"]) if n]
         if problems:
             break
@@ -154,7 +156,7 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
 
     return {"rows": rows, "problems": problems[:20], "examples": examples, "affected": b"".join(affected),
             "variants": variants, "by_channel": by_channel,
-            "manifest": manifest_lines([(r[2], r[3], r[11]) for r in rows])}
+            "manifest": manifest_lines(listed)}
 
 
 # ---- the use case -------------------------------------------------------------------------------
@@ -269,9 +271,9 @@ def render_notices(session: Session, ws: Workspace, incident_id: str, actor: str
     secret = review.workspace_secret(session)
     bundle = review.Bundle(ws, incident_id)
     affected_digest = hashlib.sha256()
-    variants: dict[str, int] = {}
+    variants: Counter[str] = Counter()
     examples: dict[str, dict[str, Any]] = {}
-    by_channel: dict[str, int] = {}
+    by_channel: Counter[str] = Counter()
     total = 0
 
     workers = workers or min(2, os.cpu_count() or 1)
@@ -287,10 +289,8 @@ def render_notices(session: Session, ws: Workspace, incident_id: str, actor: str
             rows = result["rows"]
             insert_rows(session, "notice", NOTICE_COLUMNS, rows)
             manifest.notices(result["manifest"])
-            for key, n in result["variants"].items():
-                variants[key] = variants.get(key, 0) + n
-            for key, n in result["by_channel"].items():
-                by_channel[key] = by_channel.get(key, 0) + n
+            variants.update(result["variants"])
+            by_channel.update(result["by_channel"])
             for key, person in result["examples"].items():
                 examples.setdefault(key, person)
             total += len(rows)
