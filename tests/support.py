@@ -28,6 +28,9 @@ DISCOVERED = "2026-03-10T08:00:00+00:00"
 BREACHED_SYSTEMS = "member-db,archive-backup,pay-partner"
 EXPOSED_CATEGORIES = "phone,password,real_name,bank_card"
 
+# The one system of the smaller stories (notices, dispatch, faults, announcement): the member database.
+MEMBER_DB_YAML = "systems:\n  - {name: member-db, description: 会员数据库, location: CN, kind: internal}\n"
+
 SYSTEMS_YAML = """\
 systems:
   - name: member-db

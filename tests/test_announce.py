@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 from servers import gateway
 from snapshots import Snapshot
-from support import OpenedIncident, WorkspaceDir, open_incident, people_csv
+from support import MEMBER_DB_YAML, OpenedIncident, WorkspaceDir, open_incident, people_csv
 
 from incident.reports.announcement import about
 
-SYSTEMS = "systems:\n  - {name: member-db, description: 会员数据库, location: CN, kind: internal}\n"
 CAST = [
     {"person_id": "cn-reachable", "name": "王芳", "email": "wang.fang@example.cn", "phone": "13800000001",
      "locale": "zh-CN", "region": "CN-FJ"},
@@ -39,7 +38,7 @@ OFFICER_EMAIL = "lookjt@163.com"
 
 def assess_story(ws: WorkspaceDir) -> str:
     """The five people imported, an incident on member-db opened, an action logged, and assessed."""
-    ws.import_inventory(people=people_csv(CAST), holdings=HOLDINGS, systems=SYSTEMS)
+    ws.import_inventory(people=people_csv(CAST), holdings=HOLDINGS, systems=MEMBER_DB_YAML)
     iid = open_incident(ws, systems="member-db", categories="phone,password").id
     ws.ok("log", iid, "Rotated every database credential")
     ws.ok("assess", iid)

@@ -23,7 +23,7 @@ from freezegun import freeze_time
 from rawdb import connect
 from servers import Gateway, SmtpSink, configure_channels, smtp_sink
 from servers import gateway as http_gateway
-from support import WorkspaceDir, open_incident, people_csv
+from support import MEMBER_DB_YAML, WorkspaceDir, open_incident, people_csv
 
 from incident import clock
 from incident.config import find_workspace
@@ -35,14 +35,6 @@ from incident.incidents import get
 
 REPO = Path(__file__).resolve().parents[1]
 SENDER = "security@example.com"
-
-SYSTEMS = """\
-systems:
-  - name: member-db
-    description: 会员数据库
-    location: CN
-    kind: internal
-"""
 
 
 @dataclass(frozen=True)
@@ -137,7 +129,8 @@ class Dispatch:
 
 def approve_story(ws: WorkspaceDir, cast: tuple[Member, ...], servers: Servers, *, pooled: bool = True) -> Dispatch:
     """Import the cast, open and assess the incident, render, approve, and configure the channels."""
-    ws.import_inventory(people=people_csv([m.row() for m in cast]), holdings=holdings_csv(cast), systems=SYSTEMS)
+    ws.import_inventory(people=people_csv([m.row() for m in cast]), holdings=holdings_csv(cast),
+                        systems=MEMBER_DB_YAML)
     incident_id = open_incident(ws, systems="member-db", categories="password,phone").id
     ws.ok("assess", incident_id)
     ws.ok("notices", "render", incident_id)

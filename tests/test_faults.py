@@ -28,7 +28,7 @@ import pytest
 from conftest import BACKEND
 from servers import configure_channels, smtp_sink
 from servers import gateway as http_gateway
-from support import WorkspaceDir, open_incident, people_csv
+from support import MEMBER_DB_YAML, WorkspaceDir, open_incident, people_csv
 
 from incident.config import find_workspace
 
@@ -36,7 +36,6 @@ pytestmark = pytest.mark.slow
 
 INCIDENT = shutil.which("incident")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-SYSTEMS = "systems:\n  - name: member-db\n    description: 会员数据库\n    location: CN\n    kind: internal\n"
 SENDER = "security@example.com"
 
 
@@ -52,7 +51,7 @@ def approved_incident(ws: WorkspaceDir, cast: list[dict[str, str]]) -> str:
     """Import the cast, open an incident on member-db, assess it, render and approve its notices."""
     holdings = "person_id,system,category,since,until\n" + "".join(
         f"{m['person_id']},member-db,{c},2022-01-01,\n" for m in cast for c in ("password", "phone"))
-    ws.import_inventory(people=people_csv(cast), holdings=holdings, systems=SYSTEMS)
+    ws.import_inventory(people=people_csv(cast), holdings=holdings, systems=MEMBER_DB_YAML)
     incident_id = open_incident(ws, systems="member-db", categories="password,phone").id
     ws.ok("assess", incident_id)
     ws.ok("notices", "render", incident_id)

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from freezegun import freeze_time
 from rawdb import connect
-from support import WorkspaceDir, open_incident, people_csv
+from support import MEMBER_DB_YAML, WorkspaceDir, open_incident, people_csv
 
 from incident.config import find_workspace
 from incident.db import unit_of_work
@@ -42,14 +42,6 @@ NOTICE_DAY = "2026-03-12 09:30:00"
 NOTICE_DATE = {"en": "12 March 2026", "zh-CN": "2026年3月12日"}
 OFFICER_EMAIL, OFFICER_PHONE = "lookjt@163.com", "4001577888"
 LOGGED_ACTION = "Disabled the leaked service account db-svc-7 and rotated its keys"
-
-SYSTEMS = """\
-systems:
-  - name: member-db
-    description: 会员数据库
-    location: CN
-    kind: internal
-"""
 
 
 @dataclass(frozen=True)
@@ -206,7 +198,7 @@ def four_people_inventory(workspace: WorkspaceDir) -> WorkspaceDir:
     """Both locales, both audiences: two adults with every channel and a postal address, two children with
     guardians who have email, phone and an address."""
     workspace.import_inventory(people=people_csv([p.row() for p in CAST]), holdings=holdings_csv(CAST),
-                               systems=SYSTEMS)
+                               systems=MEMBER_DB_YAML)
     return workspace
 
 
@@ -399,7 +391,7 @@ BRAVO = Person("p-bravo", "en", ("device_id", "password"), "Zygmunt Quill", "zq@
 def two_strangers(workspace: WorkspaceDir) -> Story:
     """Two people who share nothing: names, contacts, categories (and their advice), locales."""
     workspace.import_inventory(people=people_csv([ALPHA.row(), BRAVO.row()]),
-                               holdings=holdings_csv((ALPHA, BRAVO)), systems=SYSTEMS)
+                               holdings=holdings_csv((ALPHA, BRAVO)), systems=MEMBER_DB_YAML)
     story = open_story(workspace, categories="phone,password,device_id")
     workspace.ok("notices", "render", story.id)
     return story
