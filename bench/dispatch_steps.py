@@ -48,8 +48,10 @@ def write_dispatch_inventory(folder: Path, groups: list[tuple[str, str, int]], s
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "systems.yaml").write_text(SYSTEMS_YAML, encoding="utf-8")
     n = 0
-    with open(folder / "people.csv", "w", encoding="utf-8", newline="") as pf, \
-            open(folder / "holdings.csv", "w", encoding="utf-8", newline="") as hf:
+    with (
+        open(folder / "people.csv", "w", encoding="utf-8", newline="") as pf,
+        open(folder / "holdings.csv", "w", encoding="utf-8", newline="") as hf,
+    ):
         pw, hw = csv.writer(pf), csv.writer(hf)
         pw.writerow(PEOPLE_HEADER)
         hw.writerow(["person_id", "system", "category", "since", "until"])
@@ -57,12 +59,31 @@ def write_dispatch_inventory(folder: Path, groups: list[tuple[str, str, int]], s
             for _ in range(count):
                 n += 1
                 zh = n % 2 == 0
-                name = (rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN) if zh
-                        else f"{rng.choice(FIRST_EN)} {rng.choice(LAST_EN)}")
+                name = (
+                    rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN)
+                    if zh
+                    else f"{rng.choice(FIRST_EN)} {rng.choice(LAST_EN)}"
+                )
                 email = f"user{n}@example.com" if kind == "email" else ""
                 phone = f"+86139{n:08d}" if kind == "sms" else ""
-                pw.writerow([f"D{n:07d}", name, email, phone, "", "zh-CN" if zh else "en", "CN-FJ" if zh else "US-CA",
-                             "1985-05-05", "", "", "", "", "active", ""])
+                pw.writerow(
+                    [
+                        f"D{n:07d}",
+                        name,
+                        email,
+                        phone,
+                        "",
+                        "zh-CN" if zh else "en",
+                        "CN-FJ" if zh else "US-CA",
+                        "1985-05-05",
+                        "",
+                        "",
+                        "",
+                        "",
+                        "active",
+                        "",
+                    ]
+                )
                 hw.writerow([f"D{n:07d}", system, "phone", "2020-01-01", ""])
                 hw.writerow([f"D{n:07d}", system, "password", "2020-01-01", ""])
 
@@ -73,24 +94,37 @@ def approved_incident(ws: Any, system: str, title: str) -> str:
     from incident.incidents import OpenRequest
 
     now = clock.now()
-    incident_id = cases.open_incident(ws, OpenRequest(
-        playbook="database-exfiltration", title=title, systems=[system], categories=["phone", "password"],
-        exposure_from=datetime(2021, 1, 1, tzinfo=UTC), exposure_to=now - timedelta(days=2),
-        discovered_at=now - timedelta(hours=3)), "bench")
+    incident_id = cases.open_incident(
+        ws,
+        OpenRequest(
+            playbook="database-exfiltration",
+            title=title,
+            systems=[system],
+            categories=["phone", "password"],
+            exposure_from=datetime(2021, 1, 1, tzinfo=UTC),
+            exposure_to=now - timedelta(days=2),
+            discovered_at=now - timedelta(hours=3),
+        ),
+        "bench",
+    )
     cases.assess_incident(ws, incident_id, "bench")
     cases.render_notices(ws, incident_id, "bench")
-    cases.decide_notices(ws, incident_id, "Benchmark reviewer", "approved", "benchmark data, not a legal review",
-                         "bench")
+    cases.decide_notices(
+        ws, incident_id, "Benchmark reviewer", "approved", "benchmark data, not a legal review", "bench"
+    )
     return incident_id
 
 
-def configure_channels(root: Path, *, email: str = "outbox://email/{email}", sms: str = "outbox://sms/{phone}",
-                       concurrency: int = 4) -> None:
+def configure_channels(
+    root: Path, *, email: str = "outbox://email/{email}", sms: str = "outbox://sms/{phone}", concurrency: int = 4
+) -> None:
     """Point a workspace's [channels.*] at these URLs: no rate limit, no backoff."""
     path = root / "incident.toml"
     head = path.read_text(encoding="utf-8").split("[channels.email]")[0]
-    blocks = [f'[channels.{name}]\nurl = "{url}"\nrate = 0\nconcurrency = {concurrency}\nretries = 3\nbackoff = 0\n'
-              for name, url in (("email", email), ("sms", sms), ("push", "outbox://push/{push_token}"))]
+    blocks = [
+        f'[channels.{name}]\nurl = "{url}"\nrate = 0\nconcurrency = {concurrency}\nretries = 3\nbackoff = 0\n'
+        for name, url in (("email", email), ("sms", sms), ("push", "outbox://push/{push_token}"))
+    ]
     path.write_text(head + "\n".join(blocks), encoding="utf-8")
 
 
@@ -104,13 +138,20 @@ def prepare(ctx: Context) -> dict[str, Any]:
     shutil.rmtree(root, ignore_errors=True)
     print(f"preparing the dispatch incidents ({size['email']:,} emails, {size['sms']:,} SMS) ...", flush=True)
     data = ctx.run / "dispatch-data"
-    write_dispatch_inventory(data, [("member-db-a", "email", size["email"]), ("member-db-b", "sms", size["sms"]),
-                                    ("member-db-c", "sms", size["latency_many"])])
+    write_dispatch_inventory(
+        data,
+        [
+            ("member-db-a", "email", size["email"]),
+            ("member-db-b", "sms", size["sms"]),
+            ("member-db-c", "sms", size["latency_many"]),
+        ],
+    )
     ws = init_workspace(root, "bench")
-    import_files(ws, "bench", people=data / "people.csv", holdings=data / "holdings.csv",
-                 systems=data / "systems.yaml")
-    ids = {kind: approved_incident(ws, system, f"Benchmark dispatch ({kind})")
-           for kind, system in (("email", "member-db-a"), ("sms", "member-db-b"), ("latency", "member-db-c"))}
+    import_files(ws, "bench", people=data / "people.csv", holdings=data / "holdings.csv", systems=data / "systems.yaml")
+    ids = {
+        kind: approved_incident(ws, system, f"Benchmark dispatch ({kind})")
+        for kind, system in (("email", "member-db-a"), ("sms", "member-db-b"), ("latency", "member-db-c"))
+    }
     db.engine_for(ws).dispose()
     (ctx.run / "dispatch.json").write_text(json.dumps(ids))
     return {f"dispatch_{k}": v for k, v in size.items()}
@@ -128,10 +169,12 @@ def _stored(ctx: Context, incident_id: str, channel: str) -> list[tuple[str, str
     rows = conn.execute(
         f"SELECT n.ref, {column}, n.subject, n.body, n.html FROM notice n JOIN affected a ON a.incident_id = "
         "n.incident_id AND a.person_id = n.person_id WHERE n.incident_id = ? AND n.channel = ? ORDER BY n.id",
-        (incident_id, channel)).fetchall()
+        (incident_id, channel),
+    ).fetchall()
     conn.close()
-    return [(f"{incident_id}.{ref}.{channel}", address, subject, body, html) for ref, address, subject, body, html
-            in rows]
+    return [
+        (f"{incident_id}.{ref}.{channel}", address, subject, body, html) for ref, address, subject, body, html in rows
+    ]
 
 
 def _fresh_copy(ctx: Context) -> Path:
@@ -141,8 +184,9 @@ def _fresh_copy(ctx: Context) -> Path:
     return root
 
 
-def timed_dispatch(root: Path, incident_id: str, channel: str, sink: sinks.Sink, threads: int,
-                   stop_after: int | None = None) -> Measure:
+def timed_dispatch(
+    root: Path, incident_id: str, channel: str, sink: sinks.Sink, threads: int, stop_after: int | None = None
+) -> Measure:
     """run_dispatch on a prepared workspace; check the receiver got every message sent."""
     from incident.config import find_workspace
     from incident.dispatch.engine import run_dispatch
@@ -160,13 +204,18 @@ def timed_dispatch(root: Path, incident_id: str, channel: str, sink: sinks.Sink,
     wait_until(lambda: sink.received >= sent, 30, "the receiver to count every message")
     if sink.received != sent:
         raise SystemExit(f"dispatch {incident_id}: sent {sent} but the receiver counted {sink.received}")
-    return Measure(seconds, sent, f"{sent:,} sent by run_dispatch({threads} threads) in {seconds:.1f} s, "
-                                  f"{cpu / sent * 1000:.2f} ms CPU a message in our process",
-                   extra={"cpu_seconds": cpu, "threads": threads})
+    return Measure(
+        seconds,
+        sent,
+        f"{sent:,} sent by run_dispatch({threads} threads) in {seconds:.1f} s, "
+        f"{cpu / sent * 1000:.2f} ms CPU a message in our process",
+        extra={"cpu_seconds": cpu, "threads": threads},
+    )
 
 
-def _dispatch(ctx: Context, kind: str, channel: str, sink: sinks.Sink, url: str, threads: int,
-              stop_after: int | None = None) -> Measure:
+def _dispatch(
+    ctx: Context, kind: str, channel: str, sink: sinks.Sink, url: str, threads: int, stop_after: int | None = None
+) -> Measure:
     """timed_dispatch on a fresh copy of the prepared workspace, its channel pointed at the receiver."""
     root = _fresh_copy(ctx)
     configure_channels(root, **{channel: url}, concurrency=threads)
@@ -203,15 +252,19 @@ def smtp_baseline(messages: list[tuple[str, str, str, bytes, bytes | None]]) -> 
         seconds = time.perf_counter() - start
         cpu = cpu_seconds() - cpu
         wait_until(lambda: sink.received >= len(messages), 30, "the SMTP sink")
-    return Measure(seconds, len(messages), f"{len(messages):,} sent over one connection, "
-                                           f"{cpu / len(messages) * 1000:.2f} ms CPU a message",
-                   extra={"cpu_seconds": cpu})
+    return Measure(
+        seconds,
+        len(messages),
+        f"{len(messages):,} sent over one connection, {cpu / len(messages) * 1000:.2f} ms CPU a message",
+        extra={"cpu_seconds": cpu},
+    )
 
 
 def email_ours(ctx: Context) -> Measure:
     with sinks.running("smtp") as sink:
-        return _dispatch(ctx, "email", "email", sink,
-                         f"smtppool://127.0.0.1:{sink.port}/{{email}}?from={SENDER}", THREADS)
+        return _dispatch(
+            ctx, "email", "email", sink, f"smtppool://127.0.0.1:{sink.port}/{{email}}?from={SENDER}", THREADS
+        )
 
 
 def gateway_baseline(messages: list[tuple[str, str, str, bytes, bytes | None]], delay: float = 0.0) -> Measure:
@@ -223,10 +276,16 @@ def gateway_baseline(messages: list[tuple[str, str, str, bytes, bytes | None]], 
         start = time.perf_counter()
         conn = http.client.HTTPConnection("127.0.0.1", sink.port, timeout=30)
         for notice_id, address, subject, body, _ in messages:
-            payload = json.dumps({"to": address, "title": subject, "message": zlib.decompress(body).decode(),
-                                  "notice_id": notice_id}, ensure_ascii=False).encode()
-            conn.request("POST", "/sms", body=payload, headers={
-                "Content-Type": "application/json; charset=utf-8", "Idempotency-Key": notice_id})
+            payload = json.dumps(
+                {"to": address, "title": subject, "message": zlib.decompress(body).decode(), "notice_id": notice_id},
+                ensure_ascii=False,
+            ).encode()
+            conn.request(
+                "POST",
+                "/sms",
+                body=payload,
+                headers={"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": notice_id},
+            )
             resp = conn.getresponse()
             resp.read()
             if resp.status != 200:
@@ -234,9 +293,12 @@ def gateway_baseline(messages: list[tuple[str, str, str, bytes, bytes | None]], 
         conn.close()
         seconds = time.perf_counter() - start
         cpu = cpu_seconds() - cpu
-    return Measure(seconds, len(messages), f"{len(messages):,} POSTed over one keep-alive connection, "
-                                           f"{cpu / len(messages) * 1000:.2f} ms CPU a message",
-                   extra={"cpu_seconds": cpu})
+    return Measure(
+        seconds,
+        len(messages),
+        f"{len(messages):,} POSTed over one keep-alive connection, {cpu / len(messages) * 1000:.2f} ms CPU a message",
+        extra={"cpu_seconds": cpu},
+    )
 
 
 def sms_baseline(ctx: Context) -> Measure:
@@ -252,8 +314,15 @@ def sms_ours(ctx: Context) -> Measure:
 def latency_one(ctx: Context) -> Measure:
     """One dispatch thread against a gateway that takes 50 ms a request."""
     with sinks.running("http", LATENCY) as sink:
-        return _dispatch(ctx, "latency", "sms", sink, f"gateway://127.0.0.1:{sink.port}/sms?to={{phone}}", ONE,
-                         stop_after=sizes(ctx)["latency_one"])
+        return _dispatch(
+            ctx,
+            "latency",
+            "sms",
+            sink,
+            f"gateway://127.0.0.1:{sink.port}/sms?to={{phone}}",
+            ONE,
+            stop_after=sizes(ctx)["latency_one"],
+        )
 
 
 def latency_many(ctx: Context) -> Measure:
@@ -280,13 +349,34 @@ METHOD = [
 ]
 
 ROWS = [
-    Row(f"Email dispatch, SQLite ({{dispatch_email:,}} to aiosmtpd, smtppool://, {THREADS} threads)",
-        "email-baseline", "email-ours", 0.5, 400, kind="rate", repeat=1),
-    Row(f"SMS dispatch, SQLite ({{dispatch_sms:,}} to an HTTP gateway, gateway://, {THREADS} threads)",
-        "sms-baseline", "sms-ours", 0.25, 400, kind="rate", repeat=2),
-    Row("Latency-bound HTTP (50 ms a request): 16 threads ({dispatch_latency_many:,}) vs 1 "
-        "({dispatch_latency_one:,})", "latency-one", "latency-many", 8.0, 400, kind="rate", same_items=False,
-        repeat=2),
+    Row(
+        f"Email dispatch, SQLite ({{dispatch_email:,}} to aiosmtpd, smtppool://, {THREADS} threads)",
+        "email-baseline",
+        "email-ours",
+        0.5,
+        400,
+        kind="rate",
+        repeat=1,
+    ),
+    Row(
+        f"SMS dispatch, SQLite ({{dispatch_sms:,}} to an HTTP gateway, gateway://, {THREADS} threads)",
+        "sms-baseline",
+        "sms-ours",
+        0.25,
+        400,
+        kind="rate",
+        repeat=2,
+    ),
+    Row(
+        "Latency-bound HTTP (50 ms a request): 16 threads ({dispatch_latency_many:,}) vs 1 ({dispatch_latency_one:,})",
+        "latency-one",
+        "latency-many",
+        8.0,
+        400,
+        kind="rate",
+        same_items=False,
+        repeat=2,
+    ),
 ]
 
 STEPS: dict[str, Callable[[Context], Measure]] = {
@@ -300,8 +390,10 @@ STEPS: dict[str, Callable[[Context], Measure]] = {
 
 
 def describe(facts: dict[str, Any]) -> str:
-    return (f"dispatch: {facts['dispatch_email']:,} email-only and {facts['dispatch_sms']:,} phone-only adults "
-            "(half zh-CN, half en), one approved incident each")
+    return (
+        f"dispatch: {facts['dispatch_email']:,} email-only and {facts['dispatch_sms']:,} phone-only adults "
+        "(half zh-CN, half en), one approved incident each"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -313,17 +405,25 @@ def _duration(seconds: float) -> str:
 PEOPLE_10M = 10_000_000
 WORKER_COUNTS = (1, 4, 16)
 # (provider, channel, its rate limit, whether it answers in 50 ms: then a worker's rate is the latency row's)
-PROVIDERS = [("SMTP relay at 200/s", "email", 200.0, False), ("SMTP relay at 1,000/s", "email", 1_000.0, False),
-             ("SMS provider at 100/s", "sms", 100.0, False), ("SMS provider at 1,000/s", "sms", 1_000.0, False),
-             ("SMS provider at 1,000/s answering in 50 ms", "sms", 1_000.0, True),
-             ("SMS provider at 10,000/s", "sms", 10_000.0, False)]
+PROVIDERS = [
+    ("SMTP relay at 200/s", "email", 200.0, False),
+    ("SMTP relay at 1,000/s", "email", 1_000.0, False),
+    ("SMS provider at 100/s", "sms", 100.0, False),
+    ("SMS provider at 1,000/s", "sms", 1_000.0, False),
+    ("SMS provider at 1,000/s answering in 50 ms", "sms", 1_000.0, True),
+    ("SMS provider at 10,000/s", "sms", 10_000.0, False),
+]
 
 
 def findings(facts: dict[str, Any], results: dict[str, Any]) -> list[str]:
     """What 10 million notices take: the measured per-message cost against providers' rate limits."""
     measured: list[tuple[str, str, float, float]] = []  # (channel, database, per-worker rate, per CPU-second)
-    for channel, step, where in (("email", "email-ours", "SQLite"), ("email", "pg-email-ours", "PostgreSQL"),
-                                 ("sms", "sms-ours", "SQLite"), ("sms", "pg-sms-ours", "PostgreSQL")):
+    for channel, step, where in (
+        ("email", "email-ours", "SQLite"),
+        ("email", "pg-email-ours", "PostgreSQL"),
+        ("sms", "sms-ours", "SQLite"),
+        ("sms", "pg-sms-ours", "PostgreSQL"),
+    ):
         ours = results.get(step)
         if ours is not None:
             m = ours.measure
@@ -338,17 +438,25 @@ def findings(facts: dict[str, Any], results: dict[str, Any]) -> list[str]:
     lines = ["", "## What 10 million notices take", ""]
     lines.append(
         f"From this run, one dispatch process (`run_dispatch`, {THREADS} threads, the receiver on the same two "
-        "cores) sent " + "; ".join(
+        "cores) sent "
+        + "; ".join(
             f"{channel} on {where} at {rate:,.0f} messages/s ({per_cpu:,.0f} per CPU-second of our process)"
-            for channel, where, rate, per_cpu in measured) +
-        ". Time for 10,000,000 messages with N workers = max(10M / (N × per-worker rate), 10M / provider limit). "
+            for channel, where, rate, per_cpu in measured
+        )
+        + ". Time for 10,000,000 messages with N workers = max(10M / (N × per-worker rate), 10M / provider limit). "
         "Against a provider that answers in 50 ms a worker's rate is the latency row's (16 threads"
-        + (f": {rates['sms-latency'][1]:,.0f}/s" if "sms-latency" in rates else "") + "); "
+        + (f": {rates['sms-latency'][1]:,.0f}/s" if "sms-latency" in rates else "")
+        + "); "
         "more threads raise it while the CPU has room. Several workers also need a database that keeps up: the "
-        "workers row measures 4 processes on one PostgreSQL; 16 is an extrapolation.")
-    lines += ["", "| provider | per-worker rate (measured) | " +
-              " | ".join(f"{n} worker{'s' if n > 1 else ''}" for n in WORKER_COUNTS) + " |",
-              "|---|---|" + "---|" * len(WORKER_COUNTS)]
+        "workers row measures 4 processes on one PostgreSQL; 16 is an extrapolation."
+    )
+    lines += [
+        "",
+        "| provider | per-worker rate (measured) | "
+        + " | ".join(f"{n} worker{'s' if n > 1 else ''}" for n in WORKER_COUNTS)
+        + " |",
+        "|---|---|" + "---|" * len(WORKER_COUNTS),
+    ]
     for label, channel, limit, latency in PROVIDERS:
         key = "sms-latency" if latency else channel
         if key not in rates:
@@ -359,8 +467,12 @@ def findings(facts: dict[str, Any], results: dict[str, Any]) -> list[str]:
             ours_s, provider_s = PEOPLE_10M / (n * per_worker), PEOPLE_10M / limit
             cells.append(f"{_duration(max(ours_s, provider_s))} ({'provider' if provider_s >= ours_s else 'us'})")
         lines.append(f"| {label} | {per_worker:,.0f}/s ({channel}, {where}) | " + " | ".join(cells) + " |")
-    lines += ["", "In brackets, which side sets the pace. The provider's limit does as soon as N × per-worker rate "
-              "passes it: at 100 SMS/s, 10 million take 28 hours however many workers run, so a higher limit (or "
-              "several provider accounts) is what shortens it; more workers pay off against fast or slow-answering "
-              "providers.", ""]
+    lines += [
+        "",
+        "In brackets, which side sets the pace. The provider's limit does as soon as N × per-worker rate "
+        "passes it: at 100 SMS/s, 10 million take 28 hours however many workers run, so a higher limit (or "
+        "several provider accounts) is what shortens it; more workers pay off against fast or slow-answering "
+        "providers.",
+        "",
+    ]
     return ["\n".join(lines)]

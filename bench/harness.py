@@ -103,8 +103,19 @@ def peak_mb() -> float:
 
 def run_step(name: str, ctx: Context) -> Result:
     """Run one step in a fresh interpreter (`run.py --step NAME`) and read back its measure and peak memory."""
-    cmd = [sys.executable, str(BENCH / "run.py"), "--step", name, "--people", str(ctx.people),
-           "--seed", str(ctx.seed), "--work", str(ctx.work), *(["--quick"] if ctx.quick else [])]
+    cmd = [
+        sys.executable,
+        str(BENCH / "run.py"),
+        "--step",
+        name,
+        "--people",
+        str(ctx.people),
+        "--seed",
+        str(ctx.seed),
+        "--work",
+        str(ctx.work),
+        *(["--quick"] if ctx.quick else []),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"step {name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -115,8 +126,18 @@ def run_step(name: str, ctx: Context) -> Result:
 
 def report_child(measure: Measure) -> None:
     """The child side of run_step: print the measure and this process's peak as one JSON line."""
-    print(json.dumps({"seconds": measure.seconds, "items": measure.items, "note": measure.note,
-                      "peak_mb": peak_mb(), "helpers_mb": measure.helpers_mb, "extra": measure.extra}))
+    print(
+        json.dumps(
+            {
+                "seconds": measure.seconds,
+                "items": measure.items,
+                "note": measure.note,
+                "peak_mb": peak_mb(),
+                "helpers_mb": measure.helpers_mb,
+                "extra": measure.extra,
+            }
+        )
+    )
 
 
 def children_peak_mb() -> float:
@@ -170,16 +191,19 @@ def judge(row: Row, base: Result, ours: Result) -> dict[str, str]:
     if row.same_items and ours.measure.items != base.measure.items:
         problems.append("counts differ")
     return {
-        "baseline": _amount(row, base), "ours": _amount(row, ours), "ratio": f"{ratio:.2f}×", "target": target,
-        "peak MB (ours)": f"{ours.peak_mb:.0f}", "peak MB (baseline)": f"{base.peak_mb:.0f}",
+        "baseline": _amount(row, base),
+        "ours": _amount(row, ours),
+        "ratio": f"{ratio:.2f}×",
+        "target": target,
+        "peak MB (ours)": f"{ours.peak_mb:.0f}",
+        "peak MB (baseline)": f"{base.peak_mb:.0f}",
         "verdict": "PASS" if not problems else f"FAIL ({', '.join(problems)})",
     }
 
 
 def text_table(rows: list[dict[str, str]]) -> str:
     widths = [max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS]
-    lines = [" | ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)),
-             "-+-".join("-" * w for w in widths)]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)), "-+-".join("-" * w for w in widths)]
     lines += [" | ".join(r[c].ljust(w) for c, w in zip(COLUMNS, widths, strict=True)) for r in rows]
     return "\n".join(lines)
 
@@ -191,8 +215,10 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
 
 
 def machine() -> str:
-    return (f"{os.cpu_count()} CPUs (nproc), {platform.system()} {platform.machine()}, "
-            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
+    return (
+        f"{os.cpu_count()} CPUs (nproc), {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
 
 
 def load() -> str:

@@ -109,29 +109,53 @@ def prepare(ctx: Context) -> dict[str, Any]:
         db.engine_for(ws).dispose()
     size, sms, email = worker_sizes(ctx), sizes(ctx)["sms"], sizes(ctx)["email"]
     (ctx.run / "pg-render.json").unlink(missing_ok=True)  # its incident lives in the database the import remakes
-    print(f"preparing the dispatch incidents on PostgreSQL ({size['one']:,} and {size['four']:,} emails for the "
-          f"workers, {sms:,} SMS, {email:,} emails) ...", flush=True)
+    print(
+        f"preparing the dispatch incidents on PostgreSQL ({size['one']:,} and {size['four']:,} emails for the "
+        f"workers, {sms:,} SMS, {email:,} emails) ...",
+        flush=True,
+    )
     with _database_env(_fresh_database(ctx, WORKERS_DB)):
         root = ctx.run / "pg-workers-ws"
         shutil.rmtree(root, ignore_errors=True)
         data = ctx.run / "pg-workers-data"
-        write_dispatch_inventory(data, [("member-db-a", "email", size["one"]), ("member-db-b", "email", size["four"]),
-                                        ("member-db-c", "sms", sms), ("member-db-d", "email", email)])
+        write_dispatch_inventory(
+            data,
+            [
+                ("member-db-a", "email", size["one"]),
+                ("member-db-b", "email", size["four"]),
+                ("member-db-c", "sms", sms),
+                ("member-db-d", "email", email),
+            ],
+        )
         ws = init_workspace(root, "bench")
-        import_files(ws, "bench", people=data / "people.csv", holdings=data / "holdings.csv",
-                     systems=data / "systems.yaml")
-        ids = {kind: approved_incident(ws, system, f"Benchmark dispatch on PostgreSQL ({kind})")
-               for kind, system in (("one", "member-db-a"), ("four", "member-db-b"), ("sms", "member-db-c"),
-                                    ("email", "member-db-d"))}
+        import_files(
+            ws, "bench", people=data / "people.csv", holdings=data / "holdings.csv", systems=data / "systems.yaml"
+        )
+        ids = {
+            kind: approved_incident(ws, system, f"Benchmark dispatch on PostgreSQL ({kind})")
+            for kind, system in (
+                ("one", "member-db-a"),
+                ("four", "member-db-b"),
+                ("sms", "member-db-c"),
+                ("email", "member-db-d"),
+            )
+        }
         for kind in ("one", "four"):  # SMS and email stay approved: run_dispatch plans them in the timed run
-            cases.dispatch(find_workspace(root), ids[kind], "bench", workers=1, channel=None, hold_unknown=False,
-                           enqueue_only=True)
+            cases.dispatch(
+                find_workspace(root), ids[kind], "bench", workers=1, channel=None, hold_unknown=False, enqueue_only=True
+            )
         db.engine_for(ws).dispose()
     (ctx.run / "pg-workers.json").write_text(json.dumps(ids))
     with open(ctx.data / "holdings.csv", "rb") as f:
         holdings = sum(1 for _ in f) - 1
-    return {"workers_one": size["one"], "workers_four": size["four"], "pg_sms": sms, "pg_email": email,
-            "people": ctx.people, "holdings": holdings}
+    return {
+        "workers_one": size["one"],
+        "workers_four": size["four"],
+        "pg_sms": sms,
+        "pg_email": email,
+        "people": ctx.people,
+        "holdings": holdings,
+    }
 
 
 def cleanup(ctx: Context) -> None:
@@ -156,8 +180,10 @@ def import_baseline(ctx: Context) -> Measure:
         start = time.perf_counter()
         with conn.cursor() as cur:
             systems = yaml.safe_load((ctx.data / "systems.yaml").read_text(encoding="utf-8"))["systems"]
-            cur.executemany("INSERT INTO system (name, description, location, kind) VALUES (%s, %s, %s, %s)",
-                            [(s["name"], s["description"], s["location"], s["kind"]) for s in systems])
+            cur.executemany(
+                "INSERT INTO system (name, description, location, kind) VALUES (%s, %s, %s, %s)",
+                [(s["name"], s["description"], s["location"], s["kind"]) for s in systems],
+            )
             for table, name in (("person", "people.csv"), ("holding", "holdings.csv")):
                 with open(ctx.data / name, "rb") as fh:
                     header = fh.readline().decode().strip()
@@ -232,11 +258,14 @@ def render_baseline(ctx: Context) -> Measure:
     with _database_env(_url(ctx, OURS_DB)):
         incident_id = _render_incident(ctx)
         with psycopg.connect(_url(ctx, OURS_DB).replace("postgresql+psycopg", "postgresql")) as conn:
+
             def rows() -> Any:
                 cur = conn.cursor(name="affected")
                 cur.itersize = 2000
-                cur.execute(f"SELECT {', '.join(AFFECTED_COLUMNS)} FROM affected WHERE incident_id = %s "
-                            "ORDER BY person_id", (incident_id,))
+                cur.execute(
+                    f"SELECT {', '.join(AFFECTED_COLUMNS)} FROM affected WHERE incident_id = %s ORDER BY person_id",
+                    (incident_id,),
+                )
                 return cur
 
             return plain_render(find_workspace(ctx.run / "pg-ws"), incident_id, rows)
@@ -273,9 +302,13 @@ def _stored(ctx: Context, channel: str) -> list[tuple[str, str, str, bytes, byte
         rows = conn.execute(
             f"SELECT n.ref, {column}, n.subject, n.body, n.html FROM notice n JOIN affected a ON a.incident_id = "
             "n.incident_id AND a.person_id = n.person_id WHERE n.incident_id = %s AND n.channel = %s "
-            "ORDER BY n.id", (incident_id, channel)).fetchall()
-    return [(f"{incident_id}.{ref}.{channel}", address, subject, bytes(body), bytes(html) if html else None)
-            for ref, address, subject, body, html in rows]
+            "ORDER BY n.id",
+            (incident_id, channel),
+        ).fetchall()
+    return [
+        (f"{incident_id}.{ref}.{channel}", address, subject, bytes(body), bytes(html) if html else None)
+        for ref, address, subject, body, html in rows
+    ]
 
 
 def _dispatch(ctx: Context, channel: str, sink_kind: str, url: str) -> Measure:
@@ -315,13 +348,31 @@ def _workers(ctx: Context, kind: str, processes: int) -> Measure:
     env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_")}
     env["INCIDENT_DATABASE_URL"] = url
     with sinks.running("smtp", SINK_DELAY) as sink:
-        configure_channels(root, email=f"smtppool://127.0.0.1:{sink.port}/{{email}}?from={SENDER}",
-                           concurrency=WORKER_THREADS)
+        configure_channels(
+            root, email=f"smtppool://127.0.0.1:{sink.port}/{{email}}?from={SENDER}", concurrency=WORKER_THREADS
+        )
         logs = [open(root / f"worker{i}.log", "wb") for i in range(processes)]  # noqa: SIM115
         start = time.perf_counter()
-        procs = [subprocess.Popen([incident, "--workspace", str(root), "--actor", f"bench-worker-{i}", "worker",
-                                   "--incident", incident_id, "--workers", str(WORKER_THREADS)],
-                                  stdout=log, stderr=log, env=env) for i, log in enumerate(logs)]
+        procs = [
+            subprocess.Popen(
+                [
+                    incident,
+                    "--workspace",
+                    str(root),
+                    "--actor",
+                    f"bench-worker-{i}",
+                    "worker",
+                    "--incident",
+                    incident_id,
+                    "--workers",
+                    str(WORKER_THREADS),
+                ],
+                stdout=log,
+                stderr=log,
+                env=env,
+            )
+            for i, log in enumerate(logs)
+        ]
         peaks = []
         for i, proc in enumerate(procs):
             _, status, usage = os.wait4(proc.pid, 0)
@@ -335,16 +386,24 @@ def _workers(ctx: Context, kind: str, processes: int) -> Measure:
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
         sent, first, last, hosts = conn.execute(
             "SELECT COUNT(*), MIN(started), MAX(finished), COUNT(DISTINCT worker) FROM attempt "
-            "WHERE incident_id = %s AND outcome = 'sent'", (incident_id,)).fetchone()  # type: ignore[misc]
-        other = conn.execute("SELECT COUNT(*) FROM attempt WHERE incident_id = %s AND outcome <> 'sent'",
-                             (incident_id,)).fetchone()[0]  # type: ignore[index]
+            "WHERE incident_id = %s AND outcome = 'sent'",
+            (incident_id,),
+        ).fetchone()  # type: ignore[misc]
+        other = conn.execute(
+            "SELECT COUNT(*) FROM attempt WHERE incident_id = %s AND outcome <> 'sent'", (incident_id,)
+        ).fetchone()[0]  # type: ignore[index]
     if other or received != sent:
         raise SystemExit(f"workers: {sent} sent, {other} not sent, the sink counted {received}")
     seconds = (last - first).total_seconds()
-    return Measure(seconds, sent, f"{sent:,} emails by {processes} worker process(es) × {WORKER_THREADS} threads "
-                                  f"({hosts} took part) in {seconds:.1f} s from the first send to the last "
-                                  f"settle ({wall:.1f} s with process start-up); peak counts one worker, "
-                                  f"{max(peaks):.0f} MB at most", helpers_mb=max(peaks))
+    return Measure(
+        seconds,
+        sent,
+        f"{sent:,} emails by {processes} worker process(es) × {WORKER_THREADS} threads "
+        f"({hosts} took part) in {seconds:.1f} s from the first send to the last "
+        f"settle ({wall:.1f} s with process start-up); peak counts one worker, "
+        f"{max(peaks):.0f} MB at most",
+        helpers_mb=max(peaks),
+    )
 
 
 METHOD = [
@@ -368,18 +427,45 @@ METHOD = [
 ]
 
 ROWS = [
-    Row("Inventory import, PostgreSQL ({people:,} people, {holdings:,} holdings)", "pg-import-baseline",
-        "pg-import-ours", 3.0, 500, repeat=1),
+    Row(
+        "Inventory import, PostgreSQL ({people:,} people, {holdings:,} holdings)",
+        "pg-import-baseline",
+        "pg-import-ours",
+        3.0,
+        500,
+        repeat=1,
+    ),
     Row("Affected people, PostgreSQL (~20% of {people:,})", "pg-affected-baseline", "pg-affected-ours", 2.0, 500),
-    Row("Render notices, PostgreSQL (~20% of {people:,})", "pg-render-baseline", "pg-render-ours", 1.5, 500,
-        repeat=1),
-    Row(f"Email dispatch, PostgreSQL ({{pg_email:,}} to aiosmtpd, smtppool://, {THREADS} threads)",
-        "pg-email-baseline", "pg-email-ours", 0.5, 500, kind="rate", repeat=1),
-    Row(f"SMS dispatch, PostgreSQL ({{pg_sms:,}} to an HTTP gateway, gateway://, {THREADS} threads)",
-        "pg-sms-baseline", "pg-sms-ours", 0.25, 500, kind="rate", repeat=2),
-    Row(f"Workers, PostgreSQL: 4 `incident worker` ({{workers_four:,}}) vs 1 ({{workers_one:,}}), sink "
-        f"{SINK_DELAY * 1000:.0f} ms/message", "pg-workers-one", "pg-workers-four", 3.0, 500, kind="rate",
-        same_items=False, repeat=2),
+    Row("Render notices, PostgreSQL (~20% of {people:,})", "pg-render-baseline", "pg-render-ours", 1.5, 500, repeat=1),
+    Row(
+        f"Email dispatch, PostgreSQL ({{pg_email:,}} to aiosmtpd, smtppool://, {THREADS} threads)",
+        "pg-email-baseline",
+        "pg-email-ours",
+        0.5,
+        500,
+        kind="rate",
+        repeat=1,
+    ),
+    Row(
+        f"SMS dispatch, PostgreSQL ({{pg_sms:,}} to an HTTP gateway, gateway://, {THREADS} threads)",
+        "pg-sms-baseline",
+        "pg-sms-ours",
+        0.25,
+        500,
+        kind="rate",
+        repeat=2,
+    ),
+    Row(
+        f"Workers, PostgreSQL: 4 `incident worker` ({{workers_four:,}}) vs 1 ({{workers_one:,}}), sink "
+        f"{SINK_DELAY * 1000:.0f} ms/message",
+        "pg-workers-one",
+        "pg-workers-four",
+        3.0,
+        500,
+        kind="rate",
+        same_items=False,
+        repeat=2,
+    ),
 ]
 
 STEPS: dict[str, Callable[[Context], Measure]] = {
@@ -399,5 +485,7 @@ STEPS: dict[str, Callable[[Context], Measure]] = {
 
 
 def describe(facts: dict[str, Any]) -> str:
-    return (f"PostgreSQL: the same inventory files; workers: {facts['workers_one']:,} and {facts['workers_four']:,} "
-            "email-only adults")
+    return (
+        f"PostgreSQL: the same inventory files; workers: {facts['workers_one']:,} and {facts['workers_four']:,} "
+        "email-only adults"
+    )

@@ -18,8 +18,12 @@ from harness import Context, Measure, Result, Row, children_peak_mb
 from inventory_steps import SCOPE_CATEGORY, SCOPE_SYSTEM, scope_incident
 
 SMALL_UNTIL = "2019-05-01"  # about a quarter of the payment partner's holdings began before this
-CHANNEL_TEMPLATES = {"email": ("email.txt.j2", "email.html.j2"), "letter": ("letter.html.j2",),
-                     "push": ("push.txt.j2",), "sms": ("sms.txt.j2",)}
+CHANNEL_TEMPLATES = {
+    "email": ("email.txt.j2", "email.html.j2"),
+    "letter": ("letter.html.j2",),
+    "push": ("push.txt.j2",),
+    "sms": ("sms.txt.j2",),
+}
 
 
 def prepare(ctx: Context) -> dict[str, Any]:
@@ -50,9 +54,14 @@ def _baseline(ctx: Context, size: str) -> Measure:
     incident_id = _incident(ctx, size)["id"]
     conn = sqlite3.connect(ctx.workspace / "incident.db")
     try:
-        return plain_render(find_workspace(ctx.workspace), incident_id, lambda: conn.execute(
-            f"SELECT {', '.join(AFFECTED_COLUMNS)} FROM affected WHERE incident_id = ? ORDER BY person_id",
-            (incident_id,)))
+        return plain_render(
+            find_workspace(ctx.workspace),
+            incident_id,
+            lambda: conn.execute(
+                f"SELECT {', '.join(AFFECTED_COLUMNS)} FROM affected WHERE incident_id = ? ORDER BY person_id",
+                (incident_id,),
+            ),
+        )
     finally:
         conn.close()
 
@@ -71,15 +80,21 @@ def plain_render(ws: Any, incident_id: str, affected: Callable[[], Iterable[tupl
 
     with unit_of_work(ws, write=False) as session:
         static = content.static_context(session, ws, incidents.get(session, incident_id))
-        secret = session.connection().execute(text(
-            "SELECT value FROM schema_meta WHERE key = 'notice_secret'")).scalar() or "baseline-secret"
+        secret = (
+            session.connection().execute(text("SELECT value FROM schema_meta WHERE key = 'notice_secret'")).scalar()
+            or "baseline-secret"
+        )
     now = clock.now()
     today = {loc: content.day(now, loc) for loc in static["locales"]}
     env = templates.environment(ws.root)
-    compiled = {loc: {"parts": {name: env.get_template(f"{loc}/partials/{name}.txt.j2") for name in ELEMENTS},
-                      "subject": env.get_template(f"{loc}/subject.txt.j2"),
-                      **{f: env.get_template(f"{loc}/{f}") for files in CHANNEL_TEMPLATES.values() for f in files}}
-                for loc in static["locales"]}
+    compiled = {
+        loc: {
+            "parts": {name: env.get_template(f"{loc}/partials/{name}.txt.j2") for name in ELEMENTS},
+            "subject": env.get_template(f"{loc}/subject.txt.j2"),
+            **{f: env.get_template(f"{loc}/{f}") for files in CHANNEL_TEMPLATES.values() for f in files},
+        }
+        for loc in static["locales"]
+    }
     allowed = static["channels"]
     start = time.perf_counter()
     people = notices = 0
@@ -87,8 +102,9 @@ def plain_render(ws: Any, incident_id: str, affected: Callable[[], Iterable[tupl
         person = dict(zip(AFFECTED_COLUMNS, row, strict=True))
         loc = person["locale"]
         tpl = compiled[loc]
-        context = content.person_context(static, person, content.notice_ref(secret, incident_id, person["person_id"]),
-                                         today[loc])
+        context = content.person_context(
+            static, person, content.notice_ref(secret, incident_id, person["person_id"]), today[loc]
+        )
         context["parts"] = {name: t.render(context).strip() for name, t in tpl["parts"].items()}
         context["subject"] = tpl["subject"].render(context).strip()
         have = {"email": person["to_email"], "sms": person["to_phone"], "push": person["to_push"]}
@@ -118,11 +134,15 @@ def ours_render(ws: Any, incident_id: str) -> Measure:
     pool = children_peak_mb()
     workers = 2 if pool else 0
     manifest = (result.bundle / "manifest.json").stat().st_size / 1e6
-    return Measure(seconds, result.notices,
-                   f"{result.notices:,} notices for {result.people:,} people, {len(result.variants)} variants, "
-                   f"linted and stored, manifest.json {manifest:.0f} MB; peak counts this process plus {workers} "
-                   f"pool workers at {pool:.0f} MB each", helpers_mb=workers * pool,
-                   extra={"manifest_mb": manifest, "pool_mb": pool})
+    return Measure(
+        seconds,
+        result.notices,
+        f"{result.notices:,} notices for {result.people:,} people, {len(result.variants)} variants, "
+        f"linted and stored, manifest.json {manifest:.0f} MB; peak counts this process plus {workers} "
+        f"pool workers at {pool:.0f} MB each",
+        helpers_mb=workers * pool,
+        extra={"manifest_mb": manifest, "pool_mb": pool},
+    )
 
 
 METHOD = [
@@ -136,10 +156,15 @@ METHOD = [
 ]
 
 ROWS = [
-    Row("Render notices, SQLite ({render_people:,} people)", "render-baseline", "render-ours", 1.5, 500,
-        repeat=1),
-    Row("Render notices, SQLite ({render_small_people:,} people: memory flat?)", "render-small-baseline",
-        "render-small-ours", 1.5, 500, repeat=1),
+    Row("Render notices, SQLite ({render_people:,} people)", "render-baseline", "render-ours", 1.5, 500, repeat=1),
+    Row(
+        "Render notices, SQLite ({render_small_people:,} people: memory flat?)",
+        "render-small-baseline",
+        "render-small-ours",
+        1.5,
+        500,
+        repeat=1,
+    ),
 ]
 
 STEPS: dict[str, Callable[[Context], Measure]] = {
@@ -151,8 +176,10 @@ STEPS: dict[str, Callable[[Context], Measure]] = {
 
 
 def describe(facts: dict[str, Any]) -> str:
-    return (f"render: {SCOPE_SYSTEM}/{SCOPE_CATEGORY} incidents of {facts['render_people']:,} and "
-            f"{facts['render_small_people']:,} people (processor-breach playbook, email/SMS/push/letter)")
+    return (
+        f"render: {SCOPE_SYSTEM}/{SCOPE_CATEGORY} incidents of {facts['render_people']:,} and "
+        f"{facts['render_small_people']:,} people (processor-breach playbook, email/SMS/push/letter)"
+    )
 
 
 def findings(facts: dict[str, Any], results: dict[str, Result]) -> list[str]:
@@ -165,9 +192,11 @@ def findings(facts: dict[str, Any], results: dict[str, Result]) -> list[str]:
     ratio = facts["render_people"] / facts["render_small_people"]
     grown = large.peak_mb - small.peak_mb
     verdict = "flat" if grown < 0.1 * small.peak_mb else "NOT flat"
-    return [f"- Render memory in the number of people: {small.peak_mb:.0f} MB at {facts['render_small_people']:,} "
-            f"people, {large.peak_mb:.0f} MB at {facts['render_people']:,} ({ratio:.1f}× the people, "
-            f"{grown:+.0f} MB): {verdict}. The pool workers, which render, peak at {pool[0]:.0f} and "
-            f"{pool[1]:.0f} MB; the parent, which writes the rows, at {parent[0]:.0f} and {parent[1]:.0f} MB, "
-            f"SQLite's page cache (at most 64 MB) included. manifest.json ({manifests[0]:.0f} and "
-            f"{manifests[1]:.0f} MB) is written, hashed and later checked in chunks, never held whole.\n"]
+    return [
+        f"- Render memory in the number of people: {small.peak_mb:.0f} MB at {facts['render_small_people']:,} "
+        f"people, {large.peak_mb:.0f} MB at {facts['render_people']:,} ({ratio:.1f}× the people, "
+        f"{grown:+.0f} MB): {verdict}. The pool workers, which render, peak at {pool[0]:.0f} and "
+        f"{pool[1]:.0f} MB; the parent, which writes the rows, at {parent[0]:.0f} and {parent[1]:.0f} MB, "
+        f"SQLite's page cache (at most 64 MB) included. manifest.json ({manifests[0]:.0f} and "
+        f"{manifests[1]:.0f} MB) is written, hashed and later checked in chunks, never held whole.\n"
+    ]

@@ -1,8 +1,8 @@
 """Run the benchmark: each row's baseline and ours in fresh child processes, then print and save the table.
 
-    python bench/run.py                  # 1,000,000 people, 3 runs a side; writes bench/RESULTS.md
-    python bench/run.py --quick          # 50,000 people smoke test; prints only
-    python bench/run.py --people 200000 --repeat 1 --output /tmp/results.md
+python bench/run.py                  # 1,000,000 people, 3 runs a side; writes bench/RESULTS.md
+python bench/run.py --quick          # 50,000 people smoke test; prints only
+python bench/run.py --people 200000 --repeat 1 --output /tmp/results.md
 """
 
 from __future__ import annotations
@@ -27,8 +27,16 @@ MODULES = [inventory_steps, render_steps, dispatch_steps, pg_steps]
 STEPS = {name: step for module in MODULES for name, step in module.STEPS.items()}
 
 
-def results_markdown(table: str, details: list[str], facts: dict[str, Any], command: str, total: float,
-                     loads: str, sections: list[str], modules: list[Any]) -> str:
+def results_markdown(
+    table: str,
+    details: list[str],
+    facts: dict[str, Any],
+    command: str,
+    total: float,
+    loads: str,
+    sections: list[str],
+    modules: list[Any],
+) -> str:
     data = "; ".join(module.describe(facts) for module in modules)
     method = "\n".join(f"- {line}" for module in modules for line in module.METHOD)
     return f"""# Benchmark results
@@ -60,16 +68,21 @@ def results_markdown(table: str, details: list[str], facts: dict[str, Any], comm
 def main() -> None:
     parser = argparse.ArgumentParser(description="Benchmark incident against bare baselines.")
     parser.add_argument("--people", type=int, default=1_000_000, help="people in the synthetic inventory")
-    parser.add_argument("--quick", action="store_true",
-                        help="50,000 people, 2,000 messages a dispatch row, print only (a smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="50,000 people, 2,000 messages a dispatch row, print only (a smoke test)"
+    )
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic inventory")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each side of a row; the fastest counts")
     parser.add_argument("--work", type=Path, default=BENCH / "work", help="cache and scratch folder")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="results file (default bench/RESULTS.md; none with --quick)")
-    parser.add_argument("--only", default=None,
-                        help="run only these modules' rows, comma-separated (inventory, render, dispatch, pg); "
-                             "render needs the workspace the inventory rows leave behind")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="results file (default bench/RESULTS.md; none with --quick)"
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="run only these modules' rows, comma-separated (inventory, render, dispatch, pg); "
+        "render needs the workspace the inventory rows leave behind",
+    )
     parser.add_argument("--step", choices=sorted(STEPS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     people = 50_000 if args.quick else args.people
@@ -93,8 +106,9 @@ def main() -> None:
                 base, ours = harness.measure_row(row, ctx, args.repeat)
                 results[row.baseline], results[row.ours] = base, ours
                 cells.append({"step": label, **harness.judge(row, base, ours)})
-                details.append(f"{label}, best of {runs} a side: baseline {base.measure.note}; "
-                               f"ours {ours.measure.note}")
+                details.append(
+                    f"{label}, best of {runs} a side: baseline {base.measure.note}; ours {ours.measure.note}"
+                )
     finally:
         for module in modules:
             if hasattr(module, "cleanup"):
@@ -111,8 +125,10 @@ def main() -> None:
     print(f"{harness.machine()}; load average {loads}; {total:.0f} s in all")
     if output is not None:
         command = " ".join(["python bench/run.py", *sys.argv[1:]])
-        output.write_text(results_markdown(harness.markdown_table(cells), details, facts, command, total, loads,
-                                           sections, modules), encoding="utf-8")
+        output.write_text(
+            results_markdown(harness.markdown_table(cells), details, facts, command, total, loads, sections, modules),
+            encoding="utf-8",
+        )
         print(f"wrote {output}")
     if any(not c["verdict"].startswith("PASS") for c in cells):
         sys.exit(1)

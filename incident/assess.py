@@ -89,26 +89,31 @@ FROM ({grouped}) e JOIN person p ON p.person_id = e.person_id
 # Each person in scope with their exposed categories, sorted and comma-separated, straight from the holdings.
 GROUPED = {
     "sqlite": "SELECT person_id, group_concat(category, ',') AS cats FROM (SELECT DISTINCT h.person_id, h.category "
-              "FROM holding h WHERE {scope} ORDER BY h.person_id, h.category) GROUP BY person_id",
+    "FROM holding h WHERE {scope} ORDER BY h.person_id, h.category) GROUP BY person_id",
     "postgresql": "SELECT h.person_id, string_agg(DISTINCT h.category, ',' ORDER BY h.category) AS cats "
-                  "FROM holding h WHERE {scope} GROUP BY h.person_id",
+    "FROM holding h WHERE {scope} GROUP BY h.person_id",
 }
 # Whether a comma-separated categories column holds one key (no LIKE: '_' in a key would be a wildcard).
-CONTAINS = {"sqlite": "instr(',' || {column} || ',', {key}) > 0",
-            "postgresql": "strpos(',' || {column} || ',', {key}) > 0"}
+CONTAINS = {
+    "sqlite": "instr(',' || {column} || ',', {key}) > 0",
+    "postgresql": "strpos(',' || {column} || ',', {key}) > 0",
+}
 
 
 def scope_params(incident: Incident) -> dict[str, Any]:
     """The SQL parameters of an incident's scope: systems, categories, exposure window."""
     return {
-        "systems": incident.system_list, "categories": incident.category_list,
-        "from": incident.exposure_from.date().isoformat(), "to": incident.exposure_to.date().isoformat(),
+        "systems": incident.system_list,
+        "categories": incident.category_list,
+        "from": incident.exposure_from.date().isoformat(),
+        "to": incident.exposure_to.date().isoformat(),
     }
 
 
 # A holding is in scope when its system and category are the incident's and its period overlaps the window.
-SCOPE_WHERE = ("h.system IN :systems AND h.category IN :categories AND h.since <= :to "
-               "AND (h.until IS NULL OR h.until >= :from)")
+SCOPE_WHERE = (
+    "h.system IN :systems AND h.category IN :categories AND h.since <= :to AND (h.until IS NULL OR h.until >= :from)"
+)
 
 
 def determine_affected(session: Session, incident: Incident) -> int:
@@ -125,17 +130,21 @@ def determine_affected(session: Session, incident: Incident) -> int:
     grouped = GROUPED.get(dialect, GROUPED["postgresql"]).format(scope=SCOPE_WHERE)
     cutoff = child_cutoff(incident.discovered_at.date()).isoformat()
     insert = text(AFFECTED_INSERT.format(grouped=grouped)).bindparams(
-        bindparam("systems", expanding=True), bindparam("categories", expanding=True))
-    result = conn.execute(insert, {"iid": iid, "cutoff": cutoff, "true": True, "false": False,
-                                   **scope_params(incident)})
+        bindparam("systems", expanding=True), bindparam("categories", expanding=True)
+    )
+    result = conn.execute(
+        insert, {"iid": iid, "cutoff": cutoff, "true": True, "false": False, **scope_params(incident)}
+    )
     return int(result.rowcount)
 
 
 def _holding(session: Session, keys: list[str], prefix: str) -> tuple[list[str], dict[str, str]]:
     """One SQL condition per key, true when the affected row's categories hold that key, and their parameters."""
     contains = CONTAINS.get(session.get_bind().dialect.name, CONTAINS["postgresql"])
-    return ([contains.format(column="categories", key=f":{prefix}{i}") for i in range(len(keys))],
-            {f"{prefix}{i}": f",{key}," for i, key in enumerate(keys)})
+    return (
+        [contains.format(column="categories", key=f":{prefix}{i}") for i in range(len(keys))],
+        {f"{prefix}{i}": f",{key}," for i, key in enumerate(keys)},
+    )
 
 
 def exposed_by_region(session: Session, incident: Incident) -> dict[str, dict[str, int]]:
@@ -146,9 +155,10 @@ def exposed_by_region(session: Session, incident: Incident) -> dict[str, dict[st
     conditions, params = _holding(session, keys, "k")
     sums = ", ".join(f"SUM(CASE WHEN {c} THEN 1 ELSE 0 END)" for c in conditions)
     found: dict[str, dict[str, int]] = {}
-    for region, *counts in session.connection().execute(text(
-            f"SELECT region, {sums} FROM affected WHERE incident_id = :iid GROUP BY region"),
-            {"iid": incident.id, **params}):
+    for region, *counts in session.connection().execute(
+        text(f"SELECT region, {sums} FROM affected WHERE incident_id = :iid GROUP BY region"),
+        {"iid": incident.id, **params},
+    ):
         for key, n in zip(keys, counts, strict=True):
             if n:  # a NULL region and one written "unknown" share a bucket: add, never overwrite
                 bucket = found.setdefault(region or "unknown", {})
@@ -186,20 +196,26 @@ def count(session: Session, incident: Incident, workspace: Path | None) -> dict[
         sql = f"SELECT COUNT(*) FROM affected WHERE incident_id = :iid AND {where}"
         return int(conn.execute(text(sql), {**p, "true": True}).scalar_one())
 
-    sensitive_keys = [c.key for c in catalog.categories(workspace).categories
-                      if c.sensitive and c.key in incident.category_list]
+    sensitive_keys = [
+        c.key for c in catalog.categories(workspace).categories if c.sensitive and c.key in incident.category_list
+    ]
     conditions, params = _holding(session, sensitive_keys, "s")
     any_sensitive = " OR ".join(conditions) or "1=0"
-    sensitive = conn.execute(text(
-        f"SELECT COUNT(*) FROM affected WHERE incident_id = :iid AND (is_child = :true OR {any_sensitive})"),
-        {**p, **params, "true": True}).scalar_one()
+    sensitive = conn.execute(
+        text(f"SELECT COUNT(*) FROM affected WHERE incident_id = :iid AND (is_child = :true OR {any_sensitive})"),
+        {**p, **params, "true": True},
+    ).scalar_one()
     by_category: dict[str, int] = {}
     for per in exposed_by_region(session, incident).values():
         for key, n in per.items():
             by_category[key] = by_category.get(key, 0) + n
     by_category = dict(sorted(by_category.items()))
-    by_region = {(r[0] or "unknown"): int(r[1]) for r in conn.execute(text(
-        "SELECT region, COUNT(*) FROM affected WHERE incident_id = :iid GROUP BY region ORDER BY region"), p)}
+    by_region = {
+        (r[0] or "unknown"): int(r[1])
+        for r in conn.execute(
+            text("SELECT region, COUNT(*) FROM affected WHERE incident_id = :iid GROUP BY region ORDER BY region"), p
+        )
+    }
     channels = _allowed_channels(incident, workspace)
     return {
         "people": scalar(),
@@ -243,8 +259,7 @@ class ObligationStatus:
 
 def anchors(session: Session, incident: Incident) -> dict[str, datetime | None]:
     """The events obligations count from, as far as they have happened."""
-    done = {d.key: d.at for d in session.exec(select(ObligationDone).where(
-        ObligationDone.incident_id == incident.id))}
+    done = {d.key: d.at for d in session.exec(select(ObligationDone).where(ObligationDone.incident_id == incident.id))}
     return {
         "discovered": incident.discovered_at,
         "handling_ended": incident.handling_ended_at,
@@ -253,8 +268,9 @@ def anchors(session: Session, incident: Incident) -> dict[str, datetime | None]:
     }
 
 
-def applicable_obligations(counts: dict[str, Any], grade: str, announcement: bool,
-                           rules: catalog.Jurisdictions) -> Iterator[tuple[catalog.Regime, catalog.Obligation]]:
+def applicable_obligations(
+    counts: dict[str, Any], grade: str, announcement: bool, rules: catalog.Jurisdictions
+) -> Iterator[tuple[catalog.Regime, catalog.Obligation]]:
     """Yield the (regime, obligation) pairs that apply to these counts and this grade."""
     for regime in rules.regimes:
         n = residents(counts["by_region"], regime)
@@ -274,19 +290,29 @@ def _settled_at(ob: catalog.Obligation, settled: dict[str, datetime]) -> datetim
     """When an obligation was settled: by hand or by a report, or by an event its settled_by names."""
     if ob.key in settled:
         return settled[ob.key]
-    events = [settled[name] for kind, _, name in (s.partition(":") for s in ob.settled_by)
-              if kind == "event" and name in settled]
+    events = [
+        settled[name]
+        for kind, _, name in (s.partition(":") for s in ob.settled_by)
+        if kind == "event" and name in settled
+    ]
     return min(events, default=None)
 
 
-def obligation_states(session: Session, incident: Incident, counts: dict[str, Any], grade: str,
-                      announcement: bool, rules: catalog.Jurisdictions, locale: str = "en"
-                      ) -> list[ObligationStatus]:
+def obligation_states(
+    session: Session,
+    incident: Incident,
+    counts: dict[str, Any],
+    grade: str,
+    announcement: bool,
+    rules: catalog.Jurisdictions,
+    locale: str = "en",
+) -> list[ObligationStatus]:
     """Every obligation with its due time and state at clock.now()."""
     now = clock.now()
     events = anchors(session, incident)
-    settled = {d.key: d.at for d in session.exec(select(ObligationDone).where(
-        ObligationDone.incident_id == incident.id))}
+    settled = {
+        d.key: d.at for d in session.exec(select(ObligationDone).where(ObligationDone.incident_id == incident.id))
+    }
     out = []
     for regime, ob in applicable_obligations(counts, grade, announcement, rules):
         period = timedelta(hours=ob.hours or 0, days=ob.days or 0)
@@ -304,8 +330,20 @@ def obligation_states(session: Session, incident: Incident, counts: dict[str, An
         else:
             left = (due - now).total_seconds()
             state = "in progress" if ob.minimum else "overdue" if now > due else "due"
-        out.append(ObligationStatus(regime.key, ob.key, ob.title(locale), ob.recipient(locale), ob.anchor, due,
-                                    state, left, ob.source, done_at))
+        out.append(
+            ObligationStatus(
+                regime.key,
+                ob.key,
+                ob.title(locale),
+                ob.recipient(locale),
+                ob.anchor,
+                due,
+                state,
+                left,
+                ob.source,
+                done_at,
+            )
+        )
     return sorted(out, key=lambda o: (o.due is None, o.due or now, o.key))
 
 
@@ -313,13 +351,17 @@ def announcement_reasons(counts: dict[str, Any], rules: catalog.Jurisdictions) -
     """Why a public announcement (substitute notice) is required, if it is."""
     reasons = []
     if counts["no_usable_channel"]:
-        reasons.append(f"{counts['no_usable_channel']} affected people have no usable contact channel "
-                       "(GB/T 35273 §10.2 a): publish a public warning)")
+        reasons.append(
+            f"{counts['no_usable_channel']} affected people have no usable contact channel "
+            "(GB/T 35273 §10.2 a): publish a public warning)"
+        )
     for regime in rules.regimes:
         n = residents(counts["by_region"], regime)
         if regime.substitute_notice_over is not None and n > regime.substitute_notice_over:
-            reasons.append(f"{regime.key}: {n} residents affected, over the substitute-notice threshold "
-                           f"of {regime.substitute_notice_over}")
+            reasons.append(
+                f"{regime.key}: {n} residents affected, over the substitute-notice threshold "
+                f"of {regime.substitute_notice_over}"
+            )
     for reason in counts.get("extra_announcement_reasons", []):
         reasons.append(reason)
     return reasons
@@ -341,12 +383,20 @@ class AssessmentView:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "incident": self.incident.id, "assessed_at": self.assessment.at.isoformat(),
-            "assessed_by": self.assessment.actor, "counts": self.counts,
-            "grade": {"key": self.assessment.grade, "name": self.grade_name, "computed": self.assessment.grade_auto,
-                      "override_reason": self.assessment.grade_reason},
-            "regimes": self.regimes, "individual_notice": self.individual_notice,
-            "announcement": self.announcement, "obligations": [o.as_json() for o in self.obligations],
+            "incident": self.incident.id,
+            "assessed_at": self.assessment.at.isoformat(),
+            "assessed_by": self.assessment.actor,
+            "counts": self.counts,
+            "grade": {
+                "key": self.assessment.grade,
+                "name": self.grade_name,
+                "computed": self.assessment.grade_auto,
+                "override_reason": self.assessment.grade_reason,
+            },
+            "regimes": self.regimes,
+            "individual_notice": self.individual_notice,
+            "announcement": self.announcement,
+            "obligations": [o.as_json() for o in self.obligations],
         }
 
 
@@ -356,8 +406,13 @@ def latest(session: Session, incident_id: str) -> Assessment | None:
     return session.exec(stmt).first()
 
 
-def view(session: Session, incident: Incident, workspace: Path | None, locale: str = "en",
-         extra_announcement_reasons: list[str] | None = None) -> AssessmentView:
+def view(
+    session: Session,
+    incident: Incident,
+    workspace: Path | None,
+    locale: str = "en",
+    extra_announcement_reasons: list[str] | None = None,
+) -> AssessmentView:
     """Build the full assessment picture from the stored snapshot."""
     stored = latest(session, incident.id)
     if stored is None:
@@ -372,19 +427,32 @@ def view(session: Session, incident: Incident, workspace: Path | None, locale: s
         if regime.always or n:
             regimes.append({"key": regime.key, "name": regime.name(locale), "residents": n})
     return AssessmentView(
-        incident=incident, assessment=stored, counts=counts, grade_name=grade.name(locale), regimes=regimes,
+        incident=incident,
+        assessment=stored,
+        counts=counts,
+        grade_name=grade.name(locale),
+        regimes=regimes,
         obligations=obligation_states(session, incident, counts, stored.grade, bool(reasons), rules, locale),
         individual_notice={
             "required": counts["people"] > 0,
-            "reason": "PIPL art. 57 and GB/T 35273 §10.2: every affected person is told" if counts["people"]
+            "reason": "PIPL art. 57 and GB/T 35273 §10.2: every affected person is told"
+            if counts["people"]
             else "nobody is affected",
         },
         announcement={"required": bool(reasons), "reasons": reasons},
     )
 
 
-def assess_incident(session: Session, incident_id: str, actor: str, workspace: Path | None, *,
-                    reassess: bool = False, grade: str | None = None, reason: str | None = None) -> Assessment:
+def assess_incident(
+    session: Session,
+    incident_id: str,
+    actor: str,
+    workspace: Path | None,
+    *,
+    reassess: bool = False,
+    grade: str | None = None,
+    reason: str | None = None,
+) -> Assessment:
     """Take the snapshot (first time or on --reassess), grade it, and store the assessment."""
     incident = get(session, incident_id, for_update=True)
     rules = catalog.jurisdictions(workspace)
@@ -398,8 +466,9 @@ def assess_incident(session: Session, incident_id: str, actor: str, workspace: P
         return previous
     if previous is None or reassess:
         if Status(incident.status) in (Status.NOTIFYING, Status.NOTIFIED, Status.CLOSED):
-            raise IncidentError(f"{incident_id} is '{incident.status}': notices have gone out, the snapshot "
-                                "can no longer change")
+            raise IncidentError(
+                f"{incident_id} is '{incident.status}': notices have gone out, the snapshot can no longer change"
+            )
         people = determine_affected(session, incident)
         counts = count(session, incident, workspace)
         assert counts["people"] == people
@@ -408,32 +477,58 @@ def assess_incident(session: Session, incident_id: str, actor: str, workspace: P
     auto = rules.grade_for(counts["people"]).key
     # A manual grade sticks until the next snapshot, which is graded afresh.
     kept = previous if previous is not None and previous.grade_reason and not reassess else None
-    stored = Assessment(incident_id=incident_id, at=clock.now(), actor=actor, people=counts["people"],
-                        grade=grade or (kept.grade if kept else auto), grade_auto=auto,
-                        grade_reason=reason or (kept.grade_reason if kept else None),
-                        counts=json.dumps(counts, sort_keys=True))
+    stored = Assessment(
+        incident_id=incident_id,
+        at=clock.now(),
+        actor=actor,
+        people=counts["people"],
+        grade=grade or (kept.grade if kept else auto),
+        grade_auto=auto,
+        grade_reason=reason or (kept.grade_reason if kept else None),
+        counts=json.dumps(counts, sort_keys=True),
+    )
     session.add(stored)
     session.flush()
     if previous is None or reassess:
         transition(session, incident, Status.ASSESSED, actor, "re-assessed" if previous else "")
-    audit.record(session, incident_id, audit.Event("assessed", {
-        "people": counts["people"], "grade": stored.grade, "grade_auto": auto, "reason": stored.grade_reason,
-        "snapshot": previous is None or reassess}), actor)
+    audit.record(
+        session,
+        incident_id,
+        audit.Event(
+            "assessed",
+            {
+                "people": counts["people"],
+                "grade": stored.grade,
+                "grade_auto": auto,
+                "reason": stored.grade_reason,
+                "snapshot": previous is None or reassess,
+            },
+        ),
+        actor,
+    )
     return stored
 
 
-def settle(session: Session, incident_id: str, key: str, actor: str, at: datetime | None = None,
-           reference: str | None = None) -> None:
+def settle(
+    session: Session, incident_id: str, key: str, actor: str, at: datetime | None = None, reference: str | None = None
+) -> None:
     """Mark an obligation (or anchor event) as done."""
     if session.get(ObligationDone, (incident_id, key)) is None:
-        session.add(ObligationDone(incident_id=incident_id, key=key, at=at or clock.now(), reference=reference,
-                                   actor=actor))
-        audit.record(session, incident_id, audit.Event("settled", {"obligation": key, "reference": reference}),
-                     actor)
+        session.add(
+            ObligationDone(incident_id=incident_id, key=key, at=at or clock.now(), reference=reference, actor=actor)
+        )
+        audit.record(session, incident_id, audit.Event("settled", {"obligation": key, "reference": reference}), actor)
 
 
-def settle_by(session: Session, incident_id: str, source: str, actor: str, rules: catalog.Jurisdictions,
-              at: datetime | None = None, reference: str | None = None) -> list[str]:
+def settle_by(
+    session: Session,
+    incident_id: str,
+    source: str,
+    actor: str,
+    rules: catalog.Jurisdictions,
+    at: datetime | None = None,
+    reference: str | None = None,
+) -> list[str]:
     """Settle every obligation the rules say `source` discharges (e.g. report:cn-cac:initial); return their keys."""
     keys = sorted({ob.key for regime in rules.regimes for ob in regime.obligations if source in ob.settled_by})
     for key in keys:

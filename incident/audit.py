@@ -81,8 +81,9 @@ def record(session: Session, chain: str, event: Event, actor: str) -> AuditEntry
     at = clock.now()
     payload = json.dumps(event.payload, ensure_ascii=False, sort_keys=True, default=str)
     digest = link_hash(chain, seq, at, actor, event.action, payload, prev)
-    entry = AuditEntry(chain=chain, seq=seq, at=at, actor=actor, action=event.action, payload=payload,
-                       prev_hash=prev, hash=digest)
+    entry = AuditEntry(
+        chain=chain, seq=seq, at=at, actor=actor, action=event.action, payload=payload, prev_hash=prev, hash=digest
+    )
     session.add(entry)
     if head is None:
         session.add(AuditHead(chain=chain, seq=seq, hash=digest))
@@ -124,12 +125,20 @@ def verify_rows(chain: str, rows: Iterable[dict[str, Any]], head: dict[str, Any]
     last = expected_seq - 1
     if head is not None and head["seq"] > last:
         return Verdict(
-            chain, count, False, last + 1, f"chain ends at seq {last} but its head says "
-            f"seq {head['seq']}: entries were deleted from the end"
+            chain,
+            count,
+            False,
+            last + 1,
+            f"chain ends at seq {last} but its head says seq {head['seq']}: entries were deleted from the end",
         )
     if head is not None and head["seq"] < last:
-        return Verdict(chain, count, False, head["seq"] + 1, f"seq {head['seq'] + 1}: entry after the chain head "
-                       f"(seq {head['seq']}): inserted")
+        return Verdict(
+            chain,
+            count,
+            False,
+            head["seq"] + 1,
+            f"seq {head['seq'] + 1}: entry after the chain head (seq {head['seq']}): inserted",
+        )
     if head is not None and head["hash"] != prev:
         return Verdict(chain, count, False, last, f"seq {last}: does not match the chain head (replaced)")
     return Verdict(chain, count, True, head_hash=prev)
@@ -138,8 +147,15 @@ def verify_rows(chain: str, rows: Iterable[dict[str, Any]], head: dict[str, Any]
 def _rows(session: Session, chain: str) -> Iterator[dict[str, Any]]:
     stmt = select(AuditEntry).where(AuditEntry.chain == chain).order_by(AuditEntry.seq, AuditEntry.id)
     for e in session.exec(stmt):
-        yield {"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "payload": e.payload,
-               "prev_hash": e.prev_hash, "hash": e.hash}
+        yield {
+            "seq": e.seq,
+            "at": e.at,
+            "actor": e.actor,
+            "action": e.action,
+            "payload": e.payload,
+            "prev_hash": e.prev_hash,
+            "hash": e.hash,
+        }
 
 
 def verify(session: Session, chain: str) -> Verdict:
@@ -149,8 +165,13 @@ def verify(session: Session, chain: str) -> Verdict:
     verdict = verify_rows(chain, _rows(session, chain), head_row)
     if head is None and verdict.ok and verdict.entries:
         # A chain's head is written with its first entry: without it, truncating the chain would go unseen.
-        return Verdict(chain, verdict.entries, False, verdict.entries,
-                       f"seq {verdict.entries}: the chain head is missing (deleted)")
+        return Verdict(
+            chain,
+            verdict.entries,
+            False,
+            verdict.entries,
+            f"seq {verdict.entries}: the chain head is missing (deleted)",
+        )
     return verdict
 
 
@@ -170,11 +191,26 @@ def entries(session: Session, chain: str) -> list[AuditEntry]:
 def export_chain(session: Session, chain: str) -> dict[str, Any]:
     """The whole chain with its head hash, for a regulator; verifiable without the database."""
     head = session.get(AuditHead, chain)
-    rows = [{"seq": e.seq, "at": clock.as_utc(e.at).isoformat(), "actor": e.actor, "action": e.action,
-             "payload": e.payload, "prev_hash": e.prev_hash, "hash": e.hash} for e in entries(session, chain)]
-    return {"format": "incident-audit-chain/1", "chain": chain, "exported_at": clock.now().isoformat(),
-            "head": {"seq": head.seq, "hash": head.hash} if head else None,
-            "algorithm": "sha256 over JSON [chain, seq, at, actor, action, payload, prev_hash]", "entries": rows}
+    rows = [
+        {
+            "seq": e.seq,
+            "at": clock.as_utc(e.at).isoformat(),
+            "actor": e.actor,
+            "action": e.action,
+            "payload": e.payload,
+            "prev_hash": e.prev_hash,
+            "hash": e.hash,
+        }
+        for e in entries(session, chain)
+    ]
+    return {
+        "format": "incident-audit-chain/1",
+        "chain": chain,
+        "exported_at": clock.now().isoformat(),
+        "head": {"seq": head.seq, "hash": head.hash} if head else None,
+        "algorithm": "sha256 over JSON [chain, seq, at, actor, action, payload, prev_hash]",
+        "entries": rows,
+    }
 
 
 def verify_export(data: dict[str, Any]) -> Verdict:

@@ -45,20 +45,34 @@ def list_incidents(ws: Workspace) -> list[dict[str, Any]]:
         out = []
         for inc in incidents.list_incidents(session):
             latest = assess.latest(session, inc.id)
-            out.append({"id": inc.id, "status": inc.status, "title": inc.title, "playbook": inc.playbook,
-                        "discovered_at": inc.discovered_at.isoformat(),
-                        "people": latest.people if latest else None, "grade": latest.grade if latest else None})
+            out.append(
+                {
+                    "id": inc.id,
+                    "status": inc.status,
+                    "title": inc.title,
+                    "playbook": inc.playbook,
+                    "discovered_at": inc.discovered_at.isoformat(),
+                    "people": latest.people if latest else None,
+                    "grade": latest.grade if latest else None,
+                }
+            )
         return out
 
 
-def assess_incident(ws: Workspace, incident_id: str, actor: str, *, reassess: bool = False,
-                    grade: str | None = None, reason: str | None = None) -> dict[str, Any]:
+def assess_incident(
+    ws: Workspace,
+    incident_id: str,
+    actor: str,
+    *,
+    reassess: bool = False,
+    grade: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
     """Assess (or re-read the stored assessment) and return the full picture."""
     from incident.reports.aggregates import picture
 
     with unit_of_work(ws) as session:
-        assess.assess_incident(session, incident_id, actor, ws.root, reassess=reassess, grade=grade,
-                               reason=reason)
+        assess.assess_incident(session, incident_id, actor, ws.root, reassess=reassess, grade=grade, reason=reason)
         return picture(session, ws, incidents.get(session, incident_id)).as_json()
 
 
@@ -67,17 +81,23 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
     with unit_of_work(ws, write=False) as session:
         inc = incidents.get(session, incident_id)
         data: dict[str, Any] = {
-            "id": inc.id, "title": inc.title, "status": inc.status, "playbook": inc.playbook,
-            "systems": inc.system_list, "categories": inc.category_list,
+            "id": inc.id,
+            "title": inc.title,
+            "status": inc.status,
+            "playbook": inc.playbook,
+            "systems": inc.system_list,
+            "categories": inc.category_list,
             "exposure": {"from": inc.exposure_from.isoformat(), "to": inc.exposure_to.isoformat()},
-            "discovered": {"at": inc.discovered_at.isoformat(), "by": inc.discovered_by,
-                           "where": inc.discovered_where},
-            "connected_systems": inc.connected_systems, "police_contacted": inc.police_contacted,
+            "discovered": {"at": inc.discovered_at.isoformat(), "by": inc.discovered_by, "where": inc.discovered_where},
+            "connected_systems": inc.connected_systems,
+            "police_contacted": inc.police_contacted,
             "opened": {"at": inc.opened_at.isoformat(), "by": inc.opened_by},
             "handling_ended_at": inc.handling_ended_at.isoformat() if inc.handling_ended_at else None,
             "now": clock.now().isoformat(),
-            "timeline": [{"at": e.at.isoformat(), "actor": e.actor, "kind": e.kind, "text": e.text}
-                         for e in incidents.timeline(session, incident_id)],
+            "timeline": [
+                {"at": e.at.isoformat(), "actor": e.actor, "kind": e.kind, "text": e.text}
+                for e in incidents.timeline(session, incident_id)
+            ],
             "assessment": None,
         }
         from incident.reports import aggregates, announcement, regulators
@@ -95,8 +115,21 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
         return data
 
 
-AFFECTED_FIELDS = ("person_id", "audience", "subject_name", "to_name", "to_email", "to_phone", "to_push",
-                   "to_address", "locale", "region", "account_status", "is_child", "categories")
+AFFECTED_FIELDS = (
+    "person_id",
+    "audience",
+    "subject_name",
+    "to_name",
+    "to_email",
+    "to_phone",
+    "to_push",
+    "to_address",
+    "locale",
+    "region",
+    "account_status",
+    "is_child",
+    "categories",
+)
 
 
 def export_affected(ws: Workspace, incident_id: str, fmt: str, out: TextIO) -> int:
@@ -145,8 +178,9 @@ def render_notices(ws: Workspace, incident_id: str, actor: str, workers: int | N
         return render(session, ws, incident_id, actor, workers)
 
 
-def decide_notices(ws: Workspace, incident_id: str, reviewer: str, decision: str, comment: str | None,
-                   actor: str) -> None:
+def decide_notices(
+    ws: Workspace, incident_id: str, reviewer: str, decision: str, comment: str | None, actor: str
+) -> None:
     """Approve or reject the current render."""
     from incident.notices.review import decide
 
@@ -162,29 +196,46 @@ def show_notice(ws: Workspace, incident_id: str, person_id: str, channel: str | 
         incidents.get(session, incident_id)
         found = stored_notice(session, incident_id, person_id, channel)
         if not found:
-            raise IncidentError(f"no rendered notice for person {person_id!r} in {incident_id}"
-                                + (f" on channel {channel}" if channel else ""))
+            raise IncidentError(
+                f"no rendered notice for person {person_id!r} in {incident_id}"
+                + (f" on channel {channel}" if channel else "")
+            )
         return found
 
 
-def dispatch(ws: Workspace, incident_id: str, actor: str, *, workers: int, channel: str | None,
-             hold_unknown: bool, progress: Any = None, enqueue_only: bool = False) -> Any:
+def dispatch(
+    ws: Workspace,
+    incident_id: str,
+    actor: str,
+    *,
+    workers: int,
+    channel: str | None,
+    hold_unknown: bool,
+    progress: Any = None,
+    enqueue_only: bool = False,
+) -> Any:
     """Send the approved notices (resumes where the last run stopped)."""
     from incident.dispatch.engine import run_dispatch
 
     if channel is not None and channel not in ("email", "sms", "push"):
         raise IncidentError("--channel: use email, sms or push (letters: `incident letters`)")
-    return run_dispatch(ws, incident_id, actor, workers=workers, only=channel, hold_unknown=hold_unknown,
-                        progress=progress, enqueue_only=enqueue_only)
+    return run_dispatch(
+        ws,
+        incident_id,
+        actor,
+        workers=workers,
+        only=channel,
+        hold_unknown=hold_unknown,
+        progress=progress,
+        enqueue_only=enqueue_only,
+    )
 
 
-def work(ws: Workspace, actor: str, *, incident_id: str | None, workers: int, hold_unknown: bool,
-         follow: bool) -> Any:
+def work(ws: Workspace, actor: str, *, incident_id: str | None, workers: int, hold_unknown: bool, follow: bool) -> Any:
     """Serve notifying incidents as one of many dispatch workers."""
     from incident.dispatch.engine import run_worker
 
-    return run_worker(ws, actor, incident_id=incident_id, workers=workers, hold_unknown=hold_unknown,
-                      follow=follow)
+    return run_worker(ws, actor, incident_id=incident_id, workers=workers, hold_unknown=hold_unknown, follow=follow)
 
 
 def dispatch_preview(ws: Workspace, incident_id: str, channel: str | None) -> dict[str, dict[str, int]]:

@@ -84,8 +84,13 @@ class Playbooks(Strict):
 Anchor = Literal["discovered", "handling_ended", "individuals_notified", "announcement_published"]
 Comparison = Literal["over", "at_least"]
 # What discharges an obligation: an event the tool records, or a regulator report (kind and stage) submitted.
-SettledBy = Annotated[str, Field(pattern=r"^(event:(individuals-notified|announcement-published)"
-                                        r"|report:[a-z][a-z0-9-]*:(initial|update|final))$")]
+SettledBy = Annotated[
+    str,
+    Field(
+        pattern=r"^(event:(individuals-notified|announcement-published)"
+        r"|report:[a-z][a-z0-9-]*:(initial|update|final))$"
+    ),
+]
 
 
 class Threshold(Strict):
@@ -136,8 +141,8 @@ class Regime(Strict):
         if region is None:
             return False
         country = region.split("-")[0]
-        return region in self.regions or country in self.regions or any(
-            region.startswith(p) for p in self.region_prefixes
+        return (
+            region in self.regions or country in self.regions or any(region.startswith(p) for p in self.region_prefixes)
         )
 
 

@@ -141,8 +141,20 @@ def create_workspace(root: Path) -> Workspace:
     return Workspace(root.resolve(), read_config(root))
 
 
-SECRET_KEYS = ("pass", "password", "token", "secret", "key", "apikey", "api_key", "auth", "authorization",
-               "credential", "signature", "sig")
+SECRET_KEYS = (
+    "pass",
+    "password",
+    "token",
+    "secret",
+    "key",
+    "apikey",
+    "api_key",
+    "auth",
+    "authorization",
+    "credential",
+    "signature",
+    "sig",
+)
 
 
 def mask_url(url: str) -> str:

@@ -94,8 +94,7 @@ def _engine(url: str) -> Engine:
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
         seconds = DEFAULT_BUSY_TIMEOUT if timeout is None else timeout
-        engine = create_engine(url, connect_args={"timeout": seconds, "check_same_thread": False},
-                               hide_parameters=True)
+        engine = create_engine(url, connect_args={"timeout": seconds, "check_same_thread": False}, hide_parameters=True)
         event.listen(engine, "connect", partial(_sqlite_pragmas, busy_ms=int(seconds * 1000)))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -124,12 +123,16 @@ def database_error(exc: BaseException) -> IncidentError | None:
     detail = lines[0].strip() if lines else type(exc.orig).__name__
     lowered = detail.lower()
     if "database is locked" in lowered or "lock timeout" in lowered:
-        return DatabaseBusy(f"the database is locked by another process ({detail}); the step that waited changed "
-                            "nothing: run the command again when the other one has finished (wait longer with "
-                            f"[database] busy_timeout_seconds or {BUSY_TIMEOUT_ENV})")
+        return DatabaseBusy(
+            f"the database is locked by another process ({detail}); the step that waited changed "
+            "nothing: run the command again when the other one has finished (wait longer with "
+            f"[database] busy_timeout_seconds or {BUSY_TIMEOUT_ENV})"
+        )
     if "disk is full" in lowered or "disk i/o error" in lowered or "no space" in lowered:
-        return IncidentError(f"the database cannot be written ({detail}): is the disk full? Nothing was changed "
-                             "by the failed step; free space and run the command again")
+        return IncidentError(
+            f"the database cannot be written ({detail}): is the disk full? Nothing was changed "
+            "by the failed step; free space and run the command again"
+        )
     return IncidentError(f"database error: {detail}")
 
 
@@ -151,8 +154,9 @@ def create_schema(ws: Workspace) -> None:
     SQLModel.metadata.create_all(engine)
     with engine.begin() as conn:
         if found is None:
-            conn.execute(text("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL "
-                              "PRIMARY KEY)"))
+            conn.execute(
+                text("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+            )
             conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": SCHEMA_HEAD})
 
 
@@ -175,10 +179,12 @@ def check_schema(engine: Engine) -> None:
     if found == SCHEMA_HEAD:
         return
     if found in SCHEMA_REVISIONS:
-        raise SchemaOutOfDate(f"the database schema is at revision {found}, this incident needs {SCHEMA_HEAD}: "
-                              "run `incident db upgrade`")
-    raise SchemaOutOfDate(f"the database schema revision {found} is unknown to this incident (newer?); "
-                          "upgrade incident itself")
+        raise SchemaOutOfDate(
+            f"the database schema is at revision {found}, this incident needs {SCHEMA_HEAD}: run `incident db upgrade`"
+        )
+    raise SchemaOutOfDate(
+        f"the database schema revision {found} is unknown to this incident (newer?); upgrade incident itself"
+    )
 
 
 def upgrade_schema(ws: Workspace) -> tuple[str | None, str]:
@@ -241,9 +247,13 @@ def insert_rows(session: Session, table: str, columns: tuple[str, ...], rows: li
     if session.get_bind().dialect.name == "postgresql":
         raw = session.connection().connection.driver_connection
         with raw.cursor() as cur:
-            types = dict(cur.execute(
-                "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = %s::regclass "
-                "AND attnum > 0 AND NOT attisdropped", (table,)).fetchall())
+            types = dict(
+                cur.execute(
+                    "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = %s::regclass "
+                    "AND attnum > 0 AND NOT attisdropped",
+                    (table,),
+                ).fetchall()
+            )
             with cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:  # bytea as is, not hex
                 copy.set_types([types[c] for c in columns])
                 for row in rows:

@@ -35,8 +35,9 @@ def bounce_some_emails(people_csv: Path, every: int = BOUNCE_EVERY) -> int:
     return moved
 
 
-def run_demo(directory: Path, *, people: int = 10_000, seed: int = 7, actor: str = "demo", until: str = "all"
-             ) -> Iterator[str]:
+def run_demo(
+    directory: Path, *, people: int = 10_000, seed: int = 7, actor: str = "demo", until: str = "all"
+) -> Iterator[str]:
     """Build the demo workspace and walk the incident through the whole flow (or `until` a step), yielding what
     to print."""
     if until not in STOPS:
@@ -48,9 +49,11 @@ def run_demo(directory: Path, *, people: int = 10_000, seed: int = 7, actor: str
     files = write_inventory(ws.path("inventory"), people, seed)
     bounced = bounce_some_emails(files.people)
     report = import_files(ws, actor, people=files.people, holdings=files.holdings, systems=files.systems)
-    yield (f"inventory: {report.people_new:,} people, {report.holdings_new:,} holdings, "
-           f"{report.systems} systems ({files.people.parent}); {bounced:,} emails at bounce.example, which the "
-           "outbox refuses like a mail server would")
+    yield (
+        f"inventory: {report.people_new:,} people, {report.holdings_new:,} holdings, "
+        f"{report.systems} systems ({files.people.parent}); {bounced:,} emails at bounce.example, which the "
+        "outbox refuses like a mail server would"
+    )
     now = clock.now()
     req = OpenRequest(
         playbook="database-exfiltration",
@@ -63,38 +66,51 @@ def run_demo(directory: Path, *, people: int = 10_000, seed: int = 7, actor: str
         discovered_by="SOC on-call (demo)",
         discovered_where="数据库审计告警 / database audit alert, Fuzhou DC",
         summary="攻击者利用泄露的数据库账号，从一个会员数据库分片以及保存注销账户数据（在清除前）的备份中导出了会员记录。",
-        summary_en=("An attacker used a leaked database account to export member records from one database shard "
-                 "and from the backup that keeps cancelled accounts until they are purged."),
+        summary_en=(
+            "An attacker used a leaked database account to export member records from one database shard "
+            "and from the backup that keeps cancelled accounts until they are purged."
+        ),
         cause="一个数据库服务账号的密码在公开代码仓库中泄露。",
         cause_en="A database service account password was exposed in a public code repository.",
         connected_systems="No evidence of access to the order, payment or identity systems.",
     )
     incident_id = cases.open_incident(ws, req, actor)
     yield f"opened:    {incident_id} (playbook database-exfiltration)"
-    for text in ("Disabled the leaked database account and rotated all service credentials",
-                 "Blocked the attacker's IP ranges at the edge firewall",
-                 "Forced a password reset for every member of shard B"):
+    for text in (
+        "Disabled the leaked database account and rotated all service credentials",
+        "Blocked the attacker's IP ranges at the edge firewall",
+        "Forced a password reset for every member of shard B",
+    ):
         cases.log(ws, incident_id, text, "action", actor)
     cases.log(ws, incident_id, "Exfiltration confirmed from DB audit logs: 2 tables exported", "finding", actor)
     result = cases.assess_incident(ws, incident_id, actor)
     c = result["counts"]
-    yield (f"assessed:  {c['people']:,} people affected ({c['children']:,} children via guardians, "
-           f"{c['cancelled']:,} cancelled accounts still in the backup, {c['no_usable_channel']:,} with no "
-           f"usable channel); grade {result['grade']['key']}")
+    yield (
+        f"assessed:  {c['people']:,} people affected ({c['children']:,} children via guardians, "
+        f"{c['cancelled']:,} cancelled accounts still in the backup, {c['no_usable_channel']:,} with no "
+        f"usable channel); grade {result['grade']['key']}"
+    )
     if until == "assessed":
         yield f"next: incident --workspace {ws.root} show {incident_id}"
         return
 
     rendered = cases.render_notices(ws, incident_id, actor)
-    yield (f"notices:   {rendered.notices:,} rendered for {rendered.people:,} people in {len(rendered.variants)} "
-           f"variants; review bundle {rendered.bundle / 'index.html'}")
-    cases.decide_notices(ws, incident_id, DEMO_REVIEWER, "approved", "tabletop exercise: no lawyer has read these",
-                         actor)
+    yield (
+        f"notices:   {rendered.notices:,} rendered for {rendered.people:,} people in {len(rendered.variants)} "
+        f"variants; review bundle {rendered.bundle / 'index.html'}"
+    )
+    cases.decide_notices(
+        ws, incident_id, DEMO_REVIEWER, "approved", "tabletop exercise: no lawyer has read these", actor
+    )
     yield f"approved:  by {DEMO_REVIEWER}"
     sent = cases.dispatch(ws, incident_id, actor, workers=16, channel=None, hold_unknown=False)
-    yield ("dispatched: attempts " + ", ".join(f"{k} {v:,}" for k, v in sorted(sent.tally.items())) +
-           "; deliveries " + ", ".join(f"{k} {v:,}" for k, v in sorted(sent.states.items())) +
-           f" (outbox {ws.path('outbox', incident_id)})")
+    yield (
+        "dispatched: attempts "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(sent.tally.items()))
+        + "; deliveries "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(sent.states.items()))
+        + f" (outbox {ws.path('outbox', incident_id)})"
+    )
     batch = cases.letters(ws, incident_id, actor)
     yield f"letters:   {batch.letters:,} written to {batch.folder} (print {batch.print_file.name})"
     if until == "notified":
@@ -111,9 +127,12 @@ def run_demo(directory: Path, *, people: int = 10_000, seed: int = 7, actor: str
         return
 
     yield "reports:"
-    for regulator, formats, fields in (("cn-cac", ["md", "pdf"], {}), ("eu-gdpr", ["md"], {}),
-                                       ("us-ca-ag", ["md"], {"law_enforcement_delay": "No."}),
-                                       ("us-tx-ag", ["md"], {})):
+    for regulator, formats, fields in (
+        ("cn-cac", ["md", "pdf"], {}),
+        ("eu-gdpr", ["md"], {}),
+        ("us-ca-ag", ["md"], {"law_enforcement_delay": "No."}),
+        ("us-tx-ag", ["md"], {}),
+    ):
         made = publish.generate_report(ws, incident_id, regulator, "initial", formats, fields, None, actor)
         for r in made.reports:
             yield f"  {regulator:<9} {r.path}"

@@ -155,21 +155,45 @@ def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Pat
     last = session.exec(select(func.max(Incident.number)).where(Incident.year == year)).one()
     number = (last or 0) + 1
     incident = Incident(
-        id=f"INC-{year}-{number:04d}", year=year, number=number, playbook=book.key, title=req.title,
-        summary=req.summary, summary_en=req.summary_en, cause=req.cause, cause_en=req.cause_en,
+        id=f"INC-{year}-{number:04d}",
+        year=year,
+        number=number,
+        playbook=book.key,
+        title=req.title,
+        summary=req.summary,
+        summary_en=req.summary_en,
+        cause=req.cause,
+        cause_en=req.cause_en,
         systems=json.dumps(sorted(set(req.systems))),
-        categories=json.dumps(sorted(set(categories))), exposure_from=req.exposure_from,
-        exposure_to=req.exposure_to, discovered_at=discovered, discovered_by=req.discovered_by or actor,
-        discovered_where=req.discovered_where, connected_systems=req.connected_systems,
-        police_contacted=req.police_contacted, opened_at=now, opened_by=actor,
+        categories=json.dumps(sorted(set(categories))),
+        exposure_from=req.exposure_from,
+        exposure_to=req.exposure_to,
+        discovered_at=discovered,
+        discovered_by=req.discovered_by or actor,
+        discovered_where=req.discovered_where,
+        connected_systems=req.connected_systems,
+        police_contacted=req.police_contacted,
+        opened_at=now,
+        opened_by=actor,
     )
     session.add(incident)
     session.flush()
-    audit.record(session, incident.id, audit.Event("opened", {
-        "playbook": book.key, "systems": incident.system_list, "categories": incident.category_list,
-        "from": req.exposure_from.isoformat(), "to": req.exposure_to.isoformat(),
-        "discovered_at": discovered.isoformat(),
-    }), actor)
+    audit.record(
+        session,
+        incident.id,
+        audit.Event(
+            "opened",
+            {
+                "playbook": book.key,
+                "systems": incident.system_list,
+                "categories": incident.category_list,
+                "from": req.exposure_from.isoformat(),
+                "to": req.exposure_to.isoformat(),
+                "discovered_at": discovered.isoformat(),
+            },
+        ),
+        actor,
+    )
     return incident
 
 
@@ -225,10 +249,18 @@ def timeline(session: Session, incident_id: str) -> list[TimelineEntry]:
 def facts(incident: Incident) -> dict[str, Any]:
     """The incident facts that notices and reports depend on (hashed into the review manifest)."""
     return {
-        "id": incident.id, "playbook": incident.playbook, "title": incident.title, "summary": incident.summary,
-        "summary_en": incident.summary_en, "cause": incident.cause, "cause_en": incident.cause_en,
-        "systems": incident.system_list, "categories": incident.category_list,
-        "from": incident.exposure_from.isoformat(), "to": incident.exposure_to.isoformat(),
-        "discovered_at": incident.discovered_at.isoformat(), "discovered_by": incident.discovered_by,
+        "id": incident.id,
+        "playbook": incident.playbook,
+        "title": incident.title,
+        "summary": incident.summary,
+        "summary_en": incident.summary_en,
+        "cause": incident.cause,
+        "cause_en": incident.cause_en,
+        "systems": incident.system_list,
+        "categories": incident.category_list,
+        "from": incident.exposure_from.isoformat(),
+        "to": incident.exposure_to.isoformat(),
+        "discovered_at": incident.discovered_at.isoformat(),
+        "discovered_by": incident.discovered_by,
         "discovered_where": incident.discovered_where,
     }

@@ -24,8 +24,20 @@ from incident.errors import BadInput, ManyBadRows
 from incident.rows import Cells, Row, open_private, read_records, safe_cell
 
 PEOPLE_COLUMNS = (
-    "person_id", "name", "email", "phone", "push_token", "locale", "region", "birth_date", "guardian_name",
-    "guardian_email", "guardian_phone", "postal_address", "account_status", "cancelled_at",
+    "person_id",
+    "name",
+    "email",
+    "phone",
+    "push_token",
+    "locale",
+    "region",
+    "birth_date",
+    "guardian_name",
+    "guardian_email",
+    "guardian_phone",
+    "postal_address",
+    "account_status",
+    "cancelled_at",
 )
 HOLDING_COLUMNS = ("person_id", "system", "category", "since", "until")
 BATCH = 5000
@@ -91,8 +103,10 @@ class SystemsFile(BaseModel):
 
 # ---- field validation ---------------------------------------------------------------------------
 
-EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 # NUL and other C0 controls (PostgreSQL refuses NUL in text; none belongs in a name); a postal address may
 # span lines.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\n|\r")
@@ -158,8 +172,22 @@ def _person_values(cells: Cells, today: str | None = None) -> tuple[Any, ...]:
 
     `today` is clock.now()'s date, passed in so a million rows do not read the clock a million times.
     """
-    (pid, name, email, phone, push_token, locale, region, birth_date, guardian_name, guardian_email,
-     guardian_phone, address, status, cancelled_at) = cells
+    (
+        pid,
+        name,
+        email,
+        phone,
+        push_token,
+        locale,
+        region,
+        birth_date,
+        guardian_name,
+        guardian_email,
+        guardian_phone,
+        address,
+        status,
+        cancelled_at,
+    ) = cells
     if not pid:
         raise ValueError("person_id", "is empty")
     if len(pid) > 64 or "\n" in pid or "\r" in pid or "\t" in pid:
@@ -199,13 +227,32 @@ def _person_values(cells: Cells, today: str | None = None) -> tuple[Any, ...]:
     if birth_date and birth_date > (today or clock.now().date().isoformat()):
         raise ValueError("birth_date", "is in the future")
     # One search over all free-text cells; only a hit (or an overlong cell) needs the field-by-field check.
-    if (len(name) > 1000 or len(guardian_name) > 1000 or len(push_token) > 1000 or len(address) > 1000
-            or CONTROL_CHARS.search(f"{pid}{name}{guardian_name}{push_token}{address.replace(chr(10), '')}")):
-        _check_free_text(pid, (("name", name), ("guardian_name", guardian_name), ("push_token", push_token),
-                               ("postal_address", address)))
+    if (
+        len(name) > 1000
+        or len(guardian_name) > 1000
+        or len(push_token) > 1000
+        or len(address) > 1000
+        or CONTROL_CHARS.search(f"{pid}{name}{guardian_name}{push_token}{address.replace(chr(10), '')}")
+    ):
+        _check_free_text(
+            pid,
+            (("name", name), ("guardian_name", guardian_name), ("push_token", push_token), ("postal_address", address)),
+        )
     return (
-        pid, name or None, email, phone, push_token or None, LOCALES[locale], region, birth_date,
-        guardian_name or None, guardian_email, guardian_phone, address or None, status, cancelled_at,
+        pid,
+        name or None,
+        email,
+        phone,
+        push_token or None,
+        LOCALES[locale],
+        region,
+        birth_date,
+        guardian_name or None,
+        guardian_email,
+        guardian_phone,
+        address or None,
+        status,
+        cancelled_at,
     )
 
 
@@ -215,8 +262,9 @@ def _check_free_text(pid: str, fields: tuple[tuple[str, str], ...]) -> None:
     for col, value in fields:
         if len(value) > 1000:
             raise ValueError(col, "is longer than 1000 characters")
-        if CONTROL_CHARS.search(value) and not (col == "postal_address" and not CONTROL_CHARS.search(
-                value.replace("\n", ""))):
+        if CONTROL_CHARS.search(value) and not (
+            col == "postal_address" and not CONTROL_CHARS.search(value.replace("\n", ""))
+        ):
             raise ValueError(col, "contains control characters")
     if CONTROL_CHARS.search(pid):
         raise ValueError("person_id", "contains control characters")
@@ -300,8 +348,14 @@ def _batches(rows: Iterator[tuple[int, Cells]], size: int | None = None) -> Iter
         yield batch
 
 
-def _bulk_write(session: Session, table: str, columns: tuple[str, ...], values: list[tuple[Any, ...]],
-                conflict: str, executemany_sql: str) -> None:
+def _bulk_write(
+    session: Session,
+    table: str,
+    columns: tuple[str, ...],
+    values: list[tuple[Any, ...]],
+    conflict: str,
+    executemany_sql: str,
+) -> None:
     """Write a validated batch: executemany on SQLite; COPY into a staging table, then one upsert, on PostgreSQL."""
     if session.get_bind().dialect.name != "postgresql":
         session.connection().exec_driver_sql(executemany_sql, values)
@@ -317,13 +371,21 @@ def _bulk_write(session: Session, table: str, columns: tuple[str, ...], values: 
         cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {staging} {conflict}")
 
 
-def _import_people(session: Session, path: Path, import_id: int, rejects: _Rejects, report: ImportReport,
-                   progress: Callable[[int], None] | None) -> None:
+def _import_people(
+    session: Session,
+    path: Path,
+    import_id: int,
+    rejects: _Rejects,
+    report: ImportReport,
+    progress: Callable[[int], None] | None,
+) -> None:
     conn = session.connection()
     cols = (*PEOPLE_COLUMNS, "import_id")
     updates = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
-    upsert = (f"INSERT INTO person ({', '.join(cols)}) VALUES ({_placeholders(session, len(cols))}) "
-              f"ON CONFLICT (person_id) DO UPDATE SET {updates}")
+    upsert = (
+        f"INSERT INTO person ({', '.join(cols)}) VALUES ({_placeholders(session, len(cols))}) "
+        f"ON CONFLICT (person_id) DO UPDATE SET {updates}"
+    )
     before = conn.execute(text("SELECT COUNT(*) FROM person")).scalar_one()
     mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
     today = clock.now().date().isoformat()
@@ -338,37 +400,54 @@ def _import_people(session: Session, path: Path, import_id: int, rejects: _Rejec
                 rejects.add(BadInput(str(path), line, exc.args[0], exc.args[1]), _as_row(PEOPLE_COLUMNS, cells))
                 continue
             if vals[0] in in_batch:
-                rejects.add(BadInput(str(path), line, "person_id", f"duplicate id (also on line {in_batch[vals[0]]})"),
-                            _as_row(PEOPLE_COLUMNS, cells))
+                rejects.add(
+                    BadInput(str(path), line, "person_id", f"duplicate id (also on line {in_batch[vals[0]]})"),
+                    _as_row(PEOPLE_COLUMNS, cells),
+                )
                 continue
             in_batch[vals[0]] = line
             values.append((*vals, import_id))
         if in_batch:
             # A person already written by this import (an earlier batch) is a duplicate row in the file.
             ids = list(in_batch)
-            seen = conn.exec_driver_sql(
-                f"SELECT person_id FROM person WHERE import_id = {import_id} AND person_id IN "
-                f"({', '.join([mark] * len(ids))})", tuple(ids)).scalars().all()
+            seen = (
+                conn.exec_driver_sql(
+                    f"SELECT person_id FROM person WHERE import_id = {import_id} AND person_id IN "
+                    f"({', '.join([mark] * len(ids))})",
+                    tuple(ids),
+                )
+                .scalars()
+                .all()
+            )
             if seen:
                 dup = set(seen)
                 for pid in dup:
-                    rejects.add(BadInput(str(path), in_batch[pid], "person_id",
-                                         "duplicate id (appears earlier in the file)"), None)
+                    rejects.add(
+                        BadInput(str(path), in_batch[pid], "person_id", "duplicate id (appears earlier in the file)"),
+                        None,
+                    )
                 values = [v for v in values if v[0] not in dup]
         if values:
-            _bulk_write(session, "person", cols, values, f"ON CONFLICT (person_id) DO UPDATE SET {updates}",
-                        upsert)
+            _bulk_write(session, "person", cols, values, f"ON CONFLICT (person_id) DO UPDATE SET {updates}", upsert)
     report.people_new += conn.execute(text("SELECT COUNT(*) FROM person")).scalar_one() - before
 
 
-def _import_holdings(session: Session, path: Path, workspace: Path | None, rejects: _Rejects,
-                     report: ImportReport, progress: Callable[[int], None] | None) -> None:
+def _import_holdings(
+    session: Session,
+    path: Path,
+    workspace: Path | None,
+    rejects: _Rejects,
+    report: ImportReport,
+    progress: Callable[[int], None] | None,
+) -> None:
     conn = session.connection()
     systems = set(conn.execute(text("SELECT name FROM system")).scalars())
     categories = set(catalog.categories(workspace).by_key())
     mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
-    insert = (f"INSERT INTO holding (person_id, system, category, since, until) "
-              f"VALUES ({_placeholders(session, 5)}) ON CONFLICT DO NOTHING")
+    insert = (
+        f"INSERT INTO holding (person_id, system, category, since, until) "
+        f"VALUES ({_placeholders(session, 5)}) ON CONFLICT DO NOTHING"
+    )
     before = conn.execute(text("SELECT COUNT(*) FROM holding")).scalar_one()
     required = ("person_id", "system", "category", "since")
     for batch in _batches(read_records(path, HOLDING_COLUMNS, required, progress), BATCH):
@@ -385,14 +464,20 @@ def _import_holdings(session: Session, path: Path, workspace: Path | None, rejec
         known: set[str] = set()
         for start in range(0, len(ids), 900):
             chunk = ids[start : start + 900]
-            known.update(conn.exec_driver_sql(
-                f"SELECT person_id FROM person WHERE person_id IN ({', '.join([mark] * len(chunk))})",
-                tuple(chunk)).scalars().all())
+            known.update(
+                conn.exec_driver_sql(
+                    f"SELECT person_id FROM person WHERE person_id IN ({', '.join([mark] * len(chunk))})", tuple(chunk)
+                )
+                .scalars()
+                .all()
+            )
         if len(known) < len(ids):
             for line, cells in batch:
                 if line not in invalid and cells[0] not in known:
-                    rejects.add(BadInput(str(path), line, "person_id", f"unknown person {cells[0][:64]!r}"),
-                                _as_row(HOLDING_COLUMNS, cells))
+                    rejects.add(
+                        BadInput(str(path), line, "person_id", f"unknown person {cells[0][:64]!r}"),
+                        _as_row(HOLDING_COLUMNS, cells),
+                    )
             values = [v for v in values if v[0] in known]
         if values:
             _bulk_write(session, "holding", HOLDING_COLUMNS, values, "ON CONFLICT DO NOTHING", insert)
@@ -504,15 +589,19 @@ def stats(session: Session) -> dict[str, Any]:
         "holdings": scalar("SELECT COUNT(*) FROM holding"),
         "systems": [
             dict(r._mapping)
-            for r in conn.execute(text(
-                "SELECT s.name AS name, s.kind AS kind, s.location AS location, COUNT(h.id) AS holdings, "
-                "COUNT(DISTINCT h.person_id) AS people FROM system s LEFT JOIN holding h ON h.system = s.name "
-                "GROUP BY s.name, s.kind, s.location ORDER BY s.name"))
+            for r in conn.execute(
+                text(
+                    "SELECT s.name AS name, s.kind AS kind, s.location AS location, COUNT(h.id) AS holdings, "
+                    "COUNT(DISTINCT h.person_id) AS people FROM system s LEFT JOIN holding h ON h.system = s.name "
+                    "GROUP BY s.name, s.kind, s.location ORDER BY s.name"
+                )
+            )
         ],
         "categories": {
             r[0]: {"holdings": r[1], "people": r[2]}
-            for r in conn.execute(text(
-                "SELECT category, COUNT(*), COUNT(DISTINCT person_id) FROM holding GROUP BY category ORDER BY 1"))
+            for r in conn.execute(
+                text("SELECT category, COUNT(*), COUNT(DISTINCT person_id) FROM holding GROUP BY category ORDER BY 1")
+            )
         },
         "children": scalar("SELECT COUNT(*) FROM person WHERE birth_date > :c", c=cutoff),
         "cancelled": scalar("SELECT COUNT(*) FROM person WHERE account_status = 'cancelled'"),

@@ -51,15 +51,37 @@ class TempPostgres:
         data = self.folder / "data"
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres", "postgres")
-        subprocess.run(self._as_owner(_binary("initdb"), "-D", str(data), "-U", self.user, "-A", "trust",
-                                      "-E", "UTF8", "--locale=C.UTF-8"),
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.folder} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
-                   "-c shared_buffers=256MB")
-        subprocess.run(self._as_owner(_binary("pg_ctl"), "-D", str(data), "-l", str(self.folder / "log"),
-                                      "-o", options, "-w", "-t", "60", "start"),
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            self._as_owner(
+                _binary("initdb"), "-D", str(data), "-U", self.user, "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.folder} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+            "-c shared_buffers=256MB"
+        )
+        subprocess.run(
+            self._as_owner(
+                _binary("pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(self.folder / "log"),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with socket.socket() as s:
@@ -69,16 +91,20 @@ class TempPostgres:
         raise RuntimeError(f"PostgreSQL did not answer on port {self.port}; see {self.folder / 'log'}")
 
     def stop(self) -> None:
-        subprocess.run(self._as_owner(_binary("pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate",
-                                      "-w", "stop"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            self._as_owner(_binary("pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def create_database(self, name: str) -> str:
         """Create a fresh database and return its SQLAlchemy URL."""
         import psycopg
 
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user={self.user} dbname=postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user={self.user} dbname=postgres", autocommit=True
+        ) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 

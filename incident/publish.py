@@ -27,8 +27,9 @@ def publish_announcement(ws: Workspace, incident_id: str, actor: str) -> Any:
         return announcement.publish(session, ws, incident_id, actor)
 
 
-def decide_announcement(ws: Workspace, incident_id: str, reviewer: str, decision: str, comment: str | None,
-                        actor: str) -> None:
+def decide_announcement(
+    ws: Workspace, incident_id: str, reviewer: str, decision: str, comment: str | None, actor: str
+) -> None:
     """Approve or reject the current announcement render."""
     from incident.reports import announcement
 
@@ -44,8 +45,16 @@ def announcement_state(ws: Workspace, incident_id: str) -> dict[str, Any]:
         return announcement.approval_state(session, ws, incidents.get(session, incident_id))
 
 
-def generate_report(ws: Workspace, incident_id: str, regulator: str, stage: str, formats: list[str],
-                    fields: dict[str, str], delay_reason: str | None, actor: str) -> Any:
+def generate_report(
+    ws: Workspace,
+    incident_id: str,
+    regulator: str,
+    stage: str,
+    formats: list[str],
+    fields: dict[str, str],
+    delay_reason: str | None,
+    actor: str,
+) -> Any:
     """Generate and store a regulator report (one file per format)."""
     from incident.reports import regulators
 
@@ -62,8 +71,15 @@ def list_reports(ws: Workspace, incident_id: str) -> list[dict[str, Any]]:
         return [r.as_json() for r in regulators.list_reports(session, incident_id)]
 
 
-def submit_report(ws: Workspace, incident_id: str, regulator: str, stage: str, submitted_at: datetime,
-                  reference: str | None, actor: str) -> tuple[list[int], list[str]]:
+def submit_report(
+    ws: Workspace,
+    incident_id: str,
+    regulator: str,
+    stage: str,
+    submitted_at: datetime,
+    reference: str | None,
+    actor: str,
+) -> tuple[list[int], list[str]]:
     """Mark the newest report of a kind and stage submitted; return its file ids and the obligations settled."""
     from incident.reports import regulators
 
@@ -83,8 +99,9 @@ def status_board(ws: Workspace, actor: str, *, notify: bool = False) -> Any:
         return result
 
 
-def settle_obligation(ws: Workspace, incident_id: str, key: str, actor: str, at: datetime | None,
-                      reference: str | None) -> dict[str, Any]:
+def settle_obligation(
+    ws: Workspace, incident_id: str, key: str, actor: str, at: datetime | None, reference: str | None
+) -> dict[str, Any]:
     """Settle one obligation by hand (a regulator told by phone, a form filed outside the tool)."""
     from incident.reports import aggregates
 

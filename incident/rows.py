@@ -61,8 +61,7 @@ def read_records(
     text = io.TextIOWrapper(io.BufferedReader(raw, 1 << 16), encoding="utf-8-sig", newline="")
     reported = 0
     try:
-        rows = (_csv_records(name, text, columns, required) if suffix == ".csv"
-                else _jsonl_records(name, text, columns))
+        rows = _csv_records(name, text, columns, required) if suffix == ".csv" else _jsonl_records(name, text, columns)
         if progress is None:
             yield from rows
             return
@@ -102,8 +101,9 @@ def _decode_guard(name: str, line: int, gen: Iterator[Any]) -> Any:
         raise BadInput(name, line, None, f"malformed CSV: {exc}") from None
 
 
-def _csv_records(name: str, text: io.TextIOWrapper, columns: tuple[str, ...], required: tuple[str, ...]
-                 ) -> Iterator[tuple[int, Cells]]:
+def _csv_records(
+    name: str, text: io.TextIOWrapper, columns: tuple[str, ...], required: tuple[str, ...]
+) -> Iterator[tuple[int, Cells]]:
     reader = csv.reader(text, strict=True)
     try:
         header = _decode_guard(name, 1, reader)

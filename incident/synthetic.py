@@ -28,17 +28,70 @@ systems:
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华"
-FIRST_EN = ["Anna", "Ben", "Chloe", "David", "Emma", "Felix", "Grace", "Hugo", "Iris", "Jonas", "Klara", "Liam",
-            "Mia", "Noah", "Olivia", "Paul", "Rosa", "Sam", "Tara", "Umar"]
-LAST_EN = ["Smith", "Müller", "Garcia", "Rossi", "Dubois", "Jansen", "Novak", "Kowalski", "Murphy", "Silva",
-           "Johnson", "Brown", "Lee", "Nguyen", "Martin"]
+FIRST_EN = [
+    "Anna",
+    "Ben",
+    "Chloe",
+    "David",
+    "Emma",
+    "Felix",
+    "Grace",
+    "Hugo",
+    "Iris",
+    "Jonas",
+    "Klara",
+    "Liam",
+    "Mia",
+    "Noah",
+    "Olivia",
+    "Paul",
+    "Rosa",
+    "Sam",
+    "Tara",
+    "Umar",
+]
+LAST_EN = [
+    "Smith",
+    "Müller",
+    "Garcia",
+    "Rossi",
+    "Dubois",
+    "Jansen",
+    "Novak",
+    "Kowalski",
+    "Murphy",
+    "Silva",
+    "Johnson",
+    "Brown",
+    "Lee",
+    "Nguyen",
+    "Martin",
+]
 CN_REGIONS = ["CN-FJ", "CN-BJ", "CN-SH", "CN-GD", "CN-ZJ", "CN-JS", "CN-SC", "CN"]
 EU = ["DE", "FR", "NL", "IE", "IT", "ES", "AT", "PL", "SE", "BE"]
-THIRD = [("order-db", "order_details"), ("pay-partner", "bank_card"), ("logistics-partner", "shipping_address"),
-         ("kyc-vault", "id_document"), ("app-telemetry", "device_id")]
-PEOPLE_HEADER = ["person_id", "name", "email", "phone", "push_token", "locale", "region", "birth_date",
-                 "guardian_name", "guardian_email", "guardian_phone", "postal_address", "account_status",
-                 "cancelled_at"]
+THIRD = [
+    ("order-db", "order_details"),
+    ("pay-partner", "bank_card"),
+    ("logistics-partner", "shipping_address"),
+    ("kyc-vault", "id_document"),
+    ("app-telemetry", "device_id"),
+]
+PEOPLE_HEADER = [
+    "person_id",
+    "name",
+    "email",
+    "phone",
+    "push_token",
+    "locale",
+    "region",
+    "birth_date",
+    "guardian_name",
+    "guardian_email",
+    "guardian_phone",
+    "postal_address",
+    "account_status",
+    "cancelled_at",
+]
 
 
 @dataclass(frozen=True)
@@ -86,11 +139,17 @@ def write_inventory(folder: Path, people: int, seed: int = 7, today: date | None
             region = _region(rng)
             cn = region.startswith("CN")
             locale = "zh-CN" if cn else "en"
-            name = (rng.choice(SURNAMES) + rng.choice(GIVEN) + (rng.choice(GIVEN) if rng.random() < 0.6 else "")
-                    if cn else f"{rng.choice(FIRST_EN)} {rng.choice(LAST_EN)}")
+            name = (
+                rng.choice(SURNAMES) + rng.choice(GIVEN) + (rng.choice(GIVEN) if rng.random() < 0.6 else "")
+                if cn
+                else f"{rng.choice(FIRST_EN)} {rng.choice(LAST_EN)}"
+            )
             child = rng.random() < 0.05
-            birth = (today - timedelta(days=rng.randrange(6 * 365, 14 * 365 - 30)) if child
-                     else today - timedelta(days=rng.randrange(18 * 365, 70 * 365)))
+            birth = (
+                today - timedelta(days=rng.randrange(6 * 365, 14 * 365 - 30))
+                if child
+                else today - timedelta(days=rng.randrange(18 * 365, 70 * 365))
+            )
             email = phone = push = address = ""
             guardian = ("", "", "")
             kind = rng.random()
@@ -101,17 +160,35 @@ def write_inventory(folder: Path, people: int, seed: int = 7, today: date | None
             elif kind < 0.91:
                 email = f"user{n}@example.com"
             elif kind < 0.96:
-                address = f"{rng.choice(CN_REGIONS)} 示例路{rng.randrange(1, 999)}号" if cn else \
-                    f"{rng.randrange(1, 999)} Example Street"
+                address = (
+                    f"{rng.choice(CN_REGIONS)} 示例路{rng.randrange(1, 999)}号"
+                    if cn
+                    else f"{rng.randrange(1, 999)} Example Street"
+                )
             if child and rng.random() < 0.9:
                 gname = (rng.choice(SURNAMES) + rng.choice(GIVEN)) if cn else f"{rng.choice(FIRST_EN)} Parent"
                 guardian = (gname, f"guardian{n}@example.com", _phone(rng, region) if rng.random() < 0.5 else "")
             signup = today - timedelta(days=rng.randrange(30, 10 * 365))
             cancelled = rng.random() < 0.06
-            cancelled_at = signup + timedelta(days=rng.randrange(1, max(2, (today - signup).days - 30))) \
-                if cancelled else None
-            pw.writerow([pid, name, email, phone, push, locale, region, birth.isoformat(), *guardian, address,
-                         "cancelled" if cancelled else "active", cancelled_at.isoformat() if cancelled_at else ""])
+            cancelled_at = (
+                signup + timedelta(days=rng.randrange(1, max(2, (today - signup).days - 30))) if cancelled else None
+            )
+            pw.writerow(
+                [
+                    pid,
+                    name,
+                    email,
+                    phone,
+                    push,
+                    locale,
+                    region,
+                    birth.isoformat(),
+                    *guardian,
+                    address,
+                    "cancelled" if cancelled else "active",
+                    cancelled_at.isoformat() if cancelled_at else "",
+                ]
+            )
             shard = "member-db-" + "abcd"[n % 4]
             until = cancelled_at.isoformat() if cancelled_at else ""
             hw.writerow([pid, shard, "phone", signup.isoformat(), until])

@@ -28,14 +28,27 @@ def _progress_bar(total: int) -> tuple[Any, Any]:
         return None, None
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
-    bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                   TransferSpeedColumn(), TimeRemainingColumn(), transient=True)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
     return bar, bar.add_task("importing", total=total)
 
 
-def import_files(ws: Workspace, actor: str, *, people: Path | None = None, holdings: Path | None = None,
-                 systems: Path | None = None, skip_invalid: bool = False, rejects: Path | None = None
-                 ) -> ImportReport:
+def import_files(
+    ws: Workspace,
+    actor: str,
+    *,
+    people: Path | None = None,
+    holdings: Path | None = None,
+    systems: Path | None = None,
+    skip_invalid: bool = False,
+    rejects: Path | None = None,
+) -> ImportReport:
     """Import the given files in one transaction, with a progress bar on large files."""
     total = sum(p.stat().st_size for p in (people, holdings) if p is not None and p.is_file())
     bar, task = _progress_bar(total)
@@ -47,19 +60,39 @@ def import_files(ws: Workspace, actor: str, *, people: Path | None = None, holdi
             bar.start()
         try:
             report = import_inventory(
-                session, people=people, holdings=holdings, systems=systems, workspace=ws.root,
-                skip_invalid=skip_invalid, rejects_path=rejects,
+                session,
+                people=people,
+                holdings=holdings,
+                systems=systems,
+                workspace=ws.root,
+                skip_invalid=skip_invalid,
+                rejects_path=rejects,
                 progress=(lambda n: bar.advance(task, n)) if bar is not None else None,
             )
         finally:
             if bar is not None:
                 bar.stop()
-        audit.record(session, audit.WORKSPACE_CHAIN, audit.Event("inventory-imported", {
-            "files": {k: Path(v).name for k, v in (("people", people), ("holdings", holdings),
-                                                  ("systems", systems)) if v is not None},
-            "systems": report.systems, "people_read": report.people_read, "people_new": report.people_new,
-            "holdings_read": report.holdings_read, "holdings_new": report.holdings_new,
-            "rejected": report.rejected}), actor)
+        audit.record(
+            session,
+            audit.WORKSPACE_CHAIN,
+            audit.Event(
+                "inventory-imported",
+                {
+                    "files": {
+                        k: Path(v).name
+                        for k, v in (("people", people), ("holdings", holdings), ("systems", systems))
+                        if v is not None
+                    },
+                    "systems": report.systems,
+                    "people_read": report.people_read,
+                    "people_new": report.people_new,
+                    "holdings_read": report.holdings_read,
+                    "holdings_new": report.holdings_new,
+                    "rejected": report.rejected,
+                },
+            ),
+            actor,
+        )
     return report
 
 
@@ -98,8 +131,9 @@ def upgrade_database(ws: Workspace, actor: str) -> tuple[str | None, str]:
     before, after = upgrade_schema(ws)
     if before != after:
         with unit_of_work(ws) as session:
-            audit.record(session, audit.WORKSPACE_CHAIN, audit.Event("schema-upgraded", {"from": before,
-                                                                                         "to": after}), actor)
+            audit.record(
+                session, audit.WORKSPACE_CHAIN, audit.Event("schema-upgraded", {"from": before, "to": after}), actor
+            )
     return before, after
 
 

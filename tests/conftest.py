@@ -27,8 +27,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         if item.get_closest_marker("sqlite_only"):
-            item.add_marker(pytest.mark.skip(
-                reason="works on the embedded SQLite file directly (its mode, or copies of it)"))
+            item.add_marker(
+                pytest.mark.skip(reason="works on the embedded SQLite file directly (its mode, or copies of it)")
+            )
 
 
 @pytest.fixture(scope="session")
@@ -89,8 +90,16 @@ def inventory_with_backups(workspace: WorkspaceDir) -> WorkspaceDir:
 @pytest.fixture
 def opened_incident(inventory_with_backups: WorkspaceDir):
     """An exfiltration of member-db, the backup and the payment partner, discovered on 2026-03-10."""
-    return open_incident(inventory_with_backups, "--where", "数据库审计告警, Fuzhou DC",
-                         "--discovered-by", "SOC on-call", "--connected", "订单系统未受影响", "--police")
+    return open_incident(
+        inventory_with_backups,
+        "--where",
+        "数据库审计告警, Fuzhou DC",
+        "--discovered-by",
+        "SOC on-call",
+        "--connected",
+        "订单系统未受影响",
+        "--police",
+    )
 
 
 @pytest.fixture

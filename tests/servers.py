@@ -127,11 +127,16 @@ class _AnyPortController(Controller):
         super()._trigger_server()
 
 
-def start_smtp_sink(reject: dict[str, str] | None = None, defer: dict[str, int] | None = None,
-                    delay: float = 0.0, drop_after_data: dict[str, int] | None = None) -> SmtpSink:
+def start_smtp_sink(
+    reject: dict[str, str] | None = None,
+    defer: dict[str, int] | None = None,
+    delay: float = 0.0,
+    drop_after_data: dict[str, int] | None = None,
+) -> SmtpSink:
     """Start an SMTP sink on 127.0.0.1 with a free port; it answers before this returns."""
-    sink = SmtpSink(reject=dict(reject or {}), defer=dict(defer or {}), delay=delay,
-                    drop_after_data=dict(drop_after_data or {}))
+    sink = SmtpSink(
+        reject=dict(reject or {}), defer=dict(defer or {}), delay=delay, drop_after_data=dict(drop_after_data or {})
+    )
     controller = _AnyPortController(_SinkHandler(sink), hostname="127.0.0.1", port=0, ready_timeout=10)
     controller.start()
     sink.controller, sink.port = controller, controller.port
@@ -231,8 +236,9 @@ def _handler_for(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
                 return
             status, extra = gateway.answer_for(to)
             gateway.requests.append(Request("POST", self.path, dict(self.headers.items()), body, status))
-            payload = json.dumps({"id": f"msg-{len(gateway.requests)}"} if status < 300 else
-                                 {"error": REASONS.get(status, "error")}).encode()
+            payload = json.dumps(
+                {"id": f"msg-{len(gateway.requests)}"} if status < 300 else {"error": REASONS.get(status, "error")}
+            ).encode()
             self.send_response(status, REASONS.get(status))
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -249,8 +255,9 @@ def _handler_for(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def start_gateway(script: dict[str, list[tuple[int, dict[str, str]]]] | None = None,
-                  hang: dict[str, int] | None = None) -> Gateway:
+def start_gateway(
+    script: dict[str, list[tuple[int, dict[str, str]]]] | None = None, hang: dict[str, int] | None = None
+) -> Gateway:
     """Start an HTTP gateway on 127.0.0.1 with a free port.
 
     `script` maps a recipient to the answers it gets in turn, e.g. {"+86139...": [(500, {}), (200, {})]}.
@@ -269,8 +276,9 @@ def start_gateway(script: dict[str, list[tuple[int, dict[str, str]]]] | None = N
 
 
 @contextmanager
-def gateway(script: dict[str, list[tuple[int, dict[str, str]]]] | None = None,
-            hang: dict[str, int] | None = None) -> Iterator[Gateway]:
+def gateway(
+    script: dict[str, list[tuple[int, dict[str, str]]]] | None = None, hang: dict[str, int] | None = None
+) -> Iterator[Gateway]:
     gw = start_gateway(script, hang)
     try:
         yield gw
@@ -281,11 +289,12 @@ def gateway(script: dict[str, list[tuple[int, dict[str, str]]]] | None = None,
 # ---- pointing a workspace at these servers ------------------------------------------------------------
 
 
-def configure_channels(root: Path, *, email: str, sms: str, push: str, retries: int = 3, concurrency: int = 4
-                       ) -> None:
+def configure_channels(root: Path, *, email: str, sms: str, push: str, retries: int = 3, concurrency: int = 4) -> None:
     """Rewrite the [channels.*] of ROOT/incident.toml to these apprise URLs, with no backoff between retries."""
     path = root / "incident.toml"
     head = path.read_text(encoding="utf-8").split("[channels.email]")[0]
-    blocks = [f'[channels.{name}]\nurl = "{url}"\nrate = 0\nconcurrency = {concurrency}\nretries = {retries}\n'
-              f"backoff = 0\n" for name, url in (("email", email), ("sms", sms), ("push", push))]
+    blocks = [
+        f'[channels.{name}]\nurl = "{url}"\nrate = 0\nconcurrency = {concurrency}\nretries = {retries}\nbackoff = 0\n'
+        for name, url in (("email", email), ("sms", sms), ("push", push))
+    ]
     path.write_text(head + "\n".join(blocks), encoding="utf-8")

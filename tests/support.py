@@ -51,10 +51,14 @@ systems:
     kind: partner
 """
 
-PEOPLE_HEADER = ("person_id,name,email,phone,push_token,locale,region,birth_date,guardian_name,guardian_email,"
-                 "guardian_phone,postal_address,account_status,cancelled_at")
+PEOPLE_HEADER = (
+    "person_id,name,email,phone,push_token,locale,region,birth_date,guardian_name,guardian_email,"
+    "guardian_phone,postal_address,account_status,cancelled_at"
+)
 
-PEOPLE_CSV = PEOPLE_HEADER + """
+PEOPLE_CSV = (
+    PEOPLE_HEADER
+    + """
 cn-adult,张伟,zhang.wei@example.cn,13800000001,tok-cn-adult,zh-CN,CN-FJ,1990-05-01,,,,,active,
 de-resident,Anna Müller,anna@example.de,+49 151 12345678,,en,DE,1985-02-03,,,,,active,
 ca-resident,Ben Smith,ben@example.com,(415) 555-0100,,en,US-CA,1979-07-08,,,,,active,
@@ -69,6 +73,7 @@ no-contact,孙涛,,,,zh-CN,CN,1960-01-01,,,,,active,
 left-before-window,黄磊,huang.lei@example.cn,,,zh-CN,CN-FJ,1991-01-01,,,,,active,
 orders-only,马超,ma.chao@example.cn,,,zh-CN,CN-FJ,1993-03-03,,,,,active,
 """
+)
 
 HOLDINGS_CSV = """\
 person_id,system,category,since,until
@@ -157,15 +162,21 @@ class WorkspaceDir:
 
     def tables(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of the inventory and audit tables, to prove a refused command changed nothing."""
-        return {t: self.sql(f"SELECT * FROM {t} ORDER BY 1, 2")
-                for t in ("system", "person", "holding", "audit_entry", "audit_head")}
+        return {
+            t: self.sql(f"SELECT * FROM {t} ORDER BY 1, 2")
+            for t in ("system", "person", "holding", "audit_entry", "audit_head")
+        }
 
-    def import_inventory(self, people: str | None = PEOPLE_CSV, holdings: str | None = HOLDINGS_CSV,
-                         systems: str | None = SYSTEMS_YAML) -> str:
+    def import_inventory(
+        self, people: str | None = PEOPLE_CSV, holdings: str | None = HOLDINGS_CSV, systems: str | None = SYSTEMS_YAML
+    ) -> str:
         """Write the given inventory files and import them."""
         args = ["inventory", "import"]
-        for option, name, content in (("--systems", "systems.yaml", systems), ("--people", "people.csv", people),
-                                      ("--holdings", "holdings.csv", holdings)):
+        for option, name, content in (
+            ("--systems", "systems.yaml", systems),
+            ("--people", "people.csv", people),
+            ("--holdings", "holdings.csv", holdings),
+        ):
             if content is not None:
                 args += [option, str(self.write(name, content))]
         return self.ok(*args)
@@ -193,12 +204,29 @@ class OpenedIncident:
         return {r["person_id"]: r for r in rows}
 
 
-def open_incident(ws: WorkspaceDir, *extra: str, systems: str = BREACHED_SYSTEMS,
-                  categories: str | None = EXPOSED_CATEGORIES, discovered: str | None = DISCOVERED,
-                  playbook: str = "database-exfiltration") -> OpenedIncident:
+def open_incident(
+    ws: WorkspaceDir,
+    *extra: str,
+    systems: str = BREACHED_SYSTEMS,
+    categories: str | None = EXPOSED_CATEGORIES,
+    discovered: str | None = DISCOVERED,
+    playbook: str = "database-exfiltration",
+) -> OpenedIncident:
     """Open an incident through the CLI and return it."""
-    args = ["open", "--playbook", playbook, "--title", "会员库被导出", "--systems", systems,
-            "--from", EXPOSURE_FROM, "--to", EXPOSURE_TO, *extra]
+    args = [
+        "open",
+        "--playbook",
+        playbook,
+        "--title",
+        "会员库被导出",
+        "--systems",
+        systems,
+        "--from",
+        EXPOSURE_FROM,
+        "--to",
+        EXPOSURE_TO,
+        *extra,
+    ]
     if categories is not None:
         args += ["--categories", categories]
     if discovered is not None:

@@ -20,18 +20,38 @@ from support import MEMBER_DB_YAML, OpenedIncident, WorkspaceDir, open_incident,
 from incident.reports.announcement import about
 
 CAST = [
-    {"person_id": "cn-reachable", "name": "王芳", "email": "wang.fang@example.cn", "phone": "13800000001",
-     "locale": "zh-CN", "region": "CN-FJ"},
-    {"person_id": "ca-reachable", "name": "Grace Murphy", "email": "grace@example.com", "phone": "+14155550100",
-     "locale": "en", "region": "US-CA"},
+    {
+        "person_id": "cn-reachable",
+        "name": "王芳",
+        "email": "wang.fang@example.cn",
+        "phone": "13800000001",
+        "locale": "zh-CN",
+        "region": "CN-FJ",
+    },
+    {
+        "person_id": "ca-reachable",
+        "name": "Grace Murphy",
+        "email": "grace@example.com",
+        "phone": "+14155550100",
+        "locale": "en",
+        "region": "US-CA",
+    },
     {"person_id": "bounces", "name": "Hugo Dubois", "email": "hugo@bounce.example", "locale": "en", "region": "FR"},
     {"person_id": "no-contact", "name": "孙涛", "locale": "zh-CN", "region": "CN-SC"},
-    {"person_id": "child", "name": "李小明", "birth_date": "2016-01-01", "guardian_name": "李建国",
-     "guardian_email": "li.jianguo@example.cn", "guardian_phone": "13900000002", "locale": "zh-CN",
-     "region": "CN-BJ"},
+    {
+        "person_id": "child",
+        "name": "李小明",
+        "birth_date": "2016-01-01",
+        "guardian_name": "李建国",
+        "guardian_email": "li.jianguo@example.cn",
+        "guardian_phone": "13900000002",
+        "locale": "zh-CN",
+        "region": "CN-BJ",
+    },
 ]
 HOLDINGS = "person_id,system,category,since,until\n" + "".join(
-    f"{p['person_id']},member-db,{c},2020-01-01,\n" for p in CAST for c in ("phone", "password"))
+    f"{p['person_id']},member-db,{c},2020-01-01,\n" for p in CAST for c in ("phone", "password")
+)
 FILES = ("announcement.zh-CN.html", "announcement.zh-CN.md", "announcement.en.html", "announcement.en.md")
 OFFICER_EMAIL = "lookjt@163.com"
 
@@ -121,8 +141,14 @@ def test_announce_renders_both_languages_with_a_manifest_of_what_legal_reviews(d
     assert pages["announcement.en.html"].startswith("<!DOCTYPE html>")
     assert "<h2>What Information Was Involved</h2>" in pages["announcement.en.html"]
     assert pages["announcement.zh-CN.md"].startswith("# 关于诚聊购个人信息安全事件的公告")
-    for zh_heading in ("事件基本情况", "涉及的个人信息", "您可以采取的措施", "补救措施", "如何查询您是否受到影响",
-                       "联系我们"):
+    for zh_heading in (
+        "事件基本情况",
+        "涉及的个人信息",
+        "您可以采取的措施",
+        "补救措施",
+        "如何查询您是否受到影响",
+        "联系我们",
+    ):
         assert zh_heading in pages["announcement.zh-CN.md"]
     en = pages["announcement.en.md"]
     assert "fewer than 10 people" in en and "Rotated every database credential" in en
@@ -135,23 +161,30 @@ def test_the_announcement_carries_nobody_s_personal_data(rendered: OpenedInciden
     """Given the rendered announcement, then no affected person's or guardian's name, email or phone appears in
     any of its files, and the only email address is the protection officer's."""
     everything = "\n".join(texts(review_dir(rendered)).values())
-    personal = [p[k] for p in CAST for k in ("name", "email", "phone", "guardian_name", "guardian_email",
-                                             "guardian_phone") if p.get(k)]
+    personal = [
+        p[k]
+        for p in CAST
+        for k in ("name", "email", "phone", "guardian_name", "guardian_email", "guardian_phone")
+        if p.get(k)
+    ]
 
     assert [value for value in personal if value in everything] == []
     assert "4155550100" not in everything and "@example" not in everything
     assert everything.count(OFFICER_EMAIL) == 4
 
 
-@pytest.mark.parametrize(("logged", "problem"), [
-    ("Called 王芳 to confirm the leak", "the text names an affected person or guardian"),
-    ("Grace Murphy reported a phishing mail", "the text names an affected person or guardian"),
-    ("Wrote to hugo@bounce.example", "an email address that is not the protection officer's"),
-    ("Customer on +14155550100 called the helpline", "a phone number that is not the protection officer's"),
-    ("Guardian on 13900000002 called us", "a phone number that is not the protection officer's"),
-], ids=["zh name", "en name", "email", "us phone", "cn phone"])
-def test_lint_refuses_an_announcement_with_personal_data(dispatched: OpenedIncident, logged: str,
-                                                         problem: str) -> None:
+@pytest.mark.parametrize(
+    ("logged", "problem"),
+    [
+        ("Called 王芳 to confirm the leak", "the text names an affected person or guardian"),
+        ("Grace Murphy reported a phishing mail", "the text names an affected person or guardian"),
+        ("Wrote to hugo@bounce.example", "an email address that is not the protection officer's"),
+        ("Customer on +14155550100 called the helpline", "a phone number that is not the protection officer's"),
+        ("Guardian on 13900000002 called us", "a phone number that is not the protection officer's"),
+    ],
+    ids=["zh name", "en name", "email", "us phone", "cn phone"],
+)
+def test_lint_refuses_an_announcement_with_personal_data(dispatched: OpenedIncident, logged: str, problem: str) -> None:
     """Given a logged action that names an affected person or their contact detail, when the responder renders
     the announcement, then it is refused naming the problem and nothing is written."""
     dispatched.ws.ok("log", dispatched.id, logged)
@@ -163,11 +196,21 @@ def test_lint_refuses_an_announcement_with_personal_data(dispatched: OpenedIncid
     assert dispatched.ws.sql("SELECT COUNT(*) FROM announcement_render") == [(0,)]
 
 
-@pytest.mark.parametrize(("n", "locale", "said"), [
-    (0, "en", "fewer than 10"), (9, "zh-CN", "少于10"), (10, "en", "about 10"), (598, "en", "about 600"),
-    (1_049, "en", "about 1,000"), (2_973, "en", "about 3,000"), (2_973, "zh-CN", "约3000"),
-    (123_456, "en", "about 123,000"), (123_456, "zh-CN", "约12.3万"), (1_000_000, "zh-CN", "约100万"),
-])
+@pytest.mark.parametrize(
+    ("n", "locale", "said"),
+    [
+        (0, "en", "fewer than 10"),
+        (9, "zh-CN", "少于10"),
+        (10, "en", "about 10"),
+        (598, "en", "about 600"),
+        (1_049, "en", "about 1,000"),
+        (2_973, "en", "about 3,000"),
+        (2_973, "zh-CN", "约3000"),
+        (123_456, "en", "about 123,000"),
+        (123_456, "zh-CN", "约12.3万"),
+        (1_000_000, "zh-CN", "约100万"),
+    ],
+)
 def test_head_counts_for_the_public_are_rounded_and_said_as_about(n: int, locale: str, said: str) -> None:
     """Given an exact head-count, then the public reads it rounded (to 10 below 1,000, to 100 below 100,000, to
     1,000 above) and as 'about' — the exact figures go to the regulators."""
@@ -180,8 +223,17 @@ def test_publishing_needs_a_current_approval_of_this_render(rendered: OpenedInci
     reviewed files, records when, and starts the California posting period."""
     ws, iid = rendered.ws, rendered.id
     ws.refuse("announce", iid, "--publish", error="announcement is not approved (awaiting review)")
-    ws.refuse("notices", "reject", iid, "--announcement", "--reviewer", "Legal", "--comment", " ",
-              error="--comment: say why the announcement is rejected")
+    ws.refuse(
+        "notices",
+        "reject",
+        iid,
+        "--announcement",
+        "--reviewer",
+        "Legal",
+        "--comment",
+        " ",
+        error="--comment: say why the announcement is rejected",
+    )
     ws.ok("notices", "reject", iid, "--announcement", "--reviewer", "Legal", "--comment", "Add the hotline")
     ws.refuse("announce", iid, "--publish", error="announcement is not approved (rejected)")
     assert rendered.obligations()["ca-posting"]["state"] == "waiting"
@@ -192,14 +244,17 @@ def test_publishing_needs_a_current_approval_of_this_render(rendered: OpenedInci
 
     public = ws.root / "public" / iid
     assert f"published {iid} announcement" in out
-    assert {name: (public / name).read_bytes() for name in FILES} == \
-        {name: (review_dir(rendered) / name).read_bytes() for name in FILES}
+    assert {name: (public / name).read_bytes() for name in FILES} == {
+        name: (review_dir(rendered) / name).read_bytes() for name in FILES
+    }
     shown = rendered.show()
     assert shown["announcement"]["state"] == "published" and shown["announcement"]["published_at"]
     posting = rendered.obligations()["ca-posting"]
     assert posting["state"] == "in progress" and posting["due"] is not None
     assert ws.sql("SELECT decision, reviewer FROM announcement_decision ORDER BY id") == [
-        ("rejected", "Legal"), ("approved", "Legal (Li Na)")]
+        ("rejected", "Legal"),
+        ("approved", "Legal (Li Na)"),
+    ]
 
 
 @pytest.mark.parametrize("change", ["logged action", "template override", "edited file"])
@@ -246,8 +301,10 @@ def test_publish_sends_to_each_target_once_and_retries_only_the_failed(rendered:
     with gateway({"broken": [(500, {}), (200, {})]}) as gw:
         config = ws.root / "incident.toml"
         urls = [f"json://127.0.0.1:{gw.port}/status?:to=status", f"json://127.0.0.1:{gw.port}/hook?:to=broken"]
-        config.write_text(config.read_text(encoding="utf-8").replace(
-            "targets = []", f"targets = {json.dumps(urls)}"), encoding="utf-8")
+        config.write_text(
+            config.read_text(encoding="utf-8").replace("targets = []", f"targets = {json.dumps(urls)}"),
+            encoding="utf-8",
+        )
 
         first = ws.run("announce", iid, "--publish")
         second = ws.ok("announce", iid, "--publish")
@@ -259,5 +316,7 @@ def test_publish_sends_to_each_target_once_and_retries_only_the_failed(rendered:
     assert "## 一、事件基本情况" in status["message"] and "## What Happened" in status["message"]
     assert "published again" in second and "already sent" in second
     assert ws.sql("SELECT target, outcome FROM announcement_send ORDER BY id") == [
-        (f"json://127.0.0.1:{gw.port}/status", "sent"), (f"json://127.0.0.1:{gw.port}/hook", "transient"),
-        (f"json://127.0.0.1:{gw.port}/hook", "sent")]
+        (f"json://127.0.0.1:{gw.port}/status", "sent"),
+        (f"json://127.0.0.1:{gw.port}/hook", "transient"),
+        (f"json://127.0.0.1:{gw.port}/hook", "sent"),
+    ]

@@ -35,8 +35,9 @@ OVERLAP = {
 
 
 @pytest.mark.parametrize(("person", "category", "exposed"), list(OVERLAP.values()), ids=list(OVERLAP))
-def test_a_holding_overlaps_the_window_inclusively(assessed_incident: OpenedIncident, person: str, category: str,
-                                                   exposed: bool) -> None:
+def test_a_holding_overlaps_the_window_inclusively(
+    assessed_incident: OpenedIncident, person: str, category: str, exposed: bool
+) -> None:
     """Given holdings that end or start on the window's edges, then both edge days count as inside."""
     affected = assessed_incident.affected()
 
@@ -48,9 +49,23 @@ def test_a_time_of_day_on_the_window_does_not_move_its_edge_days(inventory_with_
     """Given a window given as times (noon to noon), then the holdings of the first and last calendar day still
     count: a holding is kept by day."""
     ws = inventory_with_backups
-    iid = ws.ok("open", "--playbook", "database-exfiltration", "--title", "t", "--systems", "member-db",
-                "--categories", "phone,password", "--from", "2026-01-01T12:00:00Z", "--to", "2026-03-01T12:00:00Z",
-                "--discovered", "2026-03-10T08:00:00Z").strip()
+    iid = ws.ok(
+        "open",
+        "--playbook",
+        "database-exfiltration",
+        "--title",
+        "t",
+        "--systems",
+        "member-db",
+        "--categories",
+        "phone,password",
+        "--from",
+        "2026-01-01T12:00:00Z",
+        "--to",
+        "2026-03-01T12:00:00Z",
+        "--discovered",
+        "2026-03-10T08:00:00Z",
+    ).strip()
     ws.ok("assess", iid)
 
     affected = OpenedIncident(ws, iid).affected()
@@ -76,7 +91,11 @@ def test_a_child_is_reached_through_the_guardian(assessed_incident: OpenedIncide
 
     assert (child["audience"], child["is_child"], child["subject_name"]) == ("guardian", True, "李小明")
     assert (child["to_name"], child["to_email"], child["to_phone"], child["to_push"]) == (
-        "李芳", "li.fang@example.cn", "+8613900000002", None)
+        "李芳",
+        "li.fang@example.cn",
+        "+8613900000002",
+        None,
+    )
 
 
 def test_a_child_without_guardian_contact_is_unreachable(assessed_incident: OpenedIncident) -> None:
@@ -94,18 +113,26 @@ def test_adults_are_reached_on_their_own_channels(assessed_incident: OpenedIncid
 
     adult = affected["cn-adult"]
     assert (adult["audience"], adult["to_email"], adult["to_phone"], adult["to_push"]) == (
-        "self", "zhang.wei@example.cn", "+8613800000001", "tok-cn-adult")
+        "self",
+        "zhang.wei@example.cn",
+        "+8613800000001",
+        "tok-cn-adult",
+    )
     assert affected["postal-only"]["to_address"] == "四川省成都市锦江区红星路1号"
     assert affected["postal-only"]["to_email"] is None
     assert [affected["no-contact"][k] for k in ("to_email", "to_phone", "to_push", "to_address")] == [None] * 4
 
 
-@pytest.mark.parametrize(("discovered", "is_child"), [
-    ("2026-03-10T08:00:00Z", False),  # the 14th birthday: no longer a child (under 14 = child, policy §八)
-    ("2026-03-09T23:59:59Z", True),  # the last second before it
-])
-def test_a_child_who_turns_14_on_the_discovery_day_is_not_a_child(inventory_with_backups: WorkspaceDir,
-                                                                  discovered: str, is_child: bool) -> None:
+@pytest.mark.parametrize(
+    ("discovered", "is_child"),
+    [
+        ("2026-03-10T08:00:00Z", False),  # the 14th birthday: no longer a child (under 14 = child, policy §八)
+        ("2026-03-09T23:59:59Z", True),  # the last second before it
+    ],
+)
+def test_a_child_who_turns_14_on_the_discovery_day_is_not_a_child(
+    inventory_with_backups: WorkspaceDir, discovered: str, is_child: bool
+) -> None:
     """Given a person born on 2012-03-10, then an incident discovered on 2026-03-10 reaches them directly, and
     one discovered the day before reaches their guardian."""
     opened = open_incident(inventory_with_backups, discovered=discovered)
@@ -118,8 +145,9 @@ def test_a_child_who_turns_14_on_the_discovery_day_is_not_a_child(inventory_with
 
 
 @pytest.mark.parametrize(("now", "is_child"), [("2026-03-10 00:00:00", False), ("2026-03-09 23:59:59", True)])
-def test_age_at_discovery_follows_the_clock_when_discovery_is_now(inventory_with_backups: WorkspaceDir, now: str,
-                                                                  is_child: bool) -> None:
+def test_age_at_discovery_follows_the_clock_when_discovery_is_now(
+    inventory_with_backups: WorkspaceDir, now: str, is_child: bool
+) -> None:
     """Given no --discovered, then the age is taken on the day the incident is opened."""
     with freeze_time(now):
         opened = open_incident(inventory_with_backups, discovered=None)
@@ -141,8 +169,19 @@ def test_the_assessment_counts_the_snapshot(assessed_incident: OpenedIncident) -
         "sensitive": 9,
         "children": 2,
         "cancelled": 1,
-        "by_region": {"CN": 1, "CN-BJ": 1, "CN-FJ": 1, "CN-GD": 1, "CN-JS": 1, "CN-SC": 1, "CN-SH": 1,
-                      "CN-ZJ": 1, "DE": 1, "US-CA": 1, "US-TX": 1},
+        "by_region": {
+            "CN": 1,
+            "CN-BJ": 1,
+            "CN-FJ": 1,
+            "CN-GD": 1,
+            "CN-JS": 1,
+            "CN-SC": 1,
+            "CN-SH": 1,
+            "CN-ZJ": 1,
+            "DE": 1,
+            "US-CA": 1,
+            "US-TX": 1,
+        },
         "no_usable_channel": 2,  # the unreachable child and the adult with no contact
         "letter_only": 1,
     }
@@ -153,13 +192,11 @@ def test_the_regimes_and_notices_that_apply(assessed_incident: OpenedIncident) -
     residents, every person must be told, and the unreachable force a public announcement."""
     assessment = assessed_incident.show()["assessment"]
 
-    assert {r["key"]: r["residents"] for r in assessment["regimes"]} == {"cn": 8, "eu-gdpr": 1, "us-ca": 1,
-                                                                         "us-tx": 1}
+    assert {r["key"]: r["residents"] for r in assessment["regimes"]} == {"cn": 8, "eu-gdpr": 1, "us-ca": 1, "us-tx": 1}
     assert assessment["individual_notice"]["required"] is True
     assert assessment["announcement"]["required"] is True
     assert assessment["announcement"]["reasons"][0].startswith("2 affected people have no usable contact channel")
-    assert assessment["grade"] == {"key": "general", "name": "general", "computed": "general",
-                                   "override_reason": None}
+    assert assessment["grade"] == {"key": "general", "name": "general", "computed": "general", "override_reason": None}
 
 
 def test_the_snapshot_holds_until_an_explicit_reassessment(assessed_incident: OpenedIncident) -> None:
@@ -170,7 +207,8 @@ def test_the_snapshot_holds_until_an_explicit_reassessment(assessed_incident: Op
     ws.import_inventory(
         systems=None,
         people=PEOPLE_HEADER + "\ncn-adult,张伟,new.zhang@example.cn,13800000001,,zh-CN,CN-FJ,1990-05-01,,,,,active,\n",
-        holdings="person_id,system,category,since,until\norders-only,member-db,phone,2020-01-01,\n")
+        holdings="person_id,system,category,since,until\norders-only,member-db,phone,2020-01-01,\n",
+    )
 
     assert assessed_incident.affected() == before
     assert ws.json("assess", iid)["counts"]["people"] == 11
@@ -185,10 +223,12 @@ def test_the_snapshot_holds_until_an_explicit_reassessment(assessed_incident: Op
 def test_a_manual_grade_needs_a_reason(assessed_incident: OpenedIncident) -> None:
     """Given an assessed incident, when the responder raises the grade without a reason, then it is refused and
     the grade stays as computed."""
-    assessed_incident.ws.refuse("assess", assessed_incident.id, "--grade", "major",
-                                error="error: --grade needs --reason")
-    assessed_incident.ws.refuse("assess", assessed_incident.id, "--grade", "huge", "--reason", "x",
-                                error="error: --grade: unknown grade 'huge'")
+    assessed_incident.ws.refuse(
+        "assess", assessed_incident.id, "--grade", "major", error="error: --grade needs --reason"
+    )
+    assessed_incident.ws.refuse(
+        "assess", assessed_incident.id, "--grade", "huge", "--reason", "x", error="error: --grade: unknown grade 'huge'"
+    )
 
     assert assessed_incident.show()["assessment"]["grade"]["key"] == "general"
 
@@ -206,8 +246,12 @@ def test_a_manual_grade_with_a_reason_overrides_until_the_next_snapshot(assessed
     ws.ok("assess", iid, "--reassess")
     fresh = assessed_incident.show()["assessment"]["grade"]
 
-    assert grade == {"key": "relatively-major", "name": "relatively major", "computed": "general",
-                     "override_reason": reason}
+    assert grade == {
+        "key": "relatively-major",
+        "name": "relatively major",
+        "computed": "general",
+        "override_reason": reason,
+    }
     assert kept == grade
     assert fresh == {"key": "general", "name": "general", "computed": "general", "override_reason": None}
 
@@ -229,5 +273,6 @@ def test_the_affected_list_goes_to_a_private_csv(assessed_incident: OpenedIncide
 
 def test_the_affected_list_needs_an_assessment(opened_incident: OpenedIncident) -> None:
     """Given an incident not yet assessed, then there is no affected list to stream."""
-    opened_incident.ws.refuse("affected", opened_incident.id,
-                              error=f"error: {opened_incident.id} has not been assessed yet")
+    opened_incident.ws.refuse(
+        "affected", opened_incident.id, error=f"error: {opened_incident.id} has not been assessed yet"
+    )

@@ -19,15 +19,22 @@ def dispatched_incident(assessed_incident: OpenedIncident) -> OpenedIncident:
 
 
 TAMPERING = {
-    "outcome edited": ("UPDATE attempt SET outcome = CASE WHEN outcome = 'sent' THEN 'permanent' ELSE 'sent' END "
-                       "WHERE id = (SELECT MIN(id) FROM attempt)", "were edited"),
-    "address edited": ("UPDATE attempt SET address = 'z***@example.org' WHERE id = (SELECT MAX(id) FROM attempt)",
-                       "were edited"),
+    "outcome edited": (
+        "UPDATE attempt SET outcome = CASE WHEN outcome = 'sent' THEN 'permanent' ELSE 'sent' END "
+        "WHERE id = (SELECT MIN(id) FROM attempt)",
+        "were edited",
+    ),
+    "address edited": (
+        "UPDATE attempt SET address = 'z***@example.org' WHERE id = (SELECT MAX(id) FROM attempt)",
+        "were edited",
+    ),
     "attempt deleted": ("DELETE FROM attempt WHERE id = (SELECT MIN(id) FROM attempt)", "were deleted"),
-    "attempt forged": ("INSERT INTO attempt (incident_id, person_id, notice_id, channel, address, started, finished, "
-                       "outcome, worker) SELECT incident_id, person_id, notice_id, channel, address, started, "
-                       "finished, 'sent', worker FROM attempt WHERE id = (SELECT MIN(id) FROM attempt)",
-                       "not covered by the audit chain"),
+    "attempt forged": (
+        "INSERT INTO attempt (incident_id, person_id, notice_id, channel, address, started, finished, "
+        "outcome, worker) SELECT incident_id, person_id, notice_id, channel, address, started, "
+        "finished, 'sent', worker FROM attempt WHERE id = (SELECT MIN(id) FROM attempt)",
+        "not covered by the audit chain",
+    ),
 }
 
 
@@ -40,8 +47,9 @@ def test_an_untouched_dispatch_verifies(dispatched_incident: OpenedIncident) -> 
 
 
 @pytest.mark.parametrize(("sql", "problem"), list(TAMPERING.values()), ids=list(TAMPERING))
-def test_tampering_with_the_proof_of_delivery_is_caught(dispatched_incident: OpenedIncident, sql: str,
-                                                         problem: str) -> None:
+def test_tampering_with_the_proof_of_delivery_is_caught(
+    dispatched_incident: OpenedIncident, sql: str, problem: str
+) -> None:
     """Given a finished dispatch, when someone edits the proof of delivery behind the tool's back, then
     `audit verify` fails and says what happened to which attempts."""
     ws = dispatched_incident.ws

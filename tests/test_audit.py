@@ -17,8 +17,9 @@ from incident.clock import parse_when
 
 def chain(ws: WorkspaceDir, name: str) -> list[tuple[int, str, str]]:
     """(seq, actor, action) of every entry of a chain, in order."""
-    return [tuple(r) for r in ws.sql("SELECT seq, actor, action FROM audit_entry WHERE chain = ? ORDER BY seq",
-                                     (name,))]
+    return [
+        tuple(r) for r in ws.sql("SELECT seq, actor, action FROM audit_entry WHERE chain = ? ORDER BY seq", (name,))
+    ]
 
 
 def test_every_state_change_appends_an_entry(workspace: WorkspaceDir) -> None:
@@ -46,7 +47,8 @@ def test_every_state_change_appends_an_entry(workspace: WorkspaceDir) -> None:
     workspace.ok("close", iid)
     assert chain(workspace, iid)[4:] == [(5, ACTOR, "status")]
     assert workspace.sql("SELECT payload FROM audit_entry WHERE chain = ? AND seq = 5", (iid,)) == [
-        ('{"from": "assessed", "to": "closed"}',)]
+        ('{"from": "assessed", "to": "closed"}',)
+    ]
 
 
 def test_the_actor_defaults_to_the_environment_then_the_os_user(opened_incident: OpenedIncident) -> None:
@@ -54,8 +56,9 @@ def test_the_actor_defaults_to_the_environment_then_the_os_user(opened_incident:
     root = str(opened_incident.ws.root)
     runner = CliRunner()
 
-    named = runner.invoke(app, ["--workspace", root, "log", opened_incident.id, "a"],
-                          env={"INCIDENT_ACTOR": "ciso@test"})
+    named = runner.invoke(
+        app, ["--workspace", root, "log", opened_incident.id, "a"], env={"INCIDENT_ACTOR": "ciso@test"}
+    )
     plain = runner.invoke(app, ["--workspace", root, "log", opened_incident.id, "b"])
 
     assert named.exit_code == 0 and plain.exit_code == 0, named.output + plain.output
@@ -89,6 +92,7 @@ def test_verify_without_an_id_checks_every_chain(audited_incident: OpenedInciden
 def tamper(sql: str, *params: object) -> Callable[[Raw, str], None]:
     def run(conn: Raw, chain_name: str) -> None:
         conn.execute(sql, (*params, chain_name))
+
     return run
 
 
@@ -102,32 +106,56 @@ def forge_row_into_the_middle(conn: Raw, chain_name: str) -> None:
     for seq in (5, 4, 3):
         conn.execute("UPDATE audit_entry SET seq = seq + 1 WHERE seq = ? AND chain = ?", (seq, chain_name))
     at, prev = conn.execute("SELECT at, hash FROM audit_entry WHERE seq = 2 AND chain = ?", (chain_name,)).fetchone()
-    conn.execute("INSERT INTO audit_entry (chain, seq, at, actor, action, payload, prev_hash, hash) "
-                 "VALUES (?, 3, ?, 'mallory', 'logged', '{}', ?, ?)", (chain_name, at, prev, "f" * 64))
+    conn.execute(
+        "INSERT INTO audit_entry (chain, seq, at, actor, action, payload, prev_hash, hash) "
+        "VALUES (?, 3, ?, 'mallory', 'logged', '{}', ?, ?)",
+        (chain_name, at, prev, "f" * 64),
+    )
 
 
 def forge_a_valid_link_at_the_end(conn: Raw, chain_name: str) -> None:
     """Append an entry whose hash is computed correctly from the last one (the forger knows the algorithm)."""
     at, prev = conn.execute("SELECT at, hash FROM audit_entry WHERE seq = 5 AND chain = ?", (chain_name,)).fetchone()
     digest = link_hash(chain_name, 6, parse_when(as_text_time(at)), "mallory", "settled", "{}", prev)
-    conn.execute("INSERT INTO audit_entry (chain, seq, at, actor, action, payload, prev_hash, hash) "
-                 "VALUES (?, 6, ?, 'mallory', 'settled', '{}', ?, ?)", (chain_name, at, prev, digest))
+    conn.execute(
+        "INSERT INTO audit_entry (chain, seq, at, actor, action, payload, prev_hash, hash) "
+        "VALUES (?, 6, ?, 'mallory', 'settled', '{}', ?, ?)",
+        (chain_name, at, prev, digest),
+    )
 
 
 # Each way of tampering, and the first seq `verify` must name.
 TAMPERING = {
-    "payload edited": (tamper("UPDATE audit_entry SET payload = '{\"people\": 1}' WHERE seq = 3 AND chain = ?"), 3,
-                       "content does not match its hash"),
-    "actor edited": (tamper("UPDATE audit_entry SET actor = 'someone-else' WHERE seq = 1 AND chain = ?"), 1,
-                     "content does not match its hash"),
-    "time edited": (tamper("UPDATE audit_entry SET at = '2020-01-01 00:00:00.000000' WHERE seq = 4 AND chain = ?"),
-                    4, "content does not match its hash"),
-    "middle row deleted": (tamper("DELETE FROM audit_entry WHERE seq = 3 AND chain = ?"), 4,
-                           "entry missing before it (expected seq 3)"),
-    "last row deleted": (tamper("DELETE FROM audit_entry WHERE seq = 5 AND chain = ?"), 5,
-                         "entries were deleted from the end"),
-    "first row deleted": (tamper("DELETE FROM audit_entry WHERE seq = 1 AND chain = ?"), 2,
-                          "entry missing before it (expected seq 1)"),
+    "payload edited": (
+        tamper("UPDATE audit_entry SET payload = '{\"people\": 1}' WHERE seq = 3 AND chain = ?"),
+        3,
+        "content does not match its hash",
+    ),
+    "actor edited": (
+        tamper("UPDATE audit_entry SET actor = 'someone-else' WHERE seq = 1 AND chain = ?"),
+        1,
+        "content does not match its hash",
+    ),
+    "time edited": (
+        tamper("UPDATE audit_entry SET at = '2020-01-01 00:00:00.000000' WHERE seq = 4 AND chain = ?"),
+        4,
+        "content does not match its hash",
+    ),
+    "middle row deleted": (
+        tamper("DELETE FROM audit_entry WHERE seq = 3 AND chain = ?"),
+        4,
+        "entry missing before it (expected seq 3)",
+    ),
+    "last row deleted": (
+        tamper("DELETE FROM audit_entry WHERE seq = 5 AND chain = ?"),
+        5,
+        "entries were deleted from the end",
+    ),
+    "first row deleted": (
+        tamper("DELETE FROM audit_entry WHERE seq = 1 AND chain = ?"),
+        2,
+        "entry missing before it (expected seq 1)",
+    ),
     "two rows swapped": (swap_seq_2_and_3, 2, "does not link to the entry before it"),
     "forged row in the middle": (forge_row_into_the_middle, 3, "content does not match its hash"),
     "forged row at the end": (forge_a_valid_link_at_the_end, 6, "entry after the chain head (seq 5): inserted"),
@@ -136,9 +164,9 @@ TAMPERING = {
 
 
 @pytest.mark.parametrize(("tampering", "first_bad", "problem"), list(TAMPERING.values()), ids=list(TAMPERING))
-def test_tampering_is_caught_at_the_first_bad_seq(audited_incident: OpenedIncident,
-                                                  tampering: Callable[[Raw, str], None],
-                                                  first_bad: int, problem: str) -> None:
+def test_tampering_is_caught_at_the_first_bad_seq(
+    audited_incident: OpenedIncident, tampering: Callable[[Raw, str], None], first_bad: int, problem: str
+) -> None:
     """Given an intact chain of five entries, when someone with database access changes it behind the tool's
     back, then `audit verify` exits non-zero naming the first bad seq and why."""
     with connect(audited_incident.ws.root) as conn:

@@ -10,14 +10,43 @@ from support import WorkspaceDir
 from incident import catalog
 
 POLICY_CATEGORIES = {
-    "phone", "member_name", "password", "device_info", "device_id", "ip_address", "logs", "real_name", "gender",
-    "birth_date", "residence", "nickname", "avatar", "id_document", "biometric_face", "recipient_name",
-    "shipping_address", "recipient_phone", "order_details", "payment_account", "bank_card",
-    "customer_service_records", "reviews", "favorites_cart", "location", "cookies",
+    "phone",
+    "member_name",
+    "password",
+    "device_info",
+    "device_id",
+    "ip_address",
+    "logs",
+    "real_name",
+    "gender",
+    "birth_date",
+    "residence",
+    "nickname",
+    "avatar",
+    "id_document",
+    "biometric_face",
+    "recipient_name",
+    "shipping_address",
+    "recipient_phone",
+    "order_details",
+    "payment_account",
+    "bank_card",
+    "customer_service_records",
+    "reviews",
+    "favorites_cart",
+    "location",
+    "cookies",
 }
 
-SHIPPED_PLAYBOOKS = ("database-exfiltration", "credential-stuffing", "ransomware", "processor-breach",
-                     "misdirected-message", "lost-device", "insider-misuse")
+SHIPPED_PLAYBOOKS = (
+    "database-exfiltration",
+    "credential-stuffing",
+    "ransomware",
+    "processor-breach",
+    "misdirected-message",
+    "lost-device",
+    "insider-misuse",
+)
 
 
 def test_the_catalogue_has_exactly_the_policy_categories() -> None:
@@ -44,8 +73,7 @@ def test_every_category_speaks_both_locales(key: str) -> None:
     assert category.label("zh-CN") != category.label("en")
 
 
-@pytest.mark.parametrize("key", ["id_document", "biometric_face", "bank_card", "location", "order_details",
-                                 "phone"])
+@pytest.mark.parametrize("key", ["id_document", "biometric_face", "bank_card", "location", "order_details", "phone"])
 def test_the_policy_sensitive_categories_are_flagged(key: str) -> None:
     """Given the policy's definition of sensitive personal information, then these categories are sensitive."""
     assert catalog.categories().by_key()[key].sensitive
@@ -96,31 +124,67 @@ def broken_playbook(ws: WorkspaceDir, old: str, new: str, marker: str = "") -> t
 
 # (text replaced, replacement, text on the line the error must name, field, problem)
 BROKEN = {
-    "wrong type": ("channels: [email, sms, push]", "channels: [email, fax]", "fax", "channels.1",
-                   "Input should be 'email', 'sms' or 'push'"),
-    "list given as text": ("exclude_channels: []", "exclude_channels: sms", "exclude_channels: sms",
-                           "exclude_channels", "Input should be a valid list"),
-    "unknown key": ("exclude_channels: []", "exclude_channels: []\nseverity: high", "severity", "severity",
-                    "unknown key"),
-    "unknown category": ("categories: [phone, member_name,", "categories: [phone, shoe_size,", "shoe_size",
-                         "categories.1", "unknown category 'shoe_size'"),
+    "wrong type": (
+        "channels: [email, sms, push]",
+        "channels: [email, fax]",
+        "fax",
+        "channels.1",
+        "Input should be 'email', 'sms' or 'push'",
+    ),
+    "list given as text": (
+        "exclude_channels: []",
+        "exclude_channels: sms",
+        "exclude_channels: sms",
+        "exclude_channels",
+        "Input should be a valid list",
+    ),
+    "unknown key": (
+        "exclude_channels: []",
+        "exclude_channels: []\nseverity: high",
+        "severity",
+        "severity",
+        "unknown key",
+    ),
+    "unknown category": (
+        "categories: [phone, member_name,",
+        "categories: [phone, shoe_size,",
+        "shoe_size",
+        "categories.1",
+        "unknown category 'shoe_size'",
+    ),
     # A missing key is reported at the mapping that lacks it.
-    "missing locale": ("  en: Database exfiltration\n", "", "zh-CN: 数据库数据被非法窃取", "title.en",
-                       "Field required"),
+    "missing locale": (
+        "  en: Database exfiltration\n",
+        "",
+        "zh-CN: 数据库数据被非法窃取",
+        "title.en",
+        "Field required",
+    ),
 }
 
 
 @pytest.mark.parametrize(("old", "new", "marker", "field", "problem"), list(BROKEN.values()), ids=list(BROKEN))
-def test_a_broken_workspace_playbook_names_file_line_and_field(inventory_with_backups: WorkspaceDir, old: str,
-                                                               new: str, marker: str, field: str, problem: str
-                                                               ) -> None:
+def test_a_broken_workspace_playbook_names_file_line_and_field(
+    inventory_with_backups: WorkspaceDir, old: str, new: str, marker: str, field: str, problem: str
+) -> None:
     """Given a workspace copy of a playbook with a mistake, when an incident is opened from it, then the error
     reads `file:line: field: problem` and no incident is opened."""
     path, line = broken_playbook(inventory_with_backups, old, new, marker)
 
-    inventory_with_backups.refuse("open", "--playbook", "database-exfiltration", "--title", "t",
-                                  "--systems", "member-db", "--from", "2026-01-01", "--to", "2026-03-01",
-                                  error=f"error: {path}:{line}: {field}: {problem}")
+    inventory_with_backups.refuse(
+        "open",
+        "--playbook",
+        "database-exfiltration",
+        "--title",
+        "t",
+        "--systems",
+        "member-db",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-03-01",
+        error=f"error: {path}:{line}: {field}: {problem}",
+    )
 
     assert inventory_with_backups.sql("SELECT COUNT(*) FROM incident") == [(0,)]
 
@@ -128,12 +192,25 @@ def test_a_broken_workspace_playbook_names_file_line_and_field(inventory_with_ba
 def test_a_workspace_playbook_overrides_the_shipped_one(inventory_with_backups: WorkspaceDir) -> None:
     """Given a workspace copy of a playbook with other default categories, when an incident is opened without
     --categories, then the workspace's categories are used."""
-    broken_playbook(inventory_with_backups, "categories: [phone, member_name, password, real_name,",
-                    "categories: [bank_card, member_name, password, real_name,")
+    broken_playbook(
+        inventory_with_backups,
+        "categories: [phone, member_name, password, real_name,",
+        "categories: [bank_card, member_name, password, real_name,",
+    )
 
-    incident_id = inventory_with_backups.ok("open", "--playbook", "database-exfiltration", "--title", "t",
-                                            "--systems", "member-db", "--from", "2026-01-01",
-                                            "--to", "2026-03-01").strip()
+    incident_id = inventory_with_backups.ok(
+        "open",
+        "--playbook",
+        "database-exfiltration",
+        "--title",
+        "t",
+        "--systems",
+        "member-db",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-03-01",
+    ).strip()
 
     categories = inventory_with_backups.json("show", incident_id)["categories"]
     assert "bank_card" in categories and "phone" not in categories

@@ -41,8 +41,12 @@ def test_no_help_screen_imports_the_database_layer_or_apprise() -> None:
     neither SQLAlchemy/SQLModel nor apprise has been imported."""
     paths = [[], *[list(p) for p in command_paths(include_hidden=True)]]
 
-    done = subprocess.run([sys.executable, "-c", HELP_EVERYWHERE, json.dumps(paths), json.dumps(HEAVY)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", HELP_EVERYWHERE, json.dumps(paths), json.dumps(HEAVY)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert done.returncode == 0, done.stderr or done.stdout
     assert done.stdout.strip() == f"ok {len(paths)}"
@@ -52,8 +56,20 @@ def test_the_tree_has_the_foundation_commands() -> None:
     """Given the CLI, then the foundation's commands are all there (so the help test above covers them)."""
     paths = {" ".join(p) for p in command_paths()}
 
-    assert {"init", "demo", "inventory import", "inventory stats", "open", "list", "show", "log", "assess",
-            "affected", "close", "audit verify"} <= paths
+    assert {
+        "init",
+        "demo",
+        "inventory import",
+        "inventory stats",
+        "open",
+        "list",
+        "show",
+        "log",
+        "assess",
+        "affected",
+        "close",
+        "audit verify",
+    } <= paths
 
 
 def test_python_dash_m_incident_shows_the_help() -> None:

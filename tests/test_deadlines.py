@@ -56,24 +56,43 @@ FIXED = [(r, o) for r in RULES["regimes"] for o in r["obligations"] if period(o)
 THRESHOLDS = [(r, o) for r in RULES["regimes"] for o in r["obligations"] if o.get("residents")]
 
 
-def build_incident(ws: WorkspaceDir, region: str, residents: int, *, unreachable: bool = False,
-                   grade: str | None = None) -> OpenedIncident:
+def build_incident(
+    ws: WorkspaceDir, region: str, residents: int, *, unreachable: bool = False, grade: str | None = None
+) -> OpenedIncident:
     """Import `residents` people of `region` (plus one reachable person in mainland China, and one unreachable
     one if asked), all with a phone number in member-db; open an incident on it discovered at DISCOVERED and
     assess it, at the grade asked."""
-    people = [{"person_id": f"r{i:06d}", "email": f"r{i}@example.com", "region": region, "locale": "en"}
-              for i in range(residents)]
+    people = [
+        {"person_id": f"r{i:06d}", "email": f"r{i}@example.com", "region": region, "locale": "en"}
+        for i in range(residents)
+    ]
     people.append({"person_id": "elsewhere", "email": "e@example.cn", "region": "CN-FJ"})
     if unreachable:
         people.append({"person_id": "unreachable", "region": "CN-FJ"})
     holdings = "person_id,system,category,since,until\n" + "".join(
-        f"{p['person_id']},member-db,phone,2020-01-01,\n" for p in people)
-    ws.import_inventory(people=people_csv(people), holdings=holdings,
-                        systems="systems:\n  - {name: member-db, kind: internal}\n")
+        f"{p['person_id']},member-db,phone,2020-01-01,\n" for p in people
+    )
+    ws.import_inventory(
+        people=people_csv(people), holdings=holdings, systems="systems:\n  - {name: member-db, kind: internal}\n"
+    )
     with freeze_time(OPENED):
-        iid = ws.ok("open", "--playbook", "database-exfiltration", "--title", "t", "--systems", "member-db",
-                    "--categories", "phone", "--from", "2026-01-01", "--to", "2026-03-01",
-                    "--discovered", DISCOVERED.isoformat()).strip()
+        iid = ws.ok(
+            "open",
+            "--playbook",
+            "database-exfiltration",
+            "--title",
+            "t",
+            "--systems",
+            "member-db",
+            "--categories",
+            "phone",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-03-01",
+            "--discovered",
+            DISCOVERED.isoformat(),
+        ).strip()
         ws.ok("assess", iid, *(["--grade", grade, "--reason", "qualitative criteria"] if grade else []))
     return OpenedIncident(ws, iid)
 
@@ -94,14 +113,20 @@ def obligation_at(incident: OpenedIncident, key: str, now: datetime) -> dict[str
 
 
 @pytest.mark.parametrize(("regime", "obligation"), FIXED, ids=[o["key"] for _, o in FIXED])
-def test_every_fixed_deadline_flips_at_its_second(workspace: WorkspaceDir, regime: dict[str, Any],
-                                                  obligation: dict[str, Any]) -> None:
+def test_every_fixed_deadline_flips_at_its_second(
+    workspace: WorkspaceDir, regime: dict[str, Any], obligation: dict[str, Any]
+) -> None:
     """Given an incident that makes this obligation apply, when its anchor event has happened, then the
     obligation is due one second before anchor + period, due with 0 s left at it, and overdue one second
     after (a minimum period instead runs until then and is done from that second)."""
     grade = obligation.get("grade_at_least")
-    incident = build_incident(workspace, home_region(regime), enough_residents(obligation.get("residents")),
-                              unreachable=bool(obligation.get("when_announcement")), grade=grade)
+    incident = build_incident(
+        workspace,
+        home_region(regime),
+        enough_residents(obligation.get("residents")),
+        unreachable=bool(obligation.get("when_announcement")),
+        grade=grade,
+    )
     anchor = obligation["anchor"]
     if anchor == "discovered":
         started = DISCOVERED
@@ -144,14 +169,19 @@ def test_the_fixed_deadlines_include_the_ones_the_issue_names() -> None:
 
 @pytest.mark.parametrize("short", [False, True], ids=["at the threshold", "one below"])
 @pytest.mark.parametrize(("regime", "obligation"), THRESHOLDS, ids=[o["key"] for _, o in THRESHOLDS])
-def test_a_residents_threshold_applies_from_its_exact_count(workspace: WorkspaceDir, regime: dict[str, Any],
-                                                            obligation: dict[str, Any], short: bool) -> None:
+def test_a_residents_threshold_applies_from_its_exact_count(
+    workspace: WorkspaceDir, regime: dict[str, Any], obligation: dict[str, Any], short: bool
+) -> None:
     """Given exactly the head-count that meets a threshold (California AG: over 500, so 501; Texas AG: at least
     250), then the obligation applies; one resident fewer (the rest of the incident unchanged), it does not."""
     residents = enough_residents(obligation["residents"]) - (1 if short else 0)
-    incident = build_incident(workspace, home_region(regime), residents,
-                              unreachable=bool(obligation.get("when_announcement")),
-                              grade=obligation.get("grade_at_least"))
+    incident = build_incident(
+        workspace,
+        home_region(regime),
+        residents,
+        unreachable=bool(obligation.get("when_announcement")),
+        grade=obligation.get("grade_at_least"),
+    )
 
     with freeze_time(OPENED):
         keys = set(incident.obligations())
@@ -167,8 +197,7 @@ def test_the_california_and_texas_thresholds_are_the_statutes() -> None:
     assert thresholds["tx-ag"] == {"at_least": 250}
 
 
-@pytest.mark.parametrize(("lower", "grade"), list(itertools.pairwise(GRADES)),
-                         ids=[g["key"] for g in GRADES[1:]])
+@pytest.mark.parametrize(("lower", "grade"), list(itertools.pairwise(GRADES)), ids=[g["key"] for g in GRADES[1:]])
 def test_a_cac_grade_starts_at_its_exact_head_count(lower: dict[str, Any], grade: dict[str, Any]) -> None:
     """Given the CAC grading guide's head-counts, then each grade starts exactly at its threshold and one person
     fewer is the grade below."""

@@ -54,11 +54,21 @@ class Member:
     guardian_phone: str = ""
 
     def row(self) -> dict[str, str]:
-        return {"person_id": self.person_id, "name": self.name, "email": self.email, "phone": self.phone,
-                "push_token": self.push, "locale": self.locale, "region": "CN-FJ" if self.locale == "zh-CN"
-                else "GB", "birth_date": self.birth, "guardian_name": self.guardian,
-                "guardian_email": self.guardian_email, "guardian_phone": self.guardian_phone,
-                "postal_address": self.address, "account_status": "active"}
+        return {
+            "person_id": self.person_id,
+            "name": self.name,
+            "email": self.email,
+            "phone": self.phone,
+            "push_token": self.push,
+            "locale": self.locale,
+            "region": "CN-FJ" if self.locale == "zh-CN" else "GB",
+            "birth_date": self.birth,
+            "guardian_name": self.guardian,
+            "guardian_email": self.guardian_email,
+            "guardian_phone": self.guardian_phone,
+            "postal_address": self.address,
+            "account_status": "active",
+        }
 
 
 ADA = Member("ada", "Ada Lovelace", "en", "ada@example.com", "+447700900001", "tok-ada")  # email accepted
@@ -71,14 +81,26 @@ GUS = Member("gus", "顾城", email="gus@example.cn", address="福建省福州�
 HAL = Member("hal", "韩梅", address="四川省成都市锦江区红星路8号")  # postal only → letter
 IVY = Member("ivy", "Ivy Green", "en", "ivy@example.com", "+447700900009")  # 550 → 400 → unreachable
 JON = Member("jon", "金鸣")  # no contact at all → unreachable
-KID = Member("kid", "小宝", email="kid@example.cn", phone="+8613800000011", birth="2016-06-01", guardian="宝妈",
-             guardian_email="guardian.kid@example.cn", guardian_phone="+8613900000011")  # told via the guardian
+KID = Member(
+    "kid",
+    "小宝",
+    email="kid@example.cn",
+    phone="+8613800000011",
+    birth="2016-06-01",
+    guardian="宝妈",
+    guardian_email="guardian.kid@example.cn",
+    guardian_phone="+8613900000011",
+)  # told via the guardian
 CAST = (ADA, BO, CAI, DAN, EVE, FAY, GUS, HAL, IVY, JON, KID)
 
 REJECTED = "550 5.1.1 Mailbox unavailable"
 SMTP_SCRIPT = {"reject": {m.email: REJECTED for m in (BO, EVE, GUS, IVY)}, "defer": {CAI.email: 1}}
-SMS_SCRIPT = {DAN.phone: [(500, {}), (200, {})], EVE.phone: [(400, {})], IVY.phone: [(400, {})],
-              FAY.phone: [(429, {"Retry-After": "1"}), (200, {})]}
+SMS_SCRIPT = {
+    DAN.phone: [(500, {}), (200, {})],
+    EVE.phone: [(400, {})],
+    IVY.phone: [(400, {})],
+    FAY.phone: [(429, {"Retry-After": "1"}), (200, {})],
+}
 
 
 def holdings_csv(cast: tuple[Member, ...]) -> str:
@@ -129,21 +151,26 @@ class Dispatch:
 
 def approve_story(ws: WorkspaceDir, cast: tuple[Member, ...], servers: Servers, *, pooled: bool = True) -> Dispatch:
     """Import the cast, open and assess the incident, render, approve, and configure the channels."""
-    ws.import_inventory(people=people_csv([m.row() for m in cast]), holdings=holdings_csv(cast),
-                        systems=MEMBER_DB_YAML)
+    ws.import_inventory(people=people_csv([m.row() for m in cast]), holdings=holdings_csv(cast), systems=MEMBER_DB_YAML)
     incident_id = open_incident(ws, systems="member-db", categories="password,phone").id
     ws.ok("assess", incident_id)
     ws.ok("notices", "render", incident_id)
     ws.ok("notices", "approve", incident_id, "--reviewer", "Legal (Li Na)")
     smtp, sms, push = servers.smtp.port, servers.sms.port, servers.push.port
     if pooled:
-        configure_channels(ws.root, email=f"smtppool://127.0.0.1:{smtp}/{{email}}?from={SENDER}",
-                           sms=f"gateway://127.0.0.1:{sms}/sms?to={{phone}}",
-                           push=f"gateway://127.0.0.1:{push}/push?to={{push_token}}")
+        configure_channels(
+            ws.root,
+            email=f"smtppool://127.0.0.1:{smtp}/{{email}}?from={SENDER}",
+            sms=f"gateway://127.0.0.1:{sms}/sms?to={{phone}}",
+            push=f"gateway://127.0.0.1:{push}/push?to={{push_token}}",
+        )
     else:  # apprise's own schemes, classified from apprise's logs
-        configure_channels(ws.root, email=f"mailto://127.0.0.1:{smtp}/{{email}}?from={SENDER}",
-                           sms=f"json://127.0.0.1:{sms}/sms?:to={{phone}}",
-                           push=f"json://127.0.0.1:{push}/push?:to={{push_token}}")
+        configure_channels(
+            ws.root,
+            email=f"mailto://127.0.0.1:{smtp}/{{email}}?from={SENDER}",
+            sms=f"json://127.0.0.1:{sms}/sms?:to={{phone}}",
+            push=f"json://127.0.0.1:{push}/push?:to={{push_token}}",
+        )
     return Dispatch(ws, incident_id, servers)
 
 
@@ -187,9 +214,19 @@ def test_each_person_walks_their_fallback_chain_and_every_attempt_is_recorded(di
         "ivy": [("email", "permanent", "SMTP 550"), ("sms", "permanent", "HTTP 400")],
         "kid": [("email", "sent", "")],
     }
-    assert d.states() == {"ada": "sent", "bo": "sent", "cai": "sent", "dan": "sent", "eve": "sent", "fay": "sent",
-                          "kid": "sent", "gus": "letter", "hal": "letter", "ivy": "unreachable",
-                          "jon": "unreachable"}
+    assert d.states() == {
+        "ada": "sent",
+        "bo": "sent",
+        "cai": "sent",
+        "dan": "sent",
+        "eve": "sent",
+        "fay": "sent",
+        "kid": "sent",
+        "gus": "letter",
+        "hal": "letter",
+        "ivy": "unreachable",
+        "jon": "unreachable",
+    }
     shown = d.ws.json("show", d.id)
     assert shown["status"] == "notified"
     assert shown["dispatch"]["deliveries"] == {"sent": 7, "letter": 2, "unreachable": 2}
@@ -212,8 +249,12 @@ def test_the_servers_received_exactly_the_approved_messages_one_by_one(dispatche
         assert refs[member.person_id] in mail.text() and refs[member.person_id] in mail.html()
         assert mail.message["To"] == address
     assert [answer[:3] for addr, answer in smtp.rcpt_log if addr == CAI.email] == ["451", "250"]
-    assert {addr for addr, answer in smtp.rcpt_log if answer.startswith("550")} == {BO.email, EVE.email,
-                                                                                     GUS.email, IVY.email}
+    assert {addr for addr, answer in smtp.rcpt_log if answer.startswith("550")} == {
+        BO.email,
+        EVE.email,
+        GUS.email,
+        IVY.email,
+    }
     expected_sms = [(BO, [200]), (DAN, [500, 200]), (EVE, [400]), (FAY, [429, 200]), (IVY, [400])]
     assert sorted({r.to for r in sms.requests}) == sorted(m.phone for m, _ in expected_sms)
     for member, statuses in expected_sms:
@@ -264,7 +305,9 @@ def test_postal_only_people_and_those_every_channel_failed_get_a_letter(dispatch
     with (folder / "mail-merge.csv").open(encoding="utf-8", newline="") as fh:
         merge = list(csv.DictReader(fh))
     assert [(r["ref"], r["name"], r["postal_address"]) for r in merge] == [
-        (refs["gus"], GUS.name, GUS.address), (refs["hal"], HAL.name, HAL.address)]
+        (refs["gus"], GUS.name, GUS.address),
+        (refs["hal"], HAL.name, HAL.address),
+    ]
     for member in (GUS, HAL):
         letter = (folder / f"{refs[member.person_id]}.html").read_text(encoding="utf-8")
         assert member.address in letter and refs[member.person_id] in letter
@@ -276,12 +319,22 @@ def test_postal_only_people_and_those_every_channel_failed_get_a_letter(dispatch
 
 def test_running_dispatch_again_sends_nothing_more(dispatched_cast: Dispatch):
     d = dispatched_cast
-    before = (len(d.servers.smtp.mails), len(d.servers.smtp.rcpt_log), len(d.servers.sms.requests),
-              len(d.servers.push.requests), len(d.attempts()))
+    before = (
+        len(d.servers.smtp.mails),
+        len(d.servers.smtp.rcpt_log),
+        len(d.servers.sms.requests),
+        len(d.servers.push.requests),
+        len(d.attempts()),
+    )
     out = d.ws.ok("dispatch", d.id)
     assert "attempts: none" in out, out
-    assert (len(d.servers.smtp.mails), len(d.servers.smtp.rcpt_log), len(d.servers.sms.requests),
-            len(d.servers.push.requests), len(d.attempts())) == before
+    assert (
+        len(d.servers.smtp.mails),
+        len(d.servers.smtp.rcpt_log),
+        len(d.servers.sms.requests),
+        len(d.servers.push.requests),
+        len(d.attempts()),
+    ) == before
 
 
 # ---- refusing, previewing, and limiting a run ---------------------------------------------------------
@@ -301,9 +354,14 @@ def test_a_dry_run_says_what_would_go_out_and_sends_nothing(approved_cast: Dispa
     d = approved_cast
     out = d.ws.ok("dispatch", d.id, "--dry-run")
     assert [line.split() for line in out.splitlines()] == [
-        ["email:", "7"], ["3", "en|email|self|password,phone"], ["1", "zh-CN|email|guardian|password,phone"],
-        ["3", "zh-CN|email|self|password,phone"], ["sms:", "2"], ["2", "zh-CN|sms|self|password,phone"],
-        ["would", "send", "9", "messages", "now", "(nothing", "was", "sent)"]]
+        ["email:", "7"],
+        ["3", "en|email|self|password,phone"],
+        ["1", "zh-CN|email|guardian|password,phone"],
+        ["3", "zh-CN|email|self|password,phone"],
+        ["sms:", "2"],
+        ["2", "zh-CN|sms|self|password,phone"],
+        ["would", "send", "9", "messages", "now", "(nothing", "was", "sent)"],
+    ]
     only_sms = d.ws.ok("dispatch", d.id, "--dry-run", "--channel", "sms")
     assert "email" not in only_sms and "would send 2 messages" in only_sms
     assert d.servers.received() == 0 and d.servers.smtp.rcpt_log == []
@@ -328,7 +386,8 @@ def test_a_playbook_can_exclude_email(workspace: WorkspaceDir, scripted_servers:
     assert "exclude_channels: []" in book
     (workspace.root / "playbooks").mkdir()
     (workspace.root / "playbooks" / "database-exfiltration.yaml").write_text(
-        book.replace("exclude_channels: []", "exclude_channels: [email]"), encoding="utf-8")
+        book.replace("exclude_channels: []", "exclude_channels: [email]"), encoding="utf-8"
+    )
     d = approve_story(workspace, (ADA, CAI, GUS, KID), scripted_servers)
     assert d.ws.sql("SELECT COUNT(*) FROM notice WHERE channel = 'email'") == [(0,)]
     d.ws.ok("dispatch", d.id)
@@ -337,18 +396,24 @@ def test_a_playbook_can_exclude_email(workspace: WorkspaceDir, scripted_servers:
     assert d.states() == {"ada": "sent", "kid": "sent", "cai": "unreachable", "gus": "letter"}
 
 
-def test_a_mail_server_that_is_down_is_retried_then_the_notice_falls_back_to_sms(workspace: WorkspaceDir,
-                                                                                   scripted_servers: Servers):
+def test_a_mail_server_that_is_down_is_retried_then_the_notice_falls_back_to_sms(
+    workspace: WorkspaceDir, scripted_servers: Servers
+):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         dead = probe.getsockname()[1]
     d = approve_story(workspace, (BO,), scripted_servers)
-    configure_channels(d.ws.root, email=f"smtppool://127.0.0.1:{dead}/{{email}}?from={SENDER}",
-                       sms=f"gateway://127.0.0.1:{d.servers.sms.port}/sms?to={{phone}}",
-                       push=f"gateway://127.0.0.1:{d.servers.push.port}/push?to={{push_token}}", retries=2)
+    configure_channels(
+        d.ws.root,
+        email=f"smtppool://127.0.0.1:{dead}/{{email}}?from={SENDER}",
+        sms=f"gateway://127.0.0.1:{d.servers.sms.port}/sms?to={{phone}}",
+        push=f"gateway://127.0.0.1:{d.servers.push.port}/push?to={{push_token}}",
+        retries=2,
+    )
     d.ws.ok("dispatch", d.id)
-    assert d.attempts_by_person() == {"bo": [("email", "transient", "SMTP connect"),
-                                             ("email", "transient", "SMTP connect"), ("sms", "sent", "")]}
+    assert d.attempts_by_person() == {
+        "bo": [("email", "transient", "SMTP connect"), ("email", "transient", "SMTP connect"), ("sms", "sent", "")]
+    }
     assert "refused" in d.attempts()[0]["reason"].lower()
     assert [r.to for r in d.servers.sms.requests] == [BO.phone]
 
@@ -356,8 +421,9 @@ def test_a_mail_server_that_is_down_is_retried_then_the_notice_falls_back_to_sms
 # ---- apprise's stock schemes against the same servers -------------------------------------------------
 
 
-def test_apprise_stock_mailto_and_json_schemes_are_classified_from_apprises_logs(workspace: WorkspaceDir,
-                                                                                 scripted_servers: Servers):
+def test_apprise_stock_mailto_and_json_schemes_are_classified_from_apprises_logs(
+    workspace: WorkspaceDir, scripted_servers: Servers
+):
     d = approve_story(workspace, (ADA, BO, CAI, DAN, IVY), scripted_servers, pooled=False)
     d.ws.ok("dispatch", d.id)
     assert d.attempts_by_person() == {
@@ -401,8 +467,9 @@ def test_backoff_doubles_per_try_with_jitter_and_a_cap(tries: int, low: float, h
         assert next_attempt_at(now, CFG, tries, None, EdgeOfJitter("low")) == now + timedelta(seconds=low)
         assert next_attempt_at(now, CFG, tries, None, EdgeOfJitter("high")) == now + timedelta(seconds=high)
         for _ in range(50):
-            assert now + timedelta(seconds=low) <= next_attempt_at(now, CFG, tries, None) <= now + timedelta(
-                seconds=high)
+            assert (
+                now + timedelta(seconds=low) <= next_attempt_at(now, CFG, tries, None) <= now + timedelta(seconds=high)
+            )
 
 
 def test_retry_after_overrides_the_backoff_exactly():
@@ -413,8 +480,9 @@ def test_retry_after_overrides_the_backoff_exactly():
         assert next_attempt_at(now, CFG, 2, 120.0) == now + timedelta(seconds=120), "the provider knows best"
 
 
-def work(position: int = 0, tries: int = 0, channels: tuple[str, ...] = ("email", "sms", "push"),
-         has_letter: bool = False) -> Work:
+def work(
+    position: int = 0, tries: int = 0, channels: tuple[str, ...] = ("email", "sms", "push"), has_letter: bool = False
+) -> Work:
     message = transports.Message("INC.NREF.x", channels[position], "addr", "subject", "text")
     return Work(1, "p", channels[position], message, "sha", list(channels), position, tries, has_letter)
 
@@ -422,19 +490,41 @@ def work(position: int = 0, tries: int = 0, channels: tuple[str, ...] = ("email"
 Out = transports.Outcome
 
 
-@pytest.mark.parametrize(("item", "outcome", "expected"), [
-    (work(), Out("sent", provider_id="250"), {"state": "sent", "final_channel": "email", "position": 0, "tries": 1,
-                                            "after": 0}),
-    (work(), Out("transient", "SMTP 451"), {"state": "pending", "position": 0, "tries": 1, "after": "backoff"}),
-    (work(tries=1), Out("unknown", "timeout"), {"state": "pending", "position": 0, "tries": 2, "after": "backoff"}),
-    (work(tries=2), Out("transient", "SMTP 451"), {"state": "pending", "position": 1, "tries": 0, "after": 0}),
-    (work(), Out("permanent", "SMTP 550"), {"state": "pending", "position": 1, "tries": 0, "after": 0}),
-    (work(position=1), Out("transient", "HTTP 429", retry_after=1.0), {"state": "pending", "position": 1,
-                                                                     "tries": 1, "after": 1.0}),
-    (work(position=2), Out("permanent", "HTTP 400"), {"state": "unreachable", "position": 2, "after": 0}),
-    (work(position=2, has_letter=True), Out("permanent", "HTTP 400"), {"state": "letter", "position": 2, "after": 0}),
-], ids=["sent", "transient-retries", "unknown-retries", "retries-exhausted-fall-back", "permanent-falls-back-now",
-        "429-waits-retry-after", "last-channel-unreachable", "last-channel-letter"])
+@pytest.mark.parametrize(
+    ("item", "outcome", "expected"),
+    [
+        (
+            work(),
+            Out("sent", provider_id="250"),
+            {"state": "sent", "final_channel": "email", "position": 0, "tries": 1, "after": 0},
+        ),
+        (work(), Out("transient", "SMTP 451"), {"state": "pending", "position": 0, "tries": 1, "after": "backoff"}),
+        (work(tries=1), Out("unknown", "timeout"), {"state": "pending", "position": 0, "tries": 2, "after": "backoff"}),
+        (work(tries=2), Out("transient", "SMTP 451"), {"state": "pending", "position": 1, "tries": 0, "after": 0}),
+        (work(), Out("permanent", "SMTP 550"), {"state": "pending", "position": 1, "tries": 0, "after": 0}),
+        (
+            work(position=1),
+            Out("transient", "HTTP 429", retry_after=1.0),
+            {"state": "pending", "position": 1, "tries": 1, "after": 1.0},
+        ),
+        (work(position=2), Out("permanent", "HTTP 400"), {"state": "unreachable", "position": 2, "after": 0}),
+        (
+            work(position=2, has_letter=True),
+            Out("permanent", "HTTP 400"),
+            {"state": "letter", "position": 2, "after": 0},
+        ),
+    ],
+    ids=[
+        "sent",
+        "transient-retries",
+        "unknown-retries",
+        "retries-exhausted-fall-back",
+        "permanent-falls-back-now",
+        "429-waits-retry-after",
+        "last-channel-unreachable",
+        "last-channel-letter",
+    ],
+)
 def test_next_state_after_one_outcome(item: Work, outcome: transports.Outcome, expected: dict[str, Any]):
     with freeze_time("2026-03-12 10:00:00"):
         now = clock.now()
@@ -449,8 +539,9 @@ def test_next_state_after_one_outcome(item: Work, outcome: transports.Outcome, e
     assert (state["settled_at"] is not None) == (state["state"] != "pending")
 
 
-def test_a_delivery_waiting_for_retry_after_is_claimed_at_that_instant_not_before(workspace: WorkspaceDir,
-                                                                                   scripted_servers: Servers):
+def test_a_delivery_waiting_for_retry_after_is_claimed_at_that_instant_not_before(
+    workspace: WorkspaceDir, scripted_servers: Servers
+):
     d = approve_story(workspace, (DAN, FAY), scripted_servers)
     ws = find_workspace(d.ws.root)
     configs = {"sms": CFG}

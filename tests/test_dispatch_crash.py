@@ -34,16 +34,26 @@ def clean_env() -> dict[str, str]:
 def incident(root: Path | None, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the installed command; it must succeed."""
     where = ["--workspace", str(root)] if root is not None else []
-    result = subprocess.run([str(INCIDENT), *where, "--actor", "crash-test", *args], capture_output=True,
-                            text=True, timeout=timeout, env=clean_env(), check=False)
+    result = subprocess.run(
+        [str(INCIDENT), *where, "--actor", "crash-test", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+        check=False,
+    )
     assert result.returncode == 0, f"incident {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result
 
 
 def start_dispatch(root: Path, incident_id: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as err:
-        return subprocess.Popen([str(INCIDENT), "--workspace", str(root), "--actor", "crash-test", "dispatch",
-                                 incident_id], stdout=subprocess.DEVNULL, stderr=err, env=clean_env())
+        return subprocess.Popen(
+            [str(INCIDENT), "--workspace", str(root), "--actor", "crash-test", "dispatch", incident_id],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=clean_env(),
+        )
 
 
 @dataclass
@@ -61,8 +71,10 @@ class Demo:
 
     def expected_email_ids(self) -> set[str]:
         """The X-Notice-Id of every approved email notice: each must arrive at the sink."""
-        return {f"{self.id}.{ref}.email" for (ref,) in self.sql(
-            "SELECT ref FROM notice WHERE incident_id = :i AND channel = 'email'")}
+        return {
+            f"{self.id}.{ref}.email"
+            for (ref,) in self.sql("SELECT ref FROM notice WHERE incident_id = :i AND channel = 'email'")
+        }
 
     def in_flight(self) -> int:
         return self.sql("SELECT COUNT(*) FROM attempt WHERE incident_id = :i AND outcome = 'in-flight'")[0][0]
@@ -117,8 +129,12 @@ def approved_demo(demo_inventory: Path, tmp_path: Path, slow_sink: SmtpSink) -> 
     assert "assessed" in incident(root, "show", incident_id).stdout
     incident(root, "notices", "render", incident_id)
     incident(root, "notices", "approve", incident_id, "--reviewer", "Legal (Li Na)")
-    configure_channels(root, email=f"smtppool://127.0.0.1:{slow_sink.port}/{{email}}?from=security@example.com",
-                       sms="outbox://sms/{phone}", push="outbox://push/{push_token}")
+    configure_channels(
+        root,
+        email=f"smtppool://127.0.0.1:{slow_sink.port}/{{email}}?from=security@example.com",
+        sms="outbox://sms/{phone}",
+        push="outbox://push/{push_token}",
+    )
     return Demo(root, incident_id, slow_sink)
 
 
@@ -127,7 +143,8 @@ def duplicates(sink: SmtpSink) -> int:
 
 
 def test_a_killed_dispatch_resumes_and_reaches_everyone_with_at_most_the_in_flight_duplicates(
-        approved_demo: Demo, tmp_path: Path):
+    approved_demo: Demo, tmp_path: Path
+):
     demo = approved_demo
     _, in_flight = demo.kill_mid_run(tmp_path)
     resumed = incident(demo.root, "dispatch", demo.id)
@@ -139,13 +156,16 @@ def test_a_killed_dispatch_resumes_and_reaches_everyone_with_at_most_the_in_flig
     assert "status:     notified" in incident(demo.root, "show", demo.id).stdout
 
 
-def test_hold_unknown_keeps_the_interrupted_attempts_until_a_human_releases_them(approved_demo: Demo,
-                                                                                   tmp_path: Path):
+def test_hold_unknown_keeps_the_interrupted_attempts_until_a_human_releases_them(approved_demo: Demo, tmp_path: Path):
     demo = approved_demo
     _, in_flight = demo.kill_mid_run(tmp_path)
-    held_ids = {f"{demo.id}.{ref}.email" for (ref,) in demo.sql(
-        "SELECT n.ref FROM attempt a JOIN notice n ON n.id = a.notice_id WHERE a.incident_id = :i "
-        "AND a.outcome = 'in-flight' AND a.channel = 'email'")}
+    held_ids = {
+        f"{demo.id}.{ref}.email"
+        for (ref,) in demo.sql(
+            "SELECT n.ref FROM attempt a JOIN notice n ON n.id = a.notice_id WHERE a.incident_id = :i "
+            "AND a.outcome = 'in-flight' AND a.channel = 'email'"
+        )
+    }
     at_kill = demo.sink.notice_ids()
     resumed = incident(demo.root, "dispatch", demo.id, "--hold-unknown")
     assert f"{in_flight} attempts were in flight when a previous run stopped: held for a decision" in resumed.stdout
@@ -169,8 +189,10 @@ def test_two_responders_dispatching_at_once_send_each_notice_once(approved_demo:
     received = demo.sink.notice_ids()
     assert set(received) == demo.expected_email_ids()
     assert [i for i, n in received.items() if n > 1] == [], "a notice was sent twice"
-    assert demo.sql("SELECT COUNT(*) FROM attempt WHERE incident_id = :i AND outcome IN ('unknown', 'in-flight')"
-                    ) == [(0,)]
-    workers = {w.split(":")[1] for (w,) in demo.sql(
-        "SELECT worker FROM attempt WHERE incident_id = :i AND channel = 'email'")}
+    assert demo.sql("SELECT COUNT(*) FROM attempt WHERE incident_id = :i AND outcome IN ('unknown', 'in-flight')") == [
+        (0,)
+    ]
+    workers = {
+        w.split(":")[1] for (w,) in demo.sql("SELECT worker FROM attempt WHERE incident_id = :i AND channel = 'email'")
+    }
     assert workers == {str(first.pid), str(second.pid)}, "both processes should have shared the work"

@@ -24,8 +24,11 @@ ROW = "p1,张三,zhang@example.com,13800000001,,zh-CN,CN,1990-01-01,,,,,active,\
 
 # (file name, content, the exact error fragment, the line it must name)
 NASTY_FILES: list[tuple[str, bytes, str]] = [
-    ("people.csv", (P + ROW).encode("latin-1", "replace") + "p2,Zoë,,,,en,DE,,,,,,active,\n".encode("latin-1"),
-     "people.csv:3: not UTF-8 text"),
+    (
+        "people.csv",
+        (P + ROW).encode("latin-1", "replace") + "p2,Zoë,,,,en,DE,,,,,,active,\n".encode("latin-1"),
+        "people.csv:3: not UTF-8 text",
+    ),
     ("people.csv", "\ufeff".encode("utf-16-le") + (P + ROW).encode("utf-16-le"), "people.csv:1: not UTF-8 text"),
     ("people.csv", (P + 'p1,"unterminated,zhang@example.com\n').encode(), "people.csv:2: malformed CSV"),
     ("people.csv", (P + "p1," + "x" * (1 << 20 + 1) + "\n").encode(), "people.csv:2: malformed CSV"),
@@ -48,8 +51,11 @@ NASTY_FILES: list[tuple[str, bytes, str]] = [
     ("people.jsonl", b'{"person_id": "p1"\n', "people.jsonl:1: invalid JSON"),
     ("people.xlsx", b"PK\x03\x04", "people.xlsx: unknown file type"),
     ("holdings.csv", (H + "cn-adult,member-db,phone,yesterday,\n").encode(), "holdings.csv:2: since: not an ISO"),
-    ("holdings.csv", (H + "cn-adult,member-db,phone,2020-01-01,2019-01-01\n").encode(),
-     "holdings.csv:2: until: is before since"),
+    (
+        "holdings.csv",
+        (H + "cn-adult,member-db,phone,2020-01-01,2019-01-01\n").encode(),
+        "holdings.csv:2: until: is before since",
+    ),
     ("holdings.csv", (H + "nobody,member-db,phone,2020-01-01,\n").encode(), "holdings.csv:2: person_id: unknown"),
     ("holdings.csv", (H + "cn-adult,mainframe,phone,2020-01-01,\n").encode(), "holdings.csv:2: system: unknown"),
     ("holdings.csv", (H + "cn-adult,member-db,soul,2020-01-01,\n").encode(), "holdings.csv:2: category: unknown"),
@@ -59,12 +65,18 @@ NASTY_FILES: list[tuple[str, bytes, str]] = [
 NASTY_YAML: list[tuple[str, str, str]] = [
     ("systems.yaml", "systems:\n  - !!python/object/apply:os.system ['touch /tmp/pwned']\n", "systems.yaml:2:"),
     ("systems.yaml", "systems:\n  - name: x\n    kind: cloud\n", "systems.yaml:3: systems.0.kind:"),
-    ("systems.yaml", "systems:\n  - name: x\n    kind: internal\n    owner: bob\n",
-     "systems.yaml:4: systems.0.owner: unknown key"),
+    (
+        "systems.yaml",
+        "systems:\n  - name: x\n    kind: internal\n    owner: bob\n",
+        "systems.yaml:4: systems.0.owner: unknown key",
+    ),
     ("systems.yaml", "systems: {name: x}\n", "systems.yaml:1: systems: Input should be a valid list"),
     ("systems.yaml", "systems:\n  - name: x\n    kind: [internal\n", "systems.yaml:4: invalid YAML"),
-    ("systems.yaml", "a: &a [1, 1]\nb: &b [*a, *a]\nsystems: [*b, *b]\n",
-     "systems.yaml:2: YAML aliases (*name) are not allowed"),
+    (
+        "systems.yaml",
+        "a: &a [1, 1]\nb: &b [*a, *a]\nsystems: [*b, *b]\n",
+        "systems.yaml:2: YAML aliases (*name) are not allowed",
+    ),
     ("systems.yaml", "", "systems.yaml:1: the file is empty"),
     ("systems.yaml", "systems:\n  - name: '../../etc/passwd'\n    kind: internal\n", "systems.yaml:2: systems.0.name"),
 ]
@@ -78,7 +90,8 @@ def error_line(result) -> str:
 
 @pytest.mark.parametrize(("name", "content", "fragment"), NASTY_FILES, ids=[f[2][:48] for f in NASTY_FILES])
 def test_a_nasty_inventory_file_is_refused_in_one_line_and_changes_nothing(
-        inventory_with_backups: WorkspaceDir, name: str, content: bytes, fragment: str) -> None:
+    inventory_with_backups: WorkspaceDir, name: str, content: bytes, fragment: str
+) -> None:
     """Given a good inventory, when a broken or hostile file is imported, then one line names file, line and
     field, the exit is non-zero, nothing is written, and no traceback is shown."""
     ws = inventory_with_backups
@@ -98,8 +111,9 @@ def test_a_nasty_inventory_file_is_refused_in_one_line_and_changes_nothing(
 
 
 @pytest.mark.parametrize(("name", "content", "fragment"), NASTY_YAML, ids=[y[2][:48] for y in NASTY_YAML])
-def test_a_hostile_systems_file_is_refused_without_building_objects(workspace: WorkspaceDir, name: str,
-                                                                    content: str, fragment: str) -> None:
+def test_a_hostile_systems_file_is_refused_without_building_objects(
+    workspace: WorkspaceDir, name: str, content: str, fragment: str
+) -> None:
     """Given a systems YAML with object-building tags, alias bombs, wrong types or unknown keys, when it is
     imported, then it is refused with file and line, and no object is ever constructed."""
     marker = Path("/tmp/pwned")
@@ -115,15 +129,19 @@ def test_a_hostile_systems_file_is_refused_without_building_objects(workspace: W
     assert workspace.tables() == before
 
 
-@pytest.mark.parametrize("broken", [
-    ("title:\n  zh-CN: 标题\n", "title.en: Field required"),
-    ("channels: [email, fax]\n", "channels.1:"),
-    ("categories: soul\n", "categories: Input should be a valid list"),
-    ("colour: red\n", "colour: unknown key"),
-    ("containment: !!python/name:os.system\n", "could not determine a constructor"),
-])
-def test_a_broken_playbook_in_the_workspace_names_file_line_and_field(inventory_with_backups: WorkspaceDir,
-                                                                       broken: tuple[str, str]) -> None:
+@pytest.mark.parametrize(
+    "broken",
+    [
+        ("title:\n  zh-CN: 标题\n", "title.en: Field required"),
+        ("channels: [email, fax]\n", "channels.1:"),
+        ("categories: soul\n", "categories: Input should be a valid list"),
+        ("colour: red\n", "colour: unknown key"),
+        ("containment: !!python/name:os.system\n", "could not determine a constructor"),
+    ],
+)
+def test_a_broken_playbook_in_the_workspace_names_file_line_and_field(
+    inventory_with_backups: WorkspaceDir, broken: tuple[str, str]
+) -> None:
     """Given a workspace copy of a playbook with one broken key, when an incident is opened from it, then the
     error names the playbook file, the line and the field."""
     text, fragment = broken
@@ -144,8 +162,19 @@ def test_a_broken_playbook_in_the_workspace_names_file_line_and_field(inventory_
         out.append(line)
     target.write_text("".join(out) + text, encoding="utf-8")
 
-    result = ws.run("open", "--playbook", "lost-device", "--title", "t", "--systems", "member-db",
-                    "--from", "2026-01-01", "--to", "2026-01-02")
+    result = ws.run(
+        "open",
+        "--playbook",
+        "lost-device",
+        "--title",
+        "t",
+        "--systems",
+        "member-db",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-01-02",
+    )
 
     assert result.exit_code != 0, result.output
     assert "Traceback" not in result.output
@@ -156,8 +185,12 @@ def test_a_broken_playbook_in_the_workspace_names_file_line_and_field(inventory_
 # ---- properties ---------------------------------------------------------------------------------
 
 hostile_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
-cell = st.one_of(hostile_text, st.sampled_from(["=cmd|' /C calc'!A0", "+1+1", "@SUM(A1)", "-2", '"', "\r\n",
-                                                "{{ 7*7 }}", "<script>", "\x00", ",", "\u202e"]))
+cell = st.one_of(
+    hostile_text,
+    st.sampled_from(
+        ["=cmd|' /C calc'!A0", "+1+1", "@SUM(A1)", "-2", '"', "\r\n", "{{ 7*7 }}", "<script>", "\x00", ",", "\u202e"]
+    ),
+)
 
 
 @pytest.fixture(scope="module")
@@ -183,12 +216,15 @@ def assert_clean_outcome(ws: WorkspaceDir, result, before) -> None:
 
 
 @pytest.mark.sqlite_only
-@settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=HYPOTHESIS_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(rows=st.lists(st.lists(cell, min_size=14, max_size=14), min_size=1, max_size=4))
-def test_any_people_rows_import_or_fail_in_one_line(template_workspace: WorkspaceDir,
-                                                    tmp_path_factory: pytest.TempPathFactory,
-                                                    rows: list[list[str]]) -> None:
+def test_any_people_rows_import_or_fail_in_one_line(
+    template_workspace: WorkspaceDir, tmp_path_factory: pytest.TempPathFactory, rows: list[list[str]]
+) -> None:
     """Given arbitrary cells (formulas, quotes, control and bidi characters, template syntax), when they are
     imported as people, then the import succeeds or fails with one line, and never half-writes."""
     ws = fresh_copy(template_workspace, tmp_path_factory)
@@ -202,12 +238,15 @@ def test_any_people_rows_import_or_fail_in_one_line(template_workspace: Workspac
 
 
 @pytest.mark.sqlite_only
-@settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=HYPOTHESIS_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(content=st.binary(max_size=300))
-def test_any_bytes_as_holdings_fail_in_one_line_or_import(template_workspace: WorkspaceDir,
-                                                          tmp_path_factory: pytest.TempPathFactory,
-                                                          content: bytes) -> None:
+def test_any_bytes_as_holdings_fail_in_one_line_or_import(
+    template_workspace: WorkspaceDir, tmp_path_factory: pytest.TempPathFactory, content: bytes
+) -> None:
     """Given arbitrary bytes after a valid header, when imported as holdings, then no traceback and no
     partial write."""
     ws = fresh_copy(template_workspace, tmp_path_factory)
@@ -220,12 +259,15 @@ def test_any_bytes_as_holdings_fail_in_one_line_or_import(template_workspace: Wo
 
 
 @pytest.mark.sqlite_only
-@settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=HYPOTHESIS_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(content=st.text(max_size=200))
-def test_any_text_as_systems_yaml_fails_in_one_line_or_imports(template_workspace: WorkspaceDir,
-                                                               tmp_path_factory: pytest.TempPathFactory,
-                                                               content: str) -> None:
+def test_any_text_as_systems_yaml_fails_in_one_line_or_imports(
+    template_workspace: WorkspaceDir, tmp_path_factory: pytest.TempPathFactory, content: str
+) -> None:
     """Given arbitrary text as a systems YAML file, then it imports or fails with one line; never a
     traceback."""
     ws = fresh_copy(template_workspace, tmp_path_factory)
@@ -237,7 +279,7 @@ def test_any_text_as_systems_yaml_fails_in_one_line_or_imports(template_workspac
 def test_formula_cells_are_neutralised_in_every_csv_export(workspace: WorkspaceDir) -> None:
     """Given a person whose name is a spreadsheet formula, when the affected list is exported as CSV, then
     the cell starts with a quote so no spreadsheet runs it."""
-    people = PEOPLE_CSV.replace("张伟", "=HYPERLINK(\"http://evil\";\"x\")", 1).replace("Anna Müller", "@SUM(A1)")
+    people = PEOPLE_CSV.replace("张伟", '=HYPERLINK("http://evil";"x")', 1).replace("Anna Müller", "@SUM(A1)")
     workspace.import_inventory(people=people, holdings=HOLDINGS_CSV, systems=SYSTEMS_YAML)
     from support import open_incident
 
@@ -245,5 +287,5 @@ def test_formula_cells_are_neutralised_in_every_csv_export(workspace: WorkspaceD
     workspace.ok("assess", incident.id)
     rows = list(csv.reader(io.StringIO(workspace.ok("affected", incident.id, "--format", "csv"))))
     names = {row[2] for row in rows[1:]}
-    assert "'=HYPERLINK(\"http://evil\";\"x\")" in names
+    assert '\'=HYPERLINK("http://evil";"x")' in names
     assert not any(name.startswith(("=", "+", "@", "-")) for name in names)

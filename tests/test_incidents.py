@@ -80,12 +80,19 @@ OPEN_ERRORS = {
 
 
 @pytest.mark.parametrize(("change", "error"), list(OPEN_ERRORS.values()), ids=list(OPEN_ERRORS))
-def test_open_refuses_what_it_does_not_know(inventory_with_backups: WorkspaceDir, change: list[str], error: str
-                                            ) -> None:
+def test_open_refuses_what_it_does_not_know(
+    inventory_with_backups: WorkspaceDir, change: list[str], error: str
+) -> None:
     """Given the inventory, when an incident names an unknown system, playbook or category (or an impossible
     time), then it is refused with the option in the message and nothing is recorded."""
-    args = {"--playbook": "database-exfiltration", "--title": "t", "--systems": "member-db",
-            "--from": "2026-01-01", "--to": "2026-03-01", "--discovered": DISCOVERED}
+    args = {
+        "--playbook": "database-exfiltration",
+        "--title": "t",
+        "--systems": "member-db",
+        "--from": "2026-01-01",
+        "--to": "2026-03-01",
+        "--discovered": DISCOVERED,
+    }
     args.update(dict(zip(change[::2], change[1::2], strict=True)))
     before = inventory_with_backups.tables()
 
@@ -132,10 +139,14 @@ def test_log_keeps_a_timestamped_timeline_with_kinds(opened_incident: OpenedInci
     assert "action   responder@test: Disabled the leaked account" in ws.ok("show", iid)
 
 
-@pytest.mark.parametrize(("args", "error"), [
-    (["--kind", "rumour"], "error: --kind: must be one of action, finding, decision"),
-    ([], "error: the log entry is empty"),
-], ids=["unknown kind", "empty text"])
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--kind", "rumour"], "error: --kind: must be one of action, finding, decision"),
+        ([], "error: the log entry is empty"),
+    ],
+    ids=["unknown kind", "empty text"],
+)
 def test_log_refuses_a_bad_entry(opened_incident: OpenedIncident, args: list[str], error: str) -> None:
     """Given an incident, when a log entry has an unknown kind or no text, then it is refused."""
     text = "  " if not args else "something"
@@ -147,8 +158,9 @@ def test_log_refuses_a_bad_entry(opened_incident: OpenedIncident, args: list[str
 
 def test_an_unknown_incident_is_named(inventory_with_backups: WorkspaceDir) -> None:
     """Given no such incident, then show says so and points at `incident list`."""
-    inventory_with_backups.refuse("show", "INC-1999-0001",
-                                  error="error: no incident 'INC-1999-0001' (see `incident list`)")
+    inventory_with_backups.refuse(
+        "show", "INC-1999-0001", error="error: no incident 'INC-1999-0001' (see `incident list`)"
+    )
 
 
 # ---- the state machine --------------------------------------------------------------------------
@@ -192,19 +204,32 @@ def test_the_forward_path_is_legal_and_shortcuts_are_not() -> None:
     """Given the issue's order open → assessed → notices rendered → approved → notifying → notified → closed,
     then each step forward is legal, and skipping review or leaving `closed` is not."""
     path = list(Status)
-    assert [s.value for s in path] == ["open", "assessed", "notices rendered", "approved", "notifying", "notified",
-                                       "closed"]
+    assert [s.value for s in path] == [
+        "open",
+        "assessed",
+        "notices rendered",
+        "approved",
+        "notifying",
+        "notified",
+        "closed",
+    ]
     for current, target in itertools.pairwise(path):
         assert target in LEGAL[current], f"{current} -> {target}"
-    for current, target in [(Status.OPEN, Status.APPROVED), (Status.OPEN, Status.NOTIFYING),
-                            (Status.ASSESSED, Status.NOTIFYING), (Status.RENDERED, Status.NOTIFYING),
-                            (Status.NOTIFYING, Status.CLOSED), (Status.CLOSED, Status.OPEN)]:
+    for current, target in [
+        (Status.OPEN, Status.APPROVED),
+        (Status.OPEN, Status.NOTIFYING),
+        (Status.ASSESSED, Status.NOTIFYING),
+        (Status.RENDERED, Status.NOTIFYING),
+        (Status.NOTIFYING, Status.CLOSED),
+        (Status.CLOSED, Status.OPEN),
+    ]:
         assert target not in LEGAL[current], f"{current} -> {target}"
 
 
 @pytest.mark.parametrize(("current", "target"), ILLEGAL, ids=[f"{a}->{b}" for a, b in ILLEGAL])
-def test_every_illegal_move_is_refused_naming_both_states(shared_database: tuple[Path, str], current: Status,
-                                                          target: Status) -> None:
+def test_every_illegal_move_is_refused_naming_both_states(
+    shared_database: tuple[Path, str], current: Status, target: Status
+) -> None:
     """Given an incident in `current`, when something moves it to a status LEGAL does not allow, then the move
     is refused and the message names both states."""
     root, incident_id = shared_database
@@ -220,8 +245,9 @@ def test_every_illegal_move_is_refused_naming_both_states(shared_database: tuple
 
 
 @pytest.mark.parametrize(("current", "target"), ALLOWED, ids=[f"{a}->{b}" for a, b in ALLOWED])
-def test_every_legal_move_is_made_and_audited(shared_database: tuple[Path, str], current: Status, target: Status
-                                              ) -> None:
+def test_every_legal_move_is_made_and_audited(
+    shared_database: tuple[Path, str], current: Status, target: Status
+) -> None:
     """Given an incident in `current`, when it moves to a status LEGAL allows, then it is there and the audit
     chain records the move from and to."""
     from incident import audit
@@ -244,8 +270,9 @@ def test_close_is_refused_while_notices_are_in_flight(opened_incident: OpenedInc
     with connect(opened_incident.ws.root) as conn:
         conn.execute("UPDATE incident SET status = ? WHERE id = ?", (status, opened_incident.id))
 
-    opened_incident.ws.refuse("close", opened_incident.id,
-                              error=f"error: {opened_incident.id} cannot move from '{status}' to 'closed'")
+    opened_incident.ws.refuse(
+        "close", opened_incident.id, error=f"error: {opened_incident.id} cannot move from '{status}' to 'closed'"
+    )
 
     assert opened_incident.show()["status"] == status
 

@@ -35,17 +35,21 @@ def first_release_workspace(root: Path, *, pre_alembic: bool = False) -> Workspa
     ws = create_workspace(root)
     alembic_to(ws.root, "0001")
     with connect(ws.root) as db:
-        db.execute("INSERT INTO system (name, description, location, kind) VALUES ('member-db', 'm', 'CN', "
-                   "'internal')")
-        db.execute("INSERT INTO person (person_id, name, email, locale, account_status, import_id) VALUES "
-                   "('p1', '张三', 'p1@example.com', 'zh-CN', 'active', 1)")
-        db.execute("INSERT INTO holding (person_id, system, category, since) VALUES ('p1', 'member-db', 'phone', "
-                   "'2020-01-01')")
-        db.execute("INSERT INTO incident (id, year, number, playbook, title, systems, categories, exposure_from, "
-                   "exposure_to, discovered_at, discovered_by, police_contacted, status, opened_at, opened_by) "
-                   "VALUES ('INC-2026-0001', 2026, 1, 'database-exfiltration', 'old incident', '[\"member-db\"]', "
-                   "'[\"phone\"]', '2026-01-01 00:00:00', '2026-02-01 00:00:00', '2026-02-02 00:00:00', 'soc', "
-                   "FALSE, 'open', '2026-02-02 00:00:00', 'soc')")
+        db.execute("INSERT INTO system (name, description, location, kind) VALUES ('member-db', 'm', 'CN', 'internal')")
+        db.execute(
+            "INSERT INTO person (person_id, name, email, locale, account_status, import_id) VALUES "
+            "('p1', '张三', 'p1@example.com', 'zh-CN', 'active', 1)"
+        )
+        db.execute(
+            "INSERT INTO holding (person_id, system, category, since) VALUES ('p1', 'member-db', 'phone', '2020-01-01')"
+        )
+        db.execute(
+            "INSERT INTO incident (id, year, number, playbook, title, systems, categories, exposure_from, "
+            "exposure_to, discovered_at, discovered_by, police_contacted, status, opened_at, opened_by) "
+            "VALUES ('INC-2026-0001', 2026, 1, 'database-exfiltration', 'old incident', '[\"member-db\"]', "
+            "'[\"phone\"]', '2026-01-01 00:00:00', '2026-02-01 00:00:00', '2026-02-02 00:00:00', 'soc', "
+            "FALSE, 'open', '2026-02-02 00:00:00', 'soc')"
+        )
         db.execute("INSERT INTO schema_meta (key, value) VALUES ('version', '1')")
         if pre_alembic:  # the first release kept its version in schema_meta only
             db.execute("DROP TABLE alembic_version")
@@ -65,8 +69,9 @@ def test_a_command_on_the_first_release_schema_says_to_upgrade(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("pre_alembic", [False, True], ids=["alembic-stamped", "schema_meta-only"])
-def test_db_upgrade_brings_the_first_release_to_the_current_schema_keeping_the_data(tmp_path: Path,
-                                                                                     pre_alembic: bool) -> None:
+def test_db_upgrade_brings_the_first_release_to_the_current_schema_keeping_the_data(
+    tmp_path: Path, pre_alembic: bool
+) -> None:
     """Given a first-release database with an incident, when `incident db upgrade` runs, then the schema is
     current, the incident and inventory are intact, and the rest of the flow works on it."""
     ws = first_release_workspace(tmp_path / "old", pre_alembic=pre_alembic)
@@ -119,8 +124,9 @@ def test_revision_0003_folds_exposure_into_the_snapshot_and_a_downgrade_rebuilds
     ws = first_release_workspace(tmp_path / "old")
     ws.ok("db", "upgrade")
     with connect(ws.root) as db:
-        db.execute("INSERT INTO holding (person_id, system, category, since) VALUES ('p1', 'member-db', 'email', "
-                   "'2020-01-01')")
+        db.execute(
+            "INSERT INTO holding (person_id, system, category, since) VALUES ('p1', 'member-db', 'email', '2020-01-01')"
+        )
         db.execute("UPDATE incident SET categories = '[\"phone\", \"email\"]' WHERE id = 'INC-2026-0001'")
     ws.ok("assess", "INC-2026-0001")
     counts = ws.json("show", "INC-2026-0001")["assessment"]["counts"]
@@ -129,7 +135,9 @@ def test_revision_0003_folds_exposure_into_the_snapshot_and_a_downgrade_rebuilds
     alembic_to(ws.root, "0002", down=True)
 
     assert ws.sql("SELECT incident_id, person_id, category FROM exposure ORDER BY category") == [
-        ("INC-2026-0001", "p1", "email"), ("INC-2026-0001", "p1", "phone")]
+        ("INC-2026-0001", "p1", "email"),
+        ("INC-2026-0001", "p1", "phone"),
+    ]
     ws.ok("db", "upgrade")
     ws.ok("assess", "INC-2026-0001")
     assert ws.json("show", "INC-2026-0001")["assessment"]["counts"] == counts

@@ -16,8 +16,26 @@ from incident.notices import lint
 
 # The characters tokens are made of, and the ones that end them (including CJK next to a reference).
 ALPHABET = "aZN2@.-_+%1389 \n编号：<>\"'{}#$%AB7Q"
-pieces = st.sampled_from(["@", ".com", "N", "NABCDEFGHJ2", "+8613800138000", "13912345678", "officer@example.com",
-                          "编号", "{{", "}}", "{%", "${", "Undefined", "x.y", "-", "+"])
+pieces = st.sampled_from(
+    [
+        "@",
+        ".com",
+        "N",
+        "NABCDEFGHJ2",
+        "+8613800138000",
+        "13912345678",
+        "officer@example.com",
+        "编号",
+        "{{",
+        "}}",
+        "{%",
+        "${",
+        "Undefined",
+        "x.y",
+        "-",
+        "+",
+    ]
+)
 texts = st.lists(st.one_of(st.text(alphabet=ALPHABET, max_size=12), pieces), max_size=25).map("".join)
 
 
@@ -35,8 +53,18 @@ def test_a_reference_right_after_chinese_text_is_still_found() -> None:
     """Given a notice that prints another person's reference straight after a Chinese word, then the lint sees
     it (a Unicode word boundary would not: 号 is a word character)."""
     assert lint.refs_in("通知编号NABCDEFGHJ2。") == ["NABCDEFGHJ2"]
-    problems = lint.lint_notice("sms", "zh-CN/sms.txt.j2", "", "您的通知编号NABCDEFGHJ2，另见编号NQQQQQQQQQ2", None,
-                                {}, {"ref": "NABCDEFGHJ2"}, {"emails": set(), "phones": set()}, [], [])
+    problems = lint.lint_notice(
+        "sms",
+        "zh-CN/sms.txt.j2",
+        "",
+        "您的通知编号NABCDEFGHJ2，另见编号NQQQQQQQQQ2",
+        None,
+        {},
+        {"ref": "NABCDEFGHJ2"},
+        {"emails": set(), "phones": set()},
+        [],
+        [],
+    )
     assert problems == ["zh-CN/sms.txt.j2: foreign-data: another person's notice reference"]
 
 
@@ -45,8 +73,12 @@ def test_the_shortcuts_are_used_for_text_without_any_token() -> None:
     are what decide it)."""
     text = "Notice of Data Breach. " * 200
     assert not lint.PHONE_HINT.search(text) and "@" not in text
-    assert (lint.emails_in(text), lint.phones_in(text), lint.refs_in(text), lint.placeholder_in(text)) == \
-        ([], [], [], None)
+    assert (lint.emails_in(text), lint.phones_in(text), lint.refs_in(text), lint.placeholder_in(text)) == (
+        [],
+        [],
+        [],
+        None,
+    )
     assert re.search(r"N[A-Z2-7]{10}", text) is None
 
 

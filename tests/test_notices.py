@@ -78,30 +78,90 @@ class Person:
         return {c for c, v in have.items() if v} | ({"letter"} if self.address else set())
 
     def row(self) -> dict[str, str]:
-        return {"person_id": self.person_id, "name": self.name, "email": self.email, "phone": self.phone,
-                "push_token": self.push, "locale": self.locale, "region": self.region, "birth_date": self.birth,
-                "guardian_name": self.guardian, "guardian_email": self.guardian_email,
-                "guardian_phone": self.guardian_phone, "postal_address": self.address,
-                "account_status": "active"}
+        return {
+            "person_id": self.person_id,
+            "name": self.name,
+            "email": self.email,
+            "phone": self.phone,
+            "push_token": self.push,
+            "locale": self.locale,
+            "region": self.region,
+            "birth_date": self.birth,
+            "guardian_name": self.guardian,
+            "guardian_email": self.guardian_email,
+            "guardian_phone": self.guardian_phone,
+            "postal_address": self.address,
+            "account_status": "active",
+        }
 
     def private_strings(self) -> list[str]:
         """Everything about this person that only their own notice (or nobody's) may contain."""
-        values = [self.name, self.email, self.phone, self.e164, self.push, self.address, self.guardian,
-                  self.guardian_email, self.guardian_phone, self.guardian_e164, self.person_id]
+        values = [
+            self.name,
+            self.email,
+            self.phone,
+            self.e164,
+            self.push,
+            self.address,
+            self.guardian,
+            self.guardian_email,
+            self.guardian_phone,
+            self.guardian_e164,
+            self.person_id,
+        ]
         return [v for v in values if v]
 
 
-ZH_ADULT = Person("zh-adult", "zh-CN", ("password", "phone", "member_name"), "王芳", "wang.fang@example.cn",
-                  "13800138001", "+8613800138001", "tok-zh-adult-0001", "福建省福州市鼓楼区五四路1号")
-EN_ADULT = Person("en-adult", "en", ("password", "phone", "member_name"), "Grace Hopper", "grace@example.com",
-                  "(415) 555-0142", "+14155550142", "tok-en-adult-0002", "1 Market Street San Francisco CA 94105",
-                  region="US-CA", birth="1980-12-09")
-ZH_CHILD = Person("zh-child", "zh-CN", ("phone", "real_name"), "李小龙", address="北京市朝阳区建国路2号",
-                  region="CN-BJ", birth="2016-04-01", guardian="李大龙", guardian_email="li.dalong@example.cn",
-                  guardian_phone="13900139003", guardian_e164="+8613900139003")
-EN_CHILD = Person("en-child", "en", ("real_name",), "Tommy Tune", address="10 Downing Street London SW1A 2AA",
-                  region="GB", birth="2017-02-02", guardian="Tina Tune", guardian_email="tina@example.org",
-                  guardian_phone="+44 7700 900123", guardian_e164="+447700900123")
+ZH_ADULT = Person(
+    "zh-adult",
+    "zh-CN",
+    ("password", "phone", "member_name"),
+    "王芳",
+    "wang.fang@example.cn",
+    "13800138001",
+    "+8613800138001",
+    "tok-zh-adult-0001",
+    "福建省福州市鼓楼区五四路1号",
+)
+EN_ADULT = Person(
+    "en-adult",
+    "en",
+    ("password", "phone", "member_name"),
+    "Grace Hopper",
+    "grace@example.com",
+    "(415) 555-0142",
+    "+14155550142",
+    "tok-en-adult-0002",
+    "1 Market Street San Francisco CA 94105",
+    region="US-CA",
+    birth="1980-12-09",
+)
+ZH_CHILD = Person(
+    "zh-child",
+    "zh-CN",
+    ("phone", "real_name"),
+    "李小龙",
+    address="北京市朝阳区建国路2号",
+    region="CN-BJ",
+    birth="2016-04-01",
+    guardian="李大龙",
+    guardian_email="li.dalong@example.cn",
+    guardian_phone="13900139003",
+    guardian_e164="+8613900139003",
+)
+EN_CHILD = Person(
+    "en-child",
+    "en",
+    ("real_name",),
+    "Tommy Tune",
+    address="10 Downing Street London SW1A 2AA",
+    region="GB",
+    birth="2017-02-02",
+    guardian="Tina Tune",
+    guardian_email="tina@example.org",
+    guardian_phone="+44 7700 900123",
+    guardian_e164="+447700900123",
+)
 CAST = (ZH_ADULT, EN_ADULT, ZH_CHILD, EN_CHILD)
 INCIDENT_CATEGORIES = "password,phone,member_name,real_name"
 
@@ -197,16 +257,16 @@ CAUSE_EN = "A service account password was committed to a public repository."
 def four_people_inventory(workspace: WorkspaceDir) -> WorkspaceDir:
     """Both locales, both audiences: two adults with every channel and a postal address, two children with
     guardians who have email, phone and an address."""
-    workspace.import_inventory(people=people_csv([p.row() for p in CAST]), holdings=holdings_csv(CAST),
-                               systems=MEMBER_DB_YAML)
+    workspace.import_inventory(
+        people=people_csv([p.row() for p in CAST]), holdings=holdings_csv(CAST), systems=MEMBER_DB_YAML
+    )
     return workspace
 
 
 @pytest.fixture
 def assessed_story(four_people_inventory: WorkspaceDir) -> Story:
     """The member-db exfiltration, with one logged action, assessed."""
-    return open_story(four_people_inventory, "--summary", SUMMARY, "--summary-en", SUMMARY_EN,
-                      "--cause-en", CAUSE_EN)
+    return open_story(four_people_inventory, "--summary", SUMMARY, "--summary-en", SUMMARY_EN, "--cause-en", CAUSE_EN)
 
 
 @pytest.fixture
@@ -241,8 +301,13 @@ def test_every_locale_channel_and_audience_gets_its_own_rendered_notice(rendered
     assert by_person == {p.person_id: p.channels for p in CAST}
     combos = {(loc, ch, aud) for _, ch, loc, aud, _, _ in stored}
     # Every combination the snapshot can produce (children are never pushed: their devices are theirs).
-    assert combos == {(loc, ch, aud) for loc in ("zh-CN", "en") for ch in ("email", "sms", "push", "letter")
-                      for aud in ("self", "guardian") if not (ch == "push" and aud == "guardian")}
+    assert combos == {
+        (loc, ch, aud)
+        for loc in ("zh-CN", "en")
+        for ch in ("email", "sms", "push", "letter")
+        for aud in ("self", "guardian")
+        if not (ch == "push" and aud == "guardian")
+    }
     for person in CAST:
         for channel, notice in notices_of(ws, iid, person).items():
             assert notice["body"].strip(), (person.person_id, channel)
@@ -256,23 +321,47 @@ def test_the_email_tells_each_person_everything_the_law_requires_in_order(render
     text = email["body"]
     book = PLAYBOOK
     # Their own categories, most sensitive first; each piece of advice once, in that order.
-    advice_order = ["change-password", "change-reused-passwords", "enable-2fa", "review-sessions",
-                    "review-account-activity", "beware-scam-calls", "set-carrier-pin", "check-yizhengtongcha",
-                    "verify-notice-officially"]
+    advice_order = [
+        "change-password",
+        "change-reused-passwords",
+        "enable-2fa",
+        "review-sessions",
+        "review-account-activity",
+        "beware-scam-calls",
+        "set-carrier-pin",
+        "check-yizhengtongcha",
+        "verify-notice-officially",
+    ]
     if locale == "en":
-        headings = ["NOTICE OF DATA BREACH", "WHAT HAPPENED", "WHAT INFORMATION WAS INVOLVED",
-                    "WHAT WE ARE DOING", "WHAT YOU CAN DO", "FOR MORE INFORMATION"]
-        labels = ["- Password (sensitive personal information)",
-                  "- Mobile phone number (sensitive personal information)", "- Member name"]
+        headings = [
+            "NOTICE OF DATA BREACH",
+            "WHAT HAPPENED",
+            "WHAT INFORMATION WAS INVOLVED",
+            "WHAT WE ARE DOING",
+            "WHAT YOU CAN DO",
+            "FOR MORE INFORMATION",
+        ]
+        labels = [
+            "- Password (sensitive personal information)",
+            "- Mobile phone number (sensitive personal information)",
+            "- Member name",
+        ]
         never_ask = "We will never ask for your password or a verification code"
         summary, window = SUMMARY_EN, "from 1 January 2026 to 1 March 2026"
         cause = CAUSE_EN
         reference = [f"Incident reference: {iid}", "Notice reference: N", f"Date of this notice: {NOTICE_DATE[locale]}"]
         greeting = f"Dear {person.name},"
     else:
-        headings = ["个人信息安全事件告知书", "一、事件基本情况", "二、涉及的个人信息", "三、可能的影响",
-                    "四、我们已采取和将要采取的处置措施", "五、您可自主防范和降低风险的建议", "六、对您的补救措施",
-                    "七、联系我们"]
+        headings = [
+            "个人信息安全事件告知书",
+            "一、事件基本情况",
+            "二、涉及的个人信息",
+            "三、可能的影响",
+            "四、我们已采取和将要采取的处置措施",
+            "五、您可自主防范和降低风险的建议",
+            "六、对您的补救措施",
+            "七、联系我们",
+        ]
         labels = ["- 密码（敏感个人信息）", "- 手机号码（敏感个人信息）", "- 会员名"]
         never_ask = "我们绝不会以任何方式向您索要密码或短信验证码"
         summary, window = SUMMARY, "2026年1月1日至2026年3月1日"
@@ -283,10 +372,23 @@ def test_the_email_tells_each_person_everything_the_law_requires_in_order(render
     assert_in_order(text, headings[0], greeting, headings[1], summary, window, cause)
     assert_in_order(text, headings[1], headings[2], *labels, *impacts[:1])
     assert_in_order(text, *impacts)
-    assert_in_order(text, *impacts, LOGGED_ACTION, *(m[locale] for m in book["measures_done"]),
-                    *(m[locale] for m in book["measures_planned"]))
-    assert_in_order(text, LOGGED_ACTION, *advice_texts(advice_order, locale), never_ask,
-                    *(r[locale] for r in book["remedies"]), OFFICER_EMAIL, OFFICER_PHONE, *reference)
+    assert_in_order(
+        text,
+        *impacts,
+        LOGGED_ACTION,
+        *(m[locale] for m in book["measures_done"]),
+        *(m[locale] for m in book["measures_planned"]),
+    )
+    assert_in_order(
+        text,
+        LOGGED_ACTION,
+        *advice_texts(advice_order, locale),
+        never_ask,
+        *(r[locale] for r in book["remedies"]),
+        OFFICER_EMAIL,
+        OFFICER_PHONE,
+        *reference,
+    )
     assert_in_order(text, *headings)
     for advice in advice_texts(advice_order, locale):
         assert text.count(advice) == 1, f"advice repeated: {advice}"
@@ -296,9 +398,15 @@ def test_the_email_tells_each_person_everything_the_law_requires_in_order(render
     assert "Finding" not in text and "Found the export" not in text, "findings are internal, not notice content"
     if locale == "en":
         # California Civil Code §1798.82(d): the headings, in this order, in the HTML too.
-        assert_in_order(email["html"], "<h1>Notice of Data Breach</h1>", "<h2>What Happened</h2>",
-                        "<h2>What Information Was Involved</h2>", "<h2>What We Are Doing</h2>",
-                        "<h2>What You Can Do</h2>", "<h2>For More Information</h2>")
+        assert_in_order(
+            email["html"],
+            "<h1>Notice of Data Breach</h1>",
+            "<h2>What Happened</h2>",
+            "<h2>What Information Was Involved</h2>",
+            "<h2>What We Are Doing</h2>",
+            "<h2>What You Can Do</h2>",
+            "<h2>For More Information</h2>",
+        )
     for element in ("happened", "involved", "impact", "measures", "advice", "remedies", "contact", "reference"):
         assert f'data-element="{element}"' in email["html"]
 
@@ -313,16 +421,27 @@ def test_a_childs_notices_go_to_the_guardian_and_speak_about_the_child(rendered_
     email = notices["email"]["body"]
     if locale == "en":
         assert email.startswith("NOTICE OF DATA BREACH")
-        assert_in_order(email, f"Dear {child.guardian},", f"You are the parent or guardian of {child.name}",
-                        f"about the child in your care, {child.name}, was involved", "- Real name",
-                        "All personal information of children under 14 is sensitive")
+        assert_in_order(
+            email,
+            f"Dear {child.guardian},",
+            f"You are the parent or guardian of {child.name}",
+            f"about the child in your care, {child.name}, was involved",
+            "- Real name",
+            "All personal information of children under 14 is sensitive",
+        )
         assert "about a child in your care" in notices["email"]["subject"]
         assert "a child in your care" in notices["sms"]["body"]
         assert "(parent or guardian)" in notices["letter"]["html"]
     else:
-        assert_in_order(email, f"尊敬的{child.guardian}：", f"用户{child.name}（不满十四周岁）的监护人",
-                        f"您监护的儿童{child.name}的以下个人信息涉及本次事件", "- 手机号码（敏感个人信息）",
-                        "- 真实姓名", "不满十四周岁儿童的个人信息均属于敏感个人信息")
+        assert_in_order(
+            email,
+            f"尊敬的{child.guardian}：",
+            f"用户{child.name}（不满十四周岁）的监护人",
+            f"您监护的儿童{child.name}的以下个人信息涉及本次事件",
+            "- 手机号码（敏感个人信息）",
+            "- 真实姓名",
+            "不满十四周岁儿童的个人信息均属于敏感个人信息",
+        )
         assert "您监护的儿童" in notices["email"]["subject"]
         assert notices["sms"]["body"].startswith("【诚聊购】您监护的儿童的手机号码等个人信息")
         assert "（监护人）" in notices["letter"]["html"]
@@ -355,14 +474,35 @@ def test_the_push_template_also_speaks_to_a_guardian(rendered_notices: Story):
         static = content.static_context(session, ws, get(session, rendered_notices.id))
     env = templates.environment(ws.root)
     for locale, expected in (("en", "data of a child in your care"), ("zh-CN", "您监护的儿童的手机号码等信息")):
-        person = {"person_id": "guardian-push", "audience": "guardian", "subject_name": "小明", "to_name": "明父",
-                  "to_email": None, "to_phone": None, "to_push": "tok-guardian", "to_address": None,
-                  "locale": locale, "region": "CN", "categories": "phone", "ref": "NABCDEFGHIJ"}
+        person = {
+            "person_id": "guardian-push",
+            "audience": "guardian",
+            "subject_name": "小明",
+            "to_name": "明父",
+            "to_email": None,
+            "to_phone": None,
+            "to_push": "tok-guardian",
+            "to_address": None,
+            "locale": locale,
+            "region": "CN",
+            "categories": "phone",
+            "ref": "NABCDEFGHIJ",
+        }
         parts, rendered = render.render_person(env, static, person, NOTICE_DATE)
         (push,) = rendered
         assert push["channel"] == "push" and expected in push["body"]
-        problems = lint_notice("push", push["template"], push["subject"], push["body"], None, parts, person,
-                               {"emails": {OFFICER_EMAIL}, "phones": set()}, [], [])
+        problems = lint_notice(
+            "push",
+            push["template"],
+            push["subject"],
+            push["body"],
+            None,
+            parts,
+            person,
+            {"emails": {OFFICER_EMAIL}, "phones": set()},
+            [],
+            [],
+        )
         assert problems == []
 
 
@@ -371,27 +511,54 @@ def test_a_letter_carries_every_element_and_the_postal_address(rendered_notices:
     for person in CAST:
         letter = notices_of(ws, iid, person)["letter"]
         html = letter["html"]
-        assert_in_order(html, person.address, *(f'data-element="{e}"' for e in
-                                                ("happened", "involved", "impact", "measures", "advice",
-                                                 "remedies", "contact", "reference")))
+        assert_in_order(
+            html,
+            person.address,
+            *(
+                f'data-element="{e}"'
+                for e in ("happened", "involved", "impact", "measures", "advice", "remedies", "contact", "reference")
+            ),
+        )
         assert OFFICER_EMAIL in html and letter["ref"] in html and NOTICE_DATE[person.locale] in html
         assert "@media print" in html
 
 
 # ---- the two-people leak test -----------------------------------------------------------------------
 
-ALPHA = Person("p-alpha", "zh-CN", ("phone",), "欧阳娜娜", "ouyang.nana@example.cn", "13512345678",
-               "+8613512345678", "tok-alpha-93", "上海市徐汇区漕溪北路88号", region="CN-SH", birth="1988-08-08")
-BRAVO = Person("p-bravo", "en", ("device_id", "password"), "Zygmunt Quill", "zq@quill.example.org",
-               "+44 7911 123456", "+447911123456", "tok-bravo-17", "22 Baker Street London NW1 6XE",
-               region="GB", birth="1975-01-20")
+ALPHA = Person(
+    "p-alpha",
+    "zh-CN",
+    ("phone",),
+    "欧阳娜娜",
+    "ouyang.nana@example.cn",
+    "13512345678",
+    "+8613512345678",
+    "tok-alpha-93",
+    "上海市徐汇区漕溪北路88号",
+    region="CN-SH",
+    birth="1988-08-08",
+)
+BRAVO = Person(
+    "p-bravo",
+    "en",
+    ("device_id", "password"),
+    "Zygmunt Quill",
+    "zq@quill.example.org",
+    "+44 7911 123456",
+    "+447911123456",
+    "tok-bravo-17",
+    "22 Baker Street London NW1 6XE",
+    region="GB",
+    birth="1975-01-20",
+)
 
 
 @pytest.fixture
 def two_strangers(workspace: WorkspaceDir) -> Story:
     """Two people who share nothing: names, contacts, categories (and their advice), locales."""
-    workspace.import_inventory(people=people_csv([ALPHA.row(), BRAVO.row()]),
-                               holdings=holdings_csv((ALPHA, BRAVO)), systems=MEMBER_DB_YAML)
+    workspace.import_inventory(
+        people=people_csv([ALPHA.row(), BRAVO.row()]), holdings=holdings_csv((ALPHA, BRAVO)), systems=MEMBER_DB_YAML
+    )
     story = open_story(workspace, categories="phone,password,device_id")
     workspace.ok("notices", "render", story.id)
     return story
@@ -421,8 +588,11 @@ def test_two_people_who_share_nothing_see_nothing_of_each_other(two_strangers: S
             leaked = [s for s in foreign if s in text]
             assert not leaked, f"{me.person_id}'s {channel} notice contains {other.person_id}'s {leaked}"
         email = mine["email"]["body"]
-        own_involved = (section(email, "WHAT INFORMATION WAS INVOLVED", "WHAT WE ARE DOING") if me.locale == "en"
-                        else section(email, "二、涉及的个人信息", "三、可能的影响"))
+        own_involved = (
+            section(email, "WHAT INFORMATION WAS INVOLVED", "WHAT WE ARE DOING")
+            if me.locale == "en"
+            else section(email, "二、涉及的个人信息", "三、可能的影响")
+        )
         for key in CATEGORY:
             listed = CATEGORY[key]["label"][me.locale] in own_involved
             assert listed == (key in me.categories), f"{me.person_id}: category {key} listed={listed}"
@@ -434,8 +604,11 @@ def test_two_people_who_share_nothing_see_nothing_of_each_other(two_strangers: S
 
 def test_a_template_in_the_workspace_overrides_the_packaged_one(assessed_story: Story):
     ws, iid = assessed_story.ws, assessed_story.id
-    path = override(ws, "en/partials/remedies.txt.j2", packaged("en/partials/remedies.txt.j2")
-                    + "- A year of free identity monitoring from Override Assurance Ltd.\n")
+    path = override(
+        ws,
+        "en/partials/remedies.txt.j2",
+        packaged("en/partials/remedies.txt.j2") + "- A year of free identity monitoring from Override Assurance Ltd.\n",
+    )
     ws.ok("notices", "render", iid)
     assert "Override Assurance Ltd." in notices_of(ws, iid, EN_ADULT)["email"]["body"]
     assert "Override Assurance Ltd." in notices_of(ws, iid, EN_CHILD)["letter"]["html"]
@@ -459,12 +632,17 @@ LONG_SMS = packaged("en/sms.txt.j2").rstrip() + "{% for i in range(40) %} Please
 LEFTOVER = "【{{ org.platform }}】请查询编号{{ notice.ref }}。{% raw %}您好 {{ person.name }}{% endraw %}\n"
 
 
-@pytest.mark.parametrize(("template", "content", "rule"), [
-    ("zh-CN/sms.txt.j2", LEFTOVER, "unrendered-placeholder: found '{{'"),
-    ("en/sms.txt.j2", LONG_SMS, "length: SMS needs"),
-], ids=["placeholder-leftover", "sms-too-long"])
-def test_a_notice_that_fails_lint_stops_the_render_naming_template_and_rule(assessed_story: Story, template: str,
-                                                                           content: str, rule: str):
+@pytest.mark.parametrize(
+    ("template", "content", "rule"),
+    [
+        ("zh-CN/sms.txt.j2", LEFTOVER, "unrendered-placeholder: found '{{'"),
+        ("en/sms.txt.j2", LONG_SMS, "length: SMS needs"),
+    ],
+    ids=["placeholder-leftover", "sms-too-long"],
+)
+def test_a_notice_that_fails_lint_stops_the_render_naming_template_and_rule(
+    assessed_story: Story, template: str, content: str, rule: str
+):
     ws, iid = assessed_story.ws, assessed_story.id
     override(ws, template, content)
     result = ws.refuse("notices", "render", iid, error=f"{template}: {rule}")
@@ -485,8 +663,13 @@ def test_a_failed_render_leaves_the_approved_bundle_as_it_was(approved_notices: 
 
 def test_responder_text_is_shown_literally_and_never_run_as_a_template(four_people_inventory: WorkspaceDir):
     ws = four_people_inventory
-    story = open_story(ws, "--summary", "攻击者留下了 <script>alert(1)</script> 和 {{ 7*7 }}。",
-                       "--summary-en", "The attacker left <script>alert(1)</script> and {{ 7*7 }} in a form.")
+    story = open_story(
+        ws,
+        "--summary",
+        "攻击者留下了 <script>alert(1)</script> 和 {{ 7*7 }}。",
+        "--summary-en",
+        "The attacker left <script>alert(1)</script> and {{ 7*7 }} in a form.",
+    )
     ws.ok("notices", "render", story.id)
     en, zh = notices_of(ws, story.id, EN_ADULT)["email"], notices_of(ws, story.id, ZH_ADULT)["email"]
     assert "The attacker left <script>alert(1)</script> and {{ 7*7 }} in a form." in en["body"]
@@ -513,8 +696,11 @@ def test_approval_is_bound_to_the_manifest_hash(approved_notices: Story):
 
 
 def edit_template(story: Story) -> None:
-    override(story.ws, "en/partials/remedies.txt.j2",
-             packaged("en/partials/remedies.txt.j2") + "- A free year of credit monitoring.\n")
+    override(
+        story.ws,
+        "en/partials/remedies.txt.j2",
+        packaged("en/partials/remedies.txt.j2") + "- A free year of credit monitoring.\n",
+    )
 
 
 def edit_playbook(story: Story) -> None:
@@ -529,27 +715,33 @@ def log_an_action(story: Story) -> None:
 
 
 def reassess_with_one_more_person(story: Story) -> None:
-    newcomer = Person("late-find", "zh-CN", ("phone",), "钱多多", "qian@example.cn", "13700137007",
-                      "+8613700137007")
+    newcomer = Person("late-find", "zh-CN", ("phone",), "钱多多", "qian@example.cn", "13700137007", "+8613700137007")
     story.ws.import_inventory(people=people_csv([newcomer.row()]), holdings=holdings_csv((newcomer,)), systems=None)
     story.ws.ok("assess", story.id, "--reassess")
 
 
 def tamper_with_a_stored_notice(story: Story) -> None:
     with connect(story.ws.root) as conn:
-        conn.execute("UPDATE notice SET body = ? WHERE person_id = ? AND channel = 'sms'",
-                     (zlib.compress("诚聊购：请点击 http://evil.example 领取补偿".encode()), ZH_ADULT.person_id))
+        conn.execute(
+            "UPDATE notice SET body = ? WHERE person_id = ? AND channel = 'sms'",
+            (zlib.compress("诚聊购：请点击 http://evil.example 领取补偿".encode()), ZH_ADULT.person_id),
+        )
 
 
-@pytest.mark.parametrize(("change", "named"), [
-    (edit_template, "template en/partials/remedies.txt.j2 changed"),
-    (edit_playbook, "the playbook changed"),
-    (log_an_action, "the incident facts or logged actions changed"),
-    (reassess_with_one_more_person, "the affected set (re-assessed) changed"),
-    (tamper_with_a_stored_notice, "rendered notices in the database differ from the approved manifest"),
-], ids=["template", "playbook", "facts", "affected-set", "tampered-notice"])
-def test_a_change_after_approval_makes_it_stale_and_dispatch_refuses_naming_it(approved_notices: Story,
-                                                                            change: Any, named: str):
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (edit_template, "template en/partials/remedies.txt.j2 changed"),
+        (edit_playbook, "the playbook changed"),
+        (log_an_action, "the incident facts or logged actions changed"),
+        (reassess_with_one_more_person, "the affected set (re-assessed) changed"),
+        (tamper_with_a_stored_notice, "rendered notices in the database differ from the approved manifest"),
+    ],
+    ids=["template", "playbook", "facts", "affected-set", "tampered-notice"],
+)
+def test_a_change_after_approval_makes_it_stale_and_dispatch_refuses_naming_it(
+    approved_notices: Story, change: Any, named: str
+):
     ws, iid = approved_notices.ws, approved_notices.id
     change(approved_notices)
     shown = ws.ok("show", iid)
@@ -566,8 +758,16 @@ def test_reject_needs_a_comment_and_sends_the_notices_back(rendered_notices: Sto
     ws, iid = rendered_notices.ws, rendered_notices.id
     missing = ws.run("notices", "reject", iid, "--reviewer", "Legal (Li Na)")
     assert missing.exit_code == 2 and "--comment" in missing.output, missing.output
-    ws.refuse("notices", "reject", iid, "--reviewer", "Legal (Li Na)", "--comment", "  ",
-              error="--comment: say why the notices are rejected")
+    ws.refuse(
+        "notices",
+        "reject",
+        iid,
+        "--reviewer",
+        "Legal (Li Na)",
+        "--comment",
+        "  ",
+        error="--comment: say why the notices are rejected",
+    )
     assert status_of(ws, iid) == "notices rendered"
     ws.ok("notices", "reject", iid, "--reviewer", "Legal (Li Na)", "--comment", "Name the helpline number")
     shown = ws.json("show", iid)
@@ -580,9 +780,16 @@ def test_reject_needs_a_comment_and_sends_the_notices_back(rendered_notices: Sto
 def test_notices_show_prints_one_persons_notice(rendered_notices: Story):
     ws, iid = rendered_notices.ws, rendered_notices.id
     out = ws.ok("notices", "show", iid, "--person", EN_ADULT.person_id)
-    assert_in_order(out, "== email (en, self, ref N", "Subject: Notice of Data Breach - Chengliaogou",
-                    "NOTICE OF DATA BREACH", "Dear Grace Hopper,", "== sms (en, self", "== push (en, self",
-                    "== letter (en, self")
+    assert_in_order(
+        out,
+        "== email (en, self, ref N",
+        "Subject: Notice of Data Breach - Chengliaogou",
+        "NOTICE OF DATA BREACH",
+        "Dear Grace Hopper,",
+        "== sms (en, self",
+        "== push (en, self",
+        "== letter (en, self",
+    )
     only_sms = ws.ok("notices", "show", iid, "--person", ZH_ADULT.person_id, "--channel", "sms")
     assert only_sms.startswith("== sms (zh-CN, self, ref N") and "== email" not in only_sms
     assert "【诚聊购】您的密码等个人信息涉及一起安全事件" in only_sms
@@ -637,19 +844,32 @@ def variant_table(page: str) -> dict[tuple[str, str, str, str], int]:
     return {(r[1], r[2], r[3], r[4]): int(r[5]) for r in rows}
 
 
-def test_the_manifest_lists_the_hash_of_every_template_the_playbook_the_facts_and_every_notice(
-        rendered_notices: Story):
+def test_the_manifest_lists_the_hash_of_every_template_the_playbook_the_facts_and_every_notice(rendered_notices: Story):
     ws, iid = rendered_notices.ws, rendered_notices.id
     manifest = json.loads((rendered_notices.bundle / "manifest.json").read_text(encoding="utf-8"))
-    used = {"style.css.j2"} | {f"{loc}/{name}" for loc in ("en", "zh-CN") for name in (
-        "email.html.j2", "email.txt.j2", "letter.html.j2", "push.txt.j2", "sms.txt.j2", "subject.txt.j2",
-        *(f"partials/{e}.txt.j2" for e in ("advice", "contact", "happened", "impact", "involved", "measures",
-                                           "reference", "remedies")))}
+    used = {"style.css.j2"} | {
+        f"{loc}/{name}"
+        for loc in ("en", "zh-CN")
+        for name in (
+            "email.html.j2",
+            "email.txt.j2",
+            "letter.html.j2",
+            "push.txt.j2",
+            "sms.txt.j2",
+            "subject.txt.j2",
+            *(
+                f"partials/{e}.txt.j2"
+                for e in ("advice", "contact", "happened", "impact", "involved", "measures", "reference", "remedies")
+            ),
+        )
+    }
     assert used <= set(manifest["templates"])
     for name, sha in manifest["templates"].items():
         assert sha == hashlib.sha256((REPO / "notices" / name).read_bytes()).hexdigest(), name
-    assert manifest["playbook"] == hashlib.sha256(
-        (REPO / "playbooks" / "database-exfiltration.yaml").read_bytes()).hexdigest()
+    assert (
+        manifest["playbook"]
+        == hashlib.sha256((REPO / "playbooks" / "database-exfiltration.yaml").read_bytes()).hexdigest()
+    )
     assert re.fullmatch(r"[0-9a-f]{64}", manifest["facts"]) and re.fullmatch(r"[0-9a-f]{64}", manifest["affected"])
     assert manifest["incident"] == iid
     listed = {(n["person"], n["channel"]): n["sha256"] for n in manifest["notices"]}
@@ -688,9 +908,17 @@ def test_the_review_page_shows_every_variant_with_counts_and_masked_contacts(ren
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ]
     return subprocess.run([str(CHROMIUM), *flags, *args], capture_output=True, text=True, timeout=90, check=False)
 
 
@@ -706,7 +934,12 @@ def test_legal_reads_the_review_bundle_in_a_real_browser(rendered_notices: Story
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "review-bundle.png"
     shot.unlink(missing_ok=True)
-    taken = chromium("--window-size=1280,2400", "--hide-scrollbars", f"--screenshot={shot}", index.as_uri(),
-                     profile=tmp_path / "profile")
+    taken = chromium(
+        "--window-size=1280,2400",
+        "--hide-scrollbars",
+        f"--screenshot={shot}",
+        index.as_uri(),
+        profile=tmp_path / "profile",
+    )
     assert taken.returncode == 0, taken.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000

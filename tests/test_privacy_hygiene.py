@@ -70,8 +70,7 @@ class DemoRun:
 
     def incident(self, *args: str, ok: tuple[int, ...] = (0,)) -> Run:
         """Run `incident --log-level DEBUG --workspace ROOT ARGS` and keep what it printed."""
-        argv = [str(INCIDENT), "--log-level", "DEBUG", "--actor", "hygiene-test", "--workspace", str(self.root),
-                *args]
+        argv = [str(INCIDENT), "--log-level", "DEBUG", "--actor", "hygiene-test", "--workspace", str(self.root), *args]
         done = subprocess.run(argv, capture_output=True, timeout=180, env=self.env, check=False)
         run = Run(" ".join(args), done.returncode, done.stdout, done.stderr)
         self.runs.append(run)
@@ -99,8 +98,17 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
         url = request.getfixturevalue("postgres_server").create_database(f"h_{uuid.uuid4().hex[:16]}")
     base = tmp_path_factory.mktemp("hygiene")
     demo = DemoRun(base / "ws", command_env(url), exports=base / "exports")
-    argv = [str(INCIDENT), "--log-level", "DEBUG", "--actor", "hygiene-test", "demo", str(demo.root), "--people",
-            str(DEMO_PEOPLE)]
+    argv = [
+        str(INCIDENT),
+        "--log-level",
+        "DEBUG",
+        "--actor",
+        "hygiene-test",
+        "demo",
+        str(demo.root),
+        "--people",
+        str(DEMO_PEOPLE),
+    ]
     done = subprocess.run(argv, capture_output=True, timeout=300, env=demo.env, check=False)
     demo.runs.append(Run("demo", done.returncode, done.stdout, done.stderr))
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
@@ -170,8 +178,9 @@ def readable_text(path: Path) -> str:
     """A file's text as a reader sees it (a PDF's through pdftotext: its raw bytes hold glyph ids, not text)."""
     data = path.read_bytes()
     if path.suffix == ".pdf":
-        data += subprocess.run([str(PDFTOTEXT), "-enc", "UTF-8", str(path), "-"], capture_output=True,
-                               check=True).stdout
+        data += subprocess.run(
+            [str(PDFTOTEXT), "-enc", "UTF-8", str(path), "-"], capture_output=True, check=True
+        ).stdout
     return data.decode("utf-8", "replace")
 
 
@@ -235,12 +244,20 @@ def test_no_address_phone_or_name_of_the_demo_appears_in_any_output_log_or_page(
     outbox = next((demo_run.root / "outbox" / INCIDENT_ID / "email").glob("*.eml"))
     assert hits(outbox.read_text(encoding="utf-8"), wanted)
 
-    figures = {"demo_people": DEMO_PEOPLE, "identifiers_checked": len(wanted), "bytes_scanned": scanned,
-               "files_scanned": len(files), "commands_captured": len(demo_run.runs), "debug_log_lines": debug_lines,
-               "hits": 0}
+    figures = {
+        "demo_people": DEMO_PEOPLE,
+        "identifiers_checked": len(wanted),
+        "bytes_scanned": scanned,
+        "files_scanned": len(files),
+        "commands_captured": len(demo_run.runs),
+        "debug_log_lines": debug_lines,
+        "hits": 0,
+    }
     record_figures("hygiene.json", figures)
-    print(f"\nhygiene: {scanned:,} bytes from {len(demo_run.runs)} commands and {len(files)} files searched for "
-          f"{len(wanted):,} identifiers of {DEMO_PEOPLE} people: 0 found")
+    print(
+        f"\nhygiene: {scanned:,} bytes from {len(demo_run.runs)} commands and {len(files)} files searched for "
+        f"{len(wanted):,} identifiers of {DEMO_PEOPLE} people: 0 found"
+    )
 
 
 # ---- files holding personal data are the owner's alone --------------------------------------------------------
@@ -273,8 +290,10 @@ def test_every_file_and_folder_holding_personal_data_is_readable_by_its_owner_on
     exported = [demo_run.affected_csv.parent, demo_run.affected_csv]
     inventory = [root / "inventory", root / "inventory" / "people.csv", root / "inventory" / "holdings.csv"]
     assert len([p for p in outbox if p.suffix == ".eml"]) > 50 and len([p for p in letters if p.is_file()]) > 2
-    assert len([p for p in rejected if p.suffix == ".csv"]) == 1 and (root / "review" / INCIDENT_ID / "index.html"
-                                                                     ).exists()
+    assert (
+        len([p for p in rejected if p.suffix == ".csv"]) == 1
+        and (root / "review" / INCIDENT_ID / "index.html").exists()
+    )
     assert loose(outbox + letters + review + rejected + exported + inventory) == []
 
 
@@ -293,7 +312,8 @@ def test_an_exported_audit_chain_is_readable_by_its_owner_only(demo_run: DemoRun
 
 
 def test_a_mail_server_that_repeats_the_address_in_its_refusal_does_not_put_it_in_the_proof_or_the_logs(
-        assessed_incident):
+    assessed_incident,
+):
     """Given a mail server whose refusals name the recipient ("550 <anna@example.de>: unknown"), as most do, when
     the notices are dispatched with debug logging, then the proof of delivery and the log show the refusal with
     the address masked."""
@@ -301,18 +321,23 @@ def test_a_mail_server_that_repeats_the_address_in_its_refusal_does_not_put_it_i
     people = list(csv.DictReader(PEOPLE_CSV.splitlines()))
     emails = [a for row in people for a in (row["email"], row["guardian_email"]) if a]
     refusal = "550 5.1.1 <{}>: Recipient address rejected: User unknown in local recipient table"
-    with smtp_sink(reject={a: refusal.format(a.upper() if a.startswith("anna") else a) for a in emails}) as smtp, \
-            http_gateway() as sms, http_gateway() as push:
+    with (
+        smtp_sink(reject={a: refusal.format(a.upper() if a.startswith("anna") else a) for a in emails}) as smtp,
+        http_gateway() as sms,
+        http_gateway() as push,
+    ):
         ws.ok("notices", "render", iid)
         ws.ok("notices", "approve", iid, "--reviewer", "Legal (Li Na)")
-        configure_channels(ws.root, email=f"smtppool://127.0.0.1:{smtp.port}/{{email}}?from=security@example.com",
-                           sms=f"gateway://127.0.0.1:{sms.port}/sms?to={{phone}}",
-                           push=f"gateway://127.0.0.1:{push.port}/push?to={{push_token}}")
+        configure_channels(
+            ws.root,
+            email=f"smtppool://127.0.0.1:{smtp.port}/{{email}}?from=security@example.com",
+            sms=f"gateway://127.0.0.1:{sms.port}/sms?to={{phone}}",
+            push=f"gateway://127.0.0.1:{push.port}/push?to={{push_token}}",
+        )
         logger = logging.getLogger("incident")
         saved = logger.handlers[:], logger.level
         try:
-            dispatched = CliRunner().invoke(app, ["--log-level", "DEBUG", "--workspace", str(ws.root), "dispatch",
-                                                  iid])
+            dispatched = CliRunner().invoke(app, ["--log-level", "DEBUG", "--workspace", str(ws.root), "dispatch", iid])
         finally:  # --log-level configures this process's logger: leave it as the next test expects
             logger.handlers[:], logger.level = saved[0], saved[1]
         assert dispatched.exit_code == 0, dispatched.output
@@ -339,12 +364,16 @@ def refuse_person_writes(ws: WorkspaceDir) -> None:
     with the rows being imported in the local variables of the frames it passes through."""
     with connect(ws.root) as db:
         if db.postgres:
-            db.execute("CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION '" + INJECTED_FAULT
-                       + "' USING ERRCODE = 'XX000'; END $$ LANGUAGE plpgsql")
+            db.execute(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION '"
+                + INJECTED_FAULT
+                + "' USING ERRCODE = 'XX000'; END $$ LANGUAGE plpgsql"
+            )
             db.execute("CREATE TRIGGER refuse BEFORE INSERT ON person FOR EACH ROW EXECUTE FUNCTION refuse()")
         else:
-            db.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON person BEGIN SELECT RAISE(ABORT, '{INJECTED_FAULT}');"
-                       " END")
+            db.execute(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON person BEGIN SELECT RAISE(ABORT, '{INJECTED_FAULT}'); END"
+            )
 
 
 @pytest.mark.slow
@@ -357,11 +386,28 @@ def test_an_unexpected_error_while_importing_people_prints_no_personal_data(tmp_
     for name, content in (("systems.yaml", SYSTEMS_YAML), ("people.csv", PEOPLE_CSV), ("holdings.csv", HOLDINGS_CSV)):
         ws.write(name, content)
     env = command_env(os.environ.get("INCIDENT_DATABASE_URL"))
-    done = subprocess.run([str(INCIDENT), "--log-level", "DEBUG", "--workspace", str(ws.root), "inventory", "import",
-                           "--systems", str(ws.root / "inputs" / "systems.yaml"), "--people",
-                           str(ws.root / "inputs" / "people.csv"), "--holdings",
-                           str(ws.root / "inputs" / "holdings.csv")],
-                          capture_output=True, text=True, timeout=60, env=env, check=False)
+    done = subprocess.run(
+        [
+            str(INCIDENT),
+            "--log-level",
+            "DEBUG",
+            "--workspace",
+            str(ws.root),
+            "inventory",
+            "import",
+            "--systems",
+            str(ws.root / "inputs" / "systems.yaml"),
+            "--people",
+            str(ws.root / "inputs" / "people.csv"),
+            "--holdings",
+            str(ws.root / "inputs" / "holdings.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
     output = done.stdout + done.stderr
     assert done.returncode != 0 and INJECTED_FAULT in output, output
     assert hits(output, identifiers(list(csv.DictReader(PEOPLE_CSV.splitlines())))) == [], output
@@ -382,25 +428,26 @@ SECRETS = {
 }
 CHANNELS_WITH_SECRETS = f"""
 [channels.email]
-url = "smtppools://mailer:{SECRETS['SMTP_PASSWORD_VALUE']}@smtp.example.com:465/{{email}}?from=security@example.com&pass={SECRETS['QUERY_PASS']}"
+url = "smtppools://mailer:{SECRETS["SMTP_PASSWORD_VALUE"]}@smtp.example.com:465/{{email}}?from=security@example.com&pass={SECRETS["QUERY_PASS"]}"
 
 [channels.sms]
-url = "gateway://sms.example.com:8080/send?to={{phone}}&token={SECRETS['QUERY_TOKEN']}&+Authorization=Bearer%20{SECRETS['HEADER_SECRET']}"
+url = "gateway://sms.example.com:8080/send?to={{phone}}&token={SECRETS["QUERY_TOKEN"]}&+Authorization=Bearer%20{SECRETS["HEADER_SECRET"]}"
 
 [channels.push]
-url = "ntfys://${{NTFY_TOKEN}}@push.example.com/{{push_token}}?apikey={SECRETS['API_KEY']}"
+url = "ntfys://${{NTFY_TOKEN}}@push.example.com/{{push_token}}?apikey={SECRETS["API_KEY"]}"
 
 [announcement]
-targets = ["json://hooks.example.com/{SECRETS['WEBHOOK_KEY']}", "tgram://123456789:{SECRETS['BOT_TOKEN']}/-100123"]
+targets = ["json://hooks.example.com/{SECRETS["WEBHOOK_KEY"]}", "tgram://123456789:{SECRETS["BOT_TOKEN"]}/-100123"]
 
 [oncall]
-url = "mailto://oncall:{SECRETS['ONCALL_PASSWORD']}@mail.example.com"
+url = "mailto://oncall:{SECRETS["ONCALL_PASSWORD"]}@mail.example.com"
 """
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
-def test_config_show_masks_every_secret_and_credential(workspace: WorkspaceDir, monkeypatch: pytest.MonkeyPatch,
-                                                      as_json: bool):
+def test_config_show_masks_every_secret_and_credential(
+    workspace: WorkspaceDir, monkeypatch: pytest.MonkeyPatch, as_json: bool
+):
     """Given channel URLs with a user:password, ?pass=, ?token=, an Authorization header, an API key, a webhook
     key, a bot token and ${ENV} references (whose values are set), when `incident config show` prints the
     configuration, then no secret appears, while the names of the environment variables may."""

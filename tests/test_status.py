@@ -27,19 +27,30 @@ from incident.assess import settle
 from incident.config import find_workspace
 from incident.db import unit_of_work
 
-RULES = yaml.safe_load((Path(__file__).resolve().parents[1] / "playbooks" / "jurisdictions.yaml").read_text(
-    encoding="utf-8"))
+RULES = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "playbooks" / "jurisdictions.yaml").read_text(encoding="utf-8")
+)
 DISCOVERED = datetime(2026, 3, 10, 8, 0, 0, tzinfo=UTC)
 OPENED = DISCOVERED + timedelta(hours=1)
 ANCHOR = DISCOVERED + timedelta(days=2, hours=3, minutes=7)
 SECOND = timedelta(seconds=1)
 
 REGIONS = [("US-CA", 501), ("US-TX", 250), ("CN-FJ", 1), ("DE", 1), ("US-NY", 1), ("US-MA", 1)]
-PEOPLE = [{"person_id": f"{region}-{i:04d}", "email": f"p{i}@{region.lower()}.example.com", "region": region,
-           "locale": "zh-CN" if region.startswith("CN") else "en"}
-          for region, n in REGIONS for i in range(n)] + [{"person_id": "unreachable", "region": "CN-SC"}]
-HOLDINGS = "person_id,system,category,since,until\n" + "".join(
-    f"{p['person_id']},member-db,phone,2020-01-01,\n" for p in PEOPLE) + "CN-FJ-0000,crm,phone,2020-01-01,\n"
+PEOPLE = [
+    {
+        "person_id": f"{region}-{i:04d}",
+        "email": f"p{i}@{region.lower()}.example.com",
+        "region": region,
+        "locale": "zh-CN" if region.startswith("CN") else "en",
+    }
+    for region, n in REGIONS
+    for i in range(n)
+] + [{"person_id": "unreachable", "region": "CN-SC"}]
+HOLDINGS = (
+    "person_id,system,category,since,until\n"
+    + "".join(f"{p['person_id']},member-db,phone,2020-01-01,\n" for p in PEOPLE)
+    + "CN-FJ-0000,crm,phone,2020-01-01,\n"
+)
 SYSTEMS = "systems:\n  - {name: member-db, kind: internal}\n  - {name: crm, kind: internal}\n"
 
 
@@ -52,9 +63,23 @@ FIXED = [o for r in RULES["regimes"] for o in r["obligations"] if period(o) > ti
 
 def open_assessed(ws: WorkspaceDir, systems: str, *grade: str) -> str:
     with freeze_time(OPENED):
-        iid = ws.ok("open", "--playbook", "database-exfiltration", "--title", f"breach of {systems}", "--systems",
-                    systems, "--categories", "phone", "--from", "2026-01-01", "--to", "2026-03-01",
-                    "--discovered", DISCOVERED.isoformat()).strip()
+        iid = ws.ok(
+            "open",
+            "--playbook",
+            "database-exfiltration",
+            "--title",
+            f"breach of {systems}",
+            "--systems",
+            systems,
+            "--categories",
+            "phone",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-03-01",
+            "--discovered",
+            DISCOVERED.isoformat(),
+        ).strip()
         ws.ok("assess", iid, *grade)
     return iid
 
@@ -69,8 +94,7 @@ def record_events(ws: WorkspaceDir, iid: str, *events: str) -> None:
 def three_incidents(ws: WorkspaceDir) -> str:
     ws.import_inventory(people=people_csv(PEOPLE), holdings=HOLDINGS, systems=SYSTEMS)
     grade = ("--grade", "relatively-major", "--reason", "qualitative criteria")
-    a, b, c = (open_assessed(ws, "member-db", *grade), open_assessed(ws, "member-db", *grade),
-               open_assessed(ws, "crm"))
+    a, b, c = (open_assessed(ws, "member-db", *grade), open_assessed(ws, "member-db", *grade), open_assessed(ws, "crm"))
     with freeze_time(ANCHOR):
         record_events(ws, b, "individuals-notified", "announcement-published")
         ws.ok("close", b)
@@ -125,13 +149,13 @@ def test_every_obligation_flips_on_the_board_at_its_second(shared_ws: WorkspaceD
     incident_id, started = (A, DISCOVERED) if ob["anchor"] == "discovered" else (B, ANCHOR)
     due = started + period(ob)
 
-    seen = [obligation(status_at(ws, due + delta)[1], incident_id, ob["key"]) for delta in (-SECOND, 0 * SECOND,
-                                                                                             SECOND)]
+    seen = [
+        obligation(status_at(ws, due + delta)[1], incident_id, ob["key"]) for delta in (-SECOND, 0 * SECOND, SECOND)
+    ]
 
     assert [o["due"] for o in seen] == [due.isoformat()] * 3
     if ob.get("minimum"):
-        assert [(o["state"], o["left_seconds"]) for o in seen] == [("in progress", 1.0), ("done", None),
-                                                                   ("done", None)]
+        assert [(o["state"], o["left_seconds"]) for o in seen] == [("in progress", 1.0), ("done", None), ("done", None)]
         assert seen[1]["done_at"] == due.isoformat()
     else:
         assert [(o["state"], o["left_seconds"]) for o in seen] == [("due", 1.0), ("due", 0.0), ("overdue", -1.0)]
@@ -144,8 +168,14 @@ def test_the_board_lists_open_incidents_and_closed_ones_with_work_left(shared_ws
 
     assert [i["id"] for i in board["incidents"]] == [B, A]
     assert obligation(board, B, "cn-cac-final")["state"] == "due"
-    for key in ("cn-notify-individuals", "ca-individuals", "tx-individuals", "ny-individuals", "ma-individuals",
-                "gdpr-data-subjects"):
+    for key in (
+        "cn-notify-individuals",
+        "ca-individuals",
+        "tx-individuals",
+        "ny-individuals",
+        "ma-individuals",
+        "gdpr-data-subjects",
+    ):
         assert obligation(board, B, key)["state"] == "done" and obligation(board, A, key)["state"] != "done"
     assert obligation(board, A, "ny-regulators")["state"] == "due"
 
@@ -181,15 +211,21 @@ def test_settle_marks_an_obligation_done_by_hand(board_ws: WorkspaceDir) -> None
 
     assert "settled INC-2026-0001 ny-regulators at 2026-03-13 08:00Z (reference NY AG portal #5521)" in out
     assert (obligation(board, A, "ny-regulators")["state"], obligation(board, A, "ny-regulators")["done_at"]) == (
-        "done", at)
-    assert board_ws.sql("SELECT reference FROM obligation_done WHERE incident_id = ? AND key = 'ny-regulators'",
-                        (A,)) == [("NY AG portal #5521",)]
+        "done",
+        at,
+    )
+    assert board_ws.sql(
+        "SELECT reference FROM obligation_done WHERE incident_id = ? AND key = 'ny-regulators'", (A,)
+    ) == [("NY AG portal #5521",)]
 
 
 def oncall(ws: WorkspaceDir, port: int, margin_hours: int = 24) -> None:
     config = ws.root / "incident.toml"
-    config.write_text(config.read_text(encoding="utf-8") + f'\n[oncall]\nurl = "json://127.0.0.1:{port}/oncall?'
-                      f':to=oncall"\nmargin_hours = {margin_hours}\n', encoding="utf-8")
+    config.write_text(
+        config.read_text(encoding="utf-8") + f'\n[oncall]\nurl = "json://127.0.0.1:{port}/oncall?'
+        f':to=oncall"\nmargin_hours = {margin_hours}\n',
+        encoding="utf-8",
+    )
 
 
 def test_notify_warns_on_call_once_per_obligation_and_level(board_ws: WorkspaceDir) -> None:
@@ -208,14 +244,23 @@ def test_notify_warns_on_call_once_per_obligation_and_level(board_ws: WorkspaceD
     titles = [r.body["title"] for r in gw.requests]
     assert (first, late) == (0, 4)
     assert titles == [
-        f"[due-soon] {B}: cn-cac-initial (1h 00m left)", f"[due-soon] {A}: cn-cac-initial (1h 00m left)",
-        f"[overdue] {B}: cn-cac-initial (overdue by 0h 00m)", f"[overdue] {A}: cn-cac-initial (overdue by 0h 00m)",
-        f"[due-soon] {B}: gdpr-sa-72h (23h 59m left)", f"[due-soon] {A}: gdpr-sa-72h (23h 59m left)"]
+        f"[due-soon] {B}: cn-cac-initial (1h 00m left)",
+        f"[due-soon] {A}: cn-cac-initial (1h 00m left)",
+        f"[overdue] {B}: cn-cac-initial (overdue by 0h 00m)",
+        f"[overdue] {A}: cn-cac-initial (overdue by 0h 00m)",
+        f"[due-soon] {B}: gdpr-sa-72h (23h 59m left)",
+        f"[due-soon] {A}: gdpr-sa-72h (23h 59m left)",
+    ]
     message = gw.requests[0].body["message"]
     assert "Provincial Cyberspace Administration" in message and "incident settle" in message
     assert board_ws.sql("SELECT incident_id, key, level FROM deadline_warning ORDER BY at, incident_id") == [
-        (A, "cn-cac-initial", "due-soon"), (B, "cn-cac-initial", "due-soon"), (A, "cn-cac-initial", "overdue"),
-        (B, "cn-cac-initial", "overdue"), (A, "gdpr-sa-72h", "due-soon"), (B, "gdpr-sa-72h", "due-soon")]
+        (A, "cn-cac-initial", "due-soon"),
+        (B, "cn-cac-initial", "due-soon"),
+        (A, "cn-cac-initial", "overdue"),
+        (B, "cn-cac-initial", "overdue"),
+        (A, "gdpr-sa-72h", "due-soon"),
+        (B, "gdpr-sa-72h", "due-soon"),
+    ]
 
 
 def test_a_failed_warning_is_sent_again_on_the_next_run(board_ws: WorkspaceDir) -> None:

@@ -21,8 +21,10 @@ from incident.cli import app
 from incident.notices import content
 
 SCRIPT = '<script>alert("pwned")</script><img src=x onerror="alert(1)">'
-JINJA = ("{{ 6*111111 }} {% for i in range(3) %}LOOP{% endfor %} {{ ''.__class__.__mro__ }} "
-         "{{ cycler.__init__.__globals__ }} {# hidden #}")
+JINJA = (
+    "{{ 6*111111 }} {% for i in range(3) %}LOOP{% endfor %} {{ ''.__class__.__mro__ }} "
+    "{{ cycler.__init__.__globals__ }} {# hidden #}"
+)
 CONTROL = "\x07\x1b[2J\u202eTXET\u202c \u2066isolated\u2069\u200b"
 
 
@@ -33,8 +35,10 @@ def hostile(field: str) -> str:
 
 FIELDS = ("title", "summary", "summary-en", "cause", "cause-en", "action")
 # What a template would have produced had it run any of that, and what Python prints for its objects.
-EVALUATED = re.compile(r"666666|LOOPLOOP|<class |<function |<built-in|<module |object at 0x|__builtins__|"
-                       r"\{'__name__'|<bound method|<jinja2\.")
+EVALUATED = re.compile(
+    r"666666|LOOPLOOP|<class |<function |<built-in|<module |object at 0x|__builtins__|"
+    r"\{'__name__'|<bound method|<jinja2\."
+)
 UNSAFE_CHARACTER = content.CONTROL  # control and bidi characters the notices strip
 
 
@@ -46,7 +50,7 @@ def literal(field: str) -> str:
 def assert_inert(text: str, where: str) -> None:
     """Nothing in `text` was evaluated, no Python object leaked, no control or bidi character survived."""
     found = EVALUATED.search(text)
-    assert found is None, f"{where}: {found.group(0)!r} in:\n{text[max(0, found.start() - 200):found.end() + 200]}"
+    assert found is None, f"{where}: {found.group(0)!r} in:\n{text[max(0, found.start() - 200) : found.end() + 200]}"
     bad = UNSAFE_CHARACTER.search(text.replace("\r\n", "\n"))  # CRLF: how SMTP carries lines
     assert bad is None, f"{where}: control or bidi character {bad.group(0)!r} survived"
 
@@ -81,8 +85,13 @@ class HostileStory:
 @pytest.fixture
 def servers_with_fallbacks() -> Iterator[tuple[SmtpSink, Gateway, Gateway]]:
     """cn-adult's mail and SMS are refused (so push carries it), ca-resident's mail is refused (SMS)."""
-    with smtp_sink(reject={"zhang.wei@example.cn": "550 5.1.1 no such user", "ben@example.com": "550 5.1.1 gone"}
-                   ) as smtp, http_gateway({"+8613800000001": [(400, {})]}) as sms, http_gateway() as push:
+    with (
+        smtp_sink(
+            reject={"zhang.wei@example.cn": "550 5.1.1 no such user", "ben@example.com": "550 5.1.1 gone"}
+        ) as smtp,
+        http_gateway({"+8613800000001": [(400, {})]}) as sms,
+        http_gateway() as push,
+    ):
         yield smtp, sms, push
 
 
@@ -92,18 +101,45 @@ def hostile_story(inventory_with_backups: WorkspaceDir, servers_with_fallbacks) 
     approved and sent by email, SMS and push through real servers, and the letters written."""
     ws = inventory_with_backups
     smtp, sms, push = servers_with_fallbacks
-    iid = ws.ok("open", "--playbook", "database-exfiltration", "--title", hostile("title"), "--systems",
-                BREACHED_SYSTEMS, "--from", EXPOSURE_FROM, "--to", EXPOSURE_TO, "--categories", EXPOSED_CATEGORIES,
-                "--discovered", DISCOVERED, "--summary", hostile("summary"), "--summary-en", hostile("summary-en"),
-                "--cause", hostile("cause"), "--cause-en", hostile("cause-en"), "--where", hostile("where")).strip()
+    iid = ws.ok(
+        "open",
+        "--playbook",
+        "database-exfiltration",
+        "--title",
+        hostile("title"),
+        "--systems",
+        BREACHED_SYSTEMS,
+        "--from",
+        EXPOSURE_FROM,
+        "--to",
+        EXPOSURE_TO,
+        "--categories",
+        EXPOSED_CATEGORIES,
+        "--discovered",
+        DISCOVERED,
+        "--summary",
+        hostile("summary"),
+        "--summary-en",
+        hostile("summary-en"),
+        "--cause",
+        hostile("cause"),
+        "--cause-en",
+        hostile("cause-en"),
+        "--where",
+        hostile("where"),
+    ).strip()
     ws.ok("log", iid, hostile("action"), "--kind", "action")
     ws.ok("log", iid, hostile("finding"), "--kind", "finding")
     ws.ok("assess", iid)
     ws.ok("notices", "render", iid)
     ws.ok("notices", "approve", iid, "--reviewer", "Legal (Li Na)")
-    configure_channels(ws.root, email=f"smtppool://127.0.0.1:{smtp.port}/{{email}}?from=security@example.com",
-                       sms=f"gateway://127.0.0.1:{sms.port}/sms?to={{phone}}",
-                       push=f"gateway://127.0.0.1:{push.port}/push?to={{push_token}}", retries=1)
+    configure_channels(
+        ws.root,
+        email=f"smtppool://127.0.0.1:{smtp.port}/{{email}}?from=security@example.com",
+        sms=f"gateway://127.0.0.1:{sms.port}/sms?to={{phone}}",
+        push=f"gateway://127.0.0.1:{push.port}/push?to={{push_token}}",
+        retries=1,
+    )
     ws.ok("dispatch", iid)
     ws.ok("letters", iid)
     return HostileStory(ws, iid, smtp, sms, push)
@@ -131,8 +167,11 @@ def test_every_notice_sent_on_every_channel_shows_the_responders_text_literally(
     assert letters, "the postal-only person should have a letter"
     for letter in letters:
         assert_literal_html(letter.read_text(encoding="utf-8"), ("summary", "cause", "action"), letter.name)
-    stored = [n for person in ("cn-adult", "postal-only") for n in json.loads(
-        s.ws.ok("notices", "show", s.id, "--person", person, "--json"))]
+    stored = [
+        n
+        for person in ("cn-adult", "postal-only")
+        for n in json.loads(s.ws.ok("notices", "show", s.id, "--person", person, "--json"))
+    ]
     assert {n["channel"] for n in stored} == {"email", "sms", "push", "letter"}
     for notice in stored:
         assert_inert(notice["subject"] + notice["body"] + (notice["html"] or ""), f"stored {notice['channel']} notice")
@@ -158,8 +197,9 @@ def test_the_announcement_and_every_regulator_report_show_the_text_literally(hos
     assert len(pages) == 4, pages
     for page in pages:
         text = page.read_text(encoding="utf-8")
-        fields = ("summary-en", "cause-en", "action") if "en" in page.stem.split(".") else ("summary", "cause",
-                                                                                            "action")
+        fields = (
+            ("summary-en", "cause-en", "action") if "en" in page.stem.split(".") else ("summary", "cause", "action")
+        )
         if page.suffix == ".html":
             assert_literal_html(text, fields, page.name)
         else:
@@ -170,10 +210,14 @@ def test_the_announcement_and_every_regulator_report_show_the_text_literally(hos
         extra = ["--field", f"{section}={hostile('field')}"] if section else []
         if regulator == "eu-gdpr":  # the incident was discovered long ago: the report must say why it is late
             extra = ["--delay-reason", hostile("field")]
-        out = ws.ok("report", iid, "--regulator", regulator, "--format", "md", "--format", "html", "--format", "json",
-                    *extra)
-        made = {Path(line.split("  ")[0]).suffix: Path(line.split("  ")[0]) for line in out.splitlines()
-                if line.startswith("/")}
+        out = ws.ok(
+            "report", iid, "--regulator", regulator, "--format", "md", "--format", "html", "--format", "json", *extra
+        )
+        made = {
+            Path(line.split("  ")[0]).suffix: Path(line.split("  ")[0])
+            for line in out.splitlines()
+            if line.startswith("/")
+        }
         assert set(made) == {".md", ".html", ".json"}, out
         markdown, page = made[".md"].read_text(encoding="utf-8"), made[".html"].read_text(encoding="utf-8")
         assert_literal_text(markdown, ("summary" if regulator == "cn-cac" else "summary-en",), made[".md"].name)
@@ -181,8 +225,9 @@ def test_the_announcement_and_every_regulator_report_show_the_text_literally(hos
             assert literal("field") in markdown, f"{regulator}: the responder's section is not shown as typed"
         assert_inert(page, made[".html"].name)
         assert "<script" not in page.lower() and "<img" not in page.lower(), f"{made['.html'].name}: live markup"
-        assert_inert(json.dumps(json.loads(made[".json"].read_text(encoding="utf-8")), ensure_ascii=False),
-                     made[".json"].name)
+        assert_inert(
+            json.dumps(json.loads(made[".json"].read_text(encoding="utf-8")), ensure_ascii=False), made[".json"].name
+        )
 
 
 # ---- workspace templates that try to leave the sandbox ----------------------------------------------------------
@@ -210,12 +255,13 @@ def override(ws: WorkspaceDir, name: str, text: str) -> Path:
 
 @pytest.mark.parametrize("attempt", list(ESCAPES.values()), ids=list(ESCAPES))
 def test_a_workspace_template_that_tries_to_leave_the_sandbox_fails_the_render_in_one_line_and_stores_nothing(
-        assessed_incident, attempt: str):
+    assessed_incident, attempt: str
+):
     """Given a workspace override of a notice partial that reaches for Python's internals, when the responder
     renders, then the render fails with one line naming that template file, no object's repr is printed, and no
     notice, render, review file or audit entry is stored."""
     ws, iid = assessed_incident.ws, assessed_incident.id
-    packaged = (Path(__file__).resolve().parents[1] / "notices" / "en" / "partials" / "happened.txt.j2")
+    packaged = Path(__file__).resolve().parents[1] / "notices" / "en" / "partials" / "happened.txt.j2"
     path = override(ws, "en/partials/happened.txt.j2", packaged.read_text(encoding="utf-8") + "\n" + attempt + "\n")
     before = ws.sql("SELECT COUNT(*) FROM audit_entry")
     result = ws.run("notices", "render", iid)

@@ -23,9 +23,12 @@ def test_show_and_list_print_responder_text_without_control_sequences(opened_inc
 def test_config_show_masks_a_url_signature(workspace) -> None:
     """Given a channel URL signed with ?sig=, then `config show` masks the signature."""
     config = workspace.root / "incident.toml"
-    config.write_text(config.read_text(encoding="utf-8").replace(
-        'url = "outbox://sms/{phone}"', 'url = "json://gw.example.com/sms?to={phone}&sig=s3cr3tSIGNATURE"'),
-        encoding="utf-8")
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            'url = "outbox://sms/{phone}"', 'url = "json://gw.example.com/sms?to={phone}&sig=s3cr3tSIGNATURE"'
+        ),
+        encoding="utf-8",
+    )
 
     out = workspace.ok("config", "show")
 

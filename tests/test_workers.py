@@ -30,8 +30,14 @@ def worker_env(url: str) -> dict[str, str]:
 
 
 def run(root: Path, env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([str(INCIDENT), "--workspace", str(root), "--actor", "worker-test", *args],
-                            capture_output=True, text=True, timeout=180, env=env, check=False)
+    result = subprocess.run(
+        [str(INCIDENT), "--workspace", str(root), "--actor", "worker-test", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        check=False,
+    )
     assert result.returncode == 0, f"incident {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -40,8 +46,23 @@ def start_workers(root: Path, env: dict[str, str], n: int, threads: int, logs: P
     procs = []
     for i in range(n):
         with (logs / f"worker{i}.log").open("wb") as err:
-            procs.append(subprocess.Popen([str(INCIDENT), "--workspace", str(root), "--actor", f"worker-{i}",
-                                           "worker", "--workers", str(threads)], stdout=err, stderr=err, env=env))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(INCIDENT),
+                        "--workspace",
+                        str(root),
+                        "--actor",
+                        f"worker-{i}",
+                        "worker",
+                        "--workers",
+                        str(threads),
+                    ],
+                    stdout=err,
+                    stderr=err,
+                    env=env,
+                )
+            )
     return procs
 
 
@@ -75,12 +96,19 @@ def test_four_workers_share_a_dispatch_and_a_killed_one_loses_nobody(enqueued_de
     more than the attempts the killed worker had in flight."""
     root, incident_id, env = enqueued_demo
     with smtp_sink(delay=0.03) as sink:
-        configure_channels(root, email=f"smtppool://127.0.0.1:{sink.port}/{{email}}?from=security@example.com",
-                           sms="outbox://sms/{phone}", push="outbox://push/{push_token}", concurrency=2)
+        configure_channels(
+            root,
+            email=f"smtppool://127.0.0.1:{sink.port}/{{email}}?from=security@example.com",
+            sms="outbox://sms/{phone}",
+            push="outbox://push/{push_token}",
+            concurrency=2,
+        )
         approve_and_enqueue(root, incident_id, env)
         with connect_env(root, env) as db:
-            expected = {f"{incident_id}.{ref}.email" for (ref,) in db.execute(
-                "SELECT ref FROM notice WHERE channel = 'email'").fetchall()}
+            expected = {
+                f"{incident_id}.{ref}.email"
+                for (ref,) in db.execute("SELECT ref FROM notice WHERE channel = 'email'").fetchall()
+            }
         assert len(expected) > 150
         procs = start_workers(root, env, 4, threads=2, logs=tmp_path)
         victim = procs[1]
@@ -91,8 +119,9 @@ def test_four_workers_share_a_dispatch_and_a_killed_one_loses_nobody(enqueued_de
             victim.send_signal(signal.SIGKILL)
             victim.wait(30)  # reap it: a zombie's pid still looks alive
             with connect_env(root, env) as db:
-                in_flight = db.execute("SELECT COUNT(*) FROM attempt WHERE outcome = 'in-flight' AND worker LIKE ?",
-                                       (f"%:{victim.pid}:%",)).fetchone()[0]
+                in_flight = db.execute(
+                    "SELECT COUNT(*) FROM attempt WHERE outcome = 'in-flight' AND worker LIKE ?", (f"%:{victim.pid}:%",)
+                ).fetchone()[0]
             for proc in procs:
                 if proc is not victim:
                     assert proc.wait(120) == 0, (tmp_path / f"worker{procs.index(proc)}.log").read_text()
@@ -107,8 +136,10 @@ def test_four_workers_share_a_dispatch_and_a_killed_one_loses_nobody(enqueued_de
         assert duplicates <= in_flight, (duplicates, in_flight)
         with connect_env(root, env) as db:
             states = dict(db.execute("SELECT state, COUNT(*) FROM delivery GROUP BY state").fetchall())
-            workers = {w.split(":")[1] for (w,) in db.execute(
-                "SELECT DISTINCT worker FROM attempt WHERE channel = 'email'").fetchall()}
+            workers = {
+                w.split(":")[1]
+                for (w,) in db.execute("SELECT DISTINCT worker FROM attempt WHERE channel = 'email'").fetchall()
+            }
         assert "pending" not in states and "held" not in states, states
         assert len(workers) >= 3, "the work was shared by several workers"
     assert "ok" in run(root, env, "audit", "verify", incident_id)
@@ -122,15 +153,24 @@ def test_four_workers_keep_a_channel_rate_limit_together(enqueued_demo, tmp_path
     playbook = root / "playbooks" / "database-exfiltration.yaml"
     playbook.parent.mkdir(exist_ok=True)
     source = Path(__file__).resolve().parent.parent / "playbooks" / "database-exfiltration.yaml"
-    playbook.write_text(source.read_text(encoding="utf-8").replace("channels: [email, sms, push]",
-                                                                   "channels: [sms]"), encoding="utf-8")
+    playbook.write_text(
+        source.read_text(encoding="utf-8").replace("channels: [email, sms, push]", "channels: [sms]"), encoding="utf-8"
+    )
     with gateway() as gw:
-        configure_channels(root, email="outbox://email/{email}", sms=f"gateway://127.0.0.1:{gw.port}/sms?to={{phone}}",
-                           push="outbox://push/{push_token}", concurrency=4)
+        configure_channels(
+            root,
+            email="outbox://email/{email}",
+            sms=f"gateway://127.0.0.1:{gw.port}/sms?to={{phone}}",
+            push="outbox://push/{push_token}",
+            concurrency=4,
+        )
         config = root / "incident.toml"
-        config.write_text(config.read_text(encoding="utf-8").replace(
-            '[channels.sms]\nurl', f'[channels.sms]\nrate = {RATE}\nurl').replace(
-            "[channels.sms]\nrate", "[channels.sms]\nrate", 1), encoding="utf-8")
+        config.write_text(
+            config.read_text(encoding="utf-8")
+            .replace("[channels.sms]\nurl", f"[channels.sms]\nrate = {RATE}\nurl")
+            .replace("[channels.sms]\nrate", "[channels.sms]\nrate", 1),
+            encoding="utf-8",
+        )
         config.write_text(_drop_second_rate(config.read_text(encoding="utf-8")), encoding="utf-8")
         run(root, env, "assess", incident_id, "--reassess")
         approve_and_enqueue(root, incident_id, env)
@@ -139,8 +179,12 @@ def test_four_workers_keep_a_channel_rate_limit_together(enqueued_demo, tmp_path
             assert proc.wait(180) == 0, (tmp_path / f"worker{i}.log").read_text()
         arrived = sorted(r.at for r in gw.requests)
         with connect_env(root, env) as db:
-            sent = sorted(parse_when(str(s)).timestamp() for (s,) in db.execute(
-                "SELECT started FROM attempt WHERE channel = 'sms' AND outcome = 'sent'").fetchall())
+            sent = sorted(
+                parse_when(str(s)).timestamp()
+                for (s,) in db.execute(
+                    "SELECT started FROM attempt WHERE channel = 'sms' AND outcome = 'sent'"
+                ).fetchall()
+            )
             by_worker = {w.split(":")[1] for (w,) in db.execute("SELECT worker FROM attempt").fetchall()}
     assert len(sent) == len(arrived) >= 150, "every SMS sent once, enough to measure a rate"
     assert len(by_worker) == 4, "all four workers sent"

@@ -36,8 +36,12 @@ def test_init_writes_the_policy_organisation_and_a_database(tmp_path: Path) -> N
     assert org["officer"]["email"] == "lookjt@163.com"
     assert org["officer"]["phone"] == "4001577888"
     assert org["officer"]["address"] == "福建省平潭县金井湾大道东段179-2号3层"
-    tables = {r[0] for r in sqlite3.connect(tmp_path / "ws" / "incident.db").execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {
+        r[0]
+        for r in sqlite3.connect(tmp_path / "ws" / "incident.db").execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        )
+    }
     assert {"person", "holding", "system", "incident", "audit_entry", "schema_meta"} <= tables
 
 
@@ -51,8 +55,7 @@ def test_the_database_and_workspace_are_private_to_their_owner(workspace: Worksp
 def test_init_twice_keeps_an_edited_config(workspace: WorkspaceDir) -> None:
     """Given a workspace whose officer email was edited, when init runs again, then the edit survives."""
     config = workspace.root / "incident.toml"
-    config.write_text(config.read_text(encoding="utf-8").replace("lookjt@163.com", "dpo@example.cn"),
-                      encoding="utf-8")
+    config.write_text(config.read_text(encoding="utf-8").replace("lookjt@163.com", "dpo@example.cn"), encoding="utf-8")
 
     result = incident("init", str(workspace.root))
 
@@ -65,8 +68,9 @@ def test_workspace_found_through_the_option(inventory_with_backups: WorkspaceDir
     assert inventory_with_backups.json("inventory", "stats")["people"] == 13
 
 
-def test_workspace_found_through_incident_home(inventory_with_backups: WorkspaceDir,
-                                               monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_workspace_found_through_incident_home(
+    inventory_with_backups: WorkspaceDir, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Given INCIDENT_HOME names the workspace, when a command runs elsewhere, then it uses that workspace."""
     monkeypatch.setenv("INCIDENT_HOME", str(inventory_with_backups.root))
     monkeypatch.chdir(tmp_path)
@@ -78,8 +82,9 @@ def test_workspace_found_through_incident_home(inventory_with_backups: Workspace
 
 
 @pytest.mark.parametrize("subdir", [".", "inputs"])
-def test_workspace_found_from_the_current_directory(inventory_with_backups: WorkspaceDir,
-                                                    monkeypatch: pytest.MonkeyPatch, subdir: str) -> None:
+def test_workspace_found_from_the_current_directory(
+    inventory_with_backups: WorkspaceDir, monkeypatch: pytest.MonkeyPatch, subdir: str
+) -> None:
     """Given the shell is in the workspace (or a folder inside it), when a command runs, then it finds it."""
     monkeypatch.chdir(inventory_with_backups.root / subdir)
 
@@ -90,8 +95,9 @@ def test_workspace_found_from_the_current_directory(inventory_with_backups: Work
 
 
 @pytest.mark.sqlite_only
-def test_database_url_from_the_environment_overrides_the_config(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_database_url_from_the_environment_overrides_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Given INCIDENT_DATABASE_URL points at another SQLite file, when init runs, then that file gets the tables
     and the workspace holds no database of its own."""
     elsewhere = tmp_path / "elsewhere.db"
@@ -105,15 +111,15 @@ def test_database_url_from_the_environment_overrides_the_config(tmp_path: Path,
     assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o600
 
 
-def test_a_command_outside_any_workspace_fails_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                             ) -> None:
+def test_a_command_outside_any_workspace_fails_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Given a folder that is no workspace, when the responder runs `incident list`, then the installed command
     prints one `error:` line naming the problem (no traceback) and exits non-zero."""
     monkeypatch.chdir(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("INCIDENT_")}
 
-    done = subprocess.run([sys.executable, "-m", "incident", "list"], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "incident", "list"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
 
     assert done.returncode == 1, done.stderr
     assert done.stdout == ""

@@ -71,9 +71,13 @@ def root(
         Path | None, typer.Option("--workspace", "-w", help="Workspace folder (default: INCIDENT_HOME, then .)")
     ] = None,
     actor: Annotated[str | None, typer.Option(help="Who is acting, for the audit trail (default: OS user)")] = None,
-    log_level: Annotated[str | None, typer.Option(help="Log to stderr: DEBUG, INFO, WARNING (default: "
-                                                       "INCIDENT_LOG_LEVEL, else off); logs hold masked data only")]
-    = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            help="Log to stderr: DEBUG, INFO, WARNING (default: "
+            "INCIDENT_LOG_LEVEL, else off); logs hold masked data only"
+        ),
+    ] = None,
 ) -> None:
     """Carry a company through a personal-information security incident."""
     import os

@@ -9,8 +9,9 @@ import typer
 
 from incident.cli import state
 
-audit_app = typer.Typer(help="Verify and export the tamper-evident audit trail.", no_args_is_help=True,
-                        rich_markup_mode=None)
+audit_app = typer.Typer(
+    help="Verify and export the tamper-evident audit trail.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @audit_app.command("verify")

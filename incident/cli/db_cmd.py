@@ -6,8 +6,9 @@ import typer
 
 from incident.cli import state
 
-db_app = typer.Typer(help="Database schema: upgrade to the current revision.", no_args_is_help=True,
-                     rich_markup_mode=None)
+db_app = typer.Typer(
+    help="Database schema: upgrade to the current revision.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @db_app.command("upgrade")

@@ -23,23 +23,36 @@ def _progress() -> tuple[Any, Any]:
         return None, None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("dispatch"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]:.0f}/s"), TimeRemainingColumn(), transient=True)
+    bar = Progress(
+        TextColumn("dispatch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.0f}/s"),
+        TimeRemainingColumn(),
+        transient=True,
+    )
     return bar, bar.add_task("dispatch", total=None, rate=0.0)
 
 
 def dispatch(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
-    dry_run: Annotated[bool, typer.Option(help="Print what would be sent per channel and variant; send nothing")]
-    = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Print what would be sent per channel and variant; send nothing")
+    ] = False,
     channel: Annotated[str | None, typer.Option(help="Only send on this channel (email, sms, push)")] = None,
     workers: Annotated[int, typer.Option(help="Sending threads")] = 8,
-    hold_unknown: Annotated[bool, typer.Option(help="Keep attempts interrupted by a crash for a human decision "
-                                                    "instead of re-sending them once")] = False,
+    hold_unknown: Annotated[
+        bool,
+        typer.Option(help="Keep attempts interrupted by a crash for a human decision instead of re-sending them once"),
+    ] = False,
     release_held: Annotated[bool, typer.Option(help="Re-send the held (unknown) attempts, then dispatch")] = False,
-    enqueue_only: Annotated[bool, typer.Option(help="Plan the deliveries and start notifying, but leave the "
-                                                    "sending to `incident worker` processes")] = False,
+    enqueue_only: Annotated[
+        bool,
+        typer.Option(
+            help="Plan the deliveries and start notifying, but leave the sending to `incident worker` processes"
+        ),
+    ] = False,
 ) -> None:
     """Send the approved notices: retries, fallback email → SMS → push → letter, resumable after a crash."""
     from incident import cases
@@ -70,8 +83,16 @@ def dispatch(
     if bar is not None:
         bar.start()
     try:
-        report = cases.dispatch(ws, incident_id, st.who(), workers=workers, channel=channel,
-                                hold_unknown=hold_unknown, progress=progress, enqueue_only=enqueue_only)
+        report = cases.dispatch(
+            ws,
+            incident_id,
+            st.who(),
+            workers=workers,
+            channel=channel,
+            hold_unknown=hold_unknown,
+            progress=progress,
+            enqueue_only=enqueue_only,
+        )
     finally:
         if bar is not None:
             bar.stop()
@@ -85,8 +106,11 @@ def dispatch(
     if report.notified:
         typer.echo(f"{incident_id}: every person is notified or settled (status 'notified')")
     if report.halted:
-        typer.echo(f"error: dispatch stopped: {report.halted}; {report.states.get('pending', 0):,} deliveries are "
-                   f"still pending: fix it and run `incident dispatch {incident_id}` again", err=True)
+        typer.echo(
+            f"error: dispatch stopped: {report.halted}; {report.states.get('pending', 0):,} deliveries are "
+            f"still pending: fix it and run `incident dispatch {incident_id}` again",
+            err=True,
+        )
         raise typer.Exit(1)
 
 
@@ -122,17 +146,18 @@ def worker(
     ctx: typer.Context,
     incident_id: Annotated[str | None, typer.Option("--incident", help="Serve only this incident")] = None,
     workers: Annotated[int, typer.Option(help="Sending threads in this process")] = 8,
-    follow: Annotated[bool, typer.Option(help="Keep polling for work instead of exiting when none is left")]
-    = False,
-    hold_unknown: Annotated[bool, typer.Option(help="Hold attempts taken over from a dead worker instead of "
-                                                    "re-sending them once")] = False,
+    follow: Annotated[bool, typer.Option(help="Keep polling for work instead of exiting when none is left")] = False,
+    hold_unknown: Annotated[
+        bool, typer.Option(help="Hold attempts taken over from a dead worker instead of re-sending them once")
+    ] = False,
 ) -> None:
     """Send pending notices of notifying incidents; run on any number of hosts sharing one database."""
     from incident import cases
 
     st = state(ctx)
-    reports = cases.work(st.ws(), st.who(), incident_id=incident_id, workers=workers, hold_unknown=hold_unknown,
-                         follow=follow)
+    reports = cases.work(
+        st.ws(), st.who(), incident_id=incident_id, workers=workers, hold_unknown=hold_unknown, follow=follow
+    )
     for iid, report in reports.items():
         tally = ", ".join(f"{k} {v:,}" for k, v in sorted(report.tally.items())) or "nothing to send"
         typer.echo(f"{iid}: {tally}")
@@ -142,6 +167,9 @@ def worker(
         typer.echo("no incident is notifying")
     halted = [f"{iid}: {r.halted}" for iid, r in reports.items() if r.halted]
     if halted:
-        typer.echo(f"error: dispatch stopped: {'; '.join(halted)} (the rest is still pending; fix it and run the "
-                   "worker again)", err=True)
+        typer.echo(
+            f"error: dispatch stopped: {'; '.join(halted)} (the rest is still pending; fix it and run the "
+            "worker again)",
+            err=True,
+        )
         raise typer.Exit(1)

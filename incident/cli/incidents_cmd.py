@@ -13,8 +13,15 @@ from incident.cli import print_json, state
 
 
 def register(app: typer.Typer) -> None:
-    for name, fn in (("open", open_), ("list", list_), ("show", show), ("log", log), ("assess", assess),
-                     ("affected", affected), ("close", close)):
+    for name, fn in (
+        ("open", open_),
+        ("list", list_),
+        ("show", show),
+        ("log", log),
+        ("assess", assess),
+        ("affected", affected),
+        ("close", close),
+    ):
         app.command(name)(fn)
 
 
@@ -30,8 +37,19 @@ def _when(text: str | None, option: str) -> Any:
         raise IncidentError(f"{option}: not an ISO date or time: {text!r}") from None
 
 
-_CONTROL = {c: "\ufffd" for c in (*range(0x00, 0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0), 0x200b, 0x200e,
-                                   0x200f, *range(0x202a, 0x202f), *range(0x2066, 0x206a))}
+_CONTROL = {
+    c: "\ufffd"
+    for c in (
+        *range(0x00, 0x09),
+        *range(0x0B, 0x20),
+        *range(0x7F, 0xA0),
+        0x200B,
+        0x200E,
+        0x200F,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+    )
+}
 
 
 def safe(text: object) -> str:
@@ -67,11 +85,21 @@ def open_(
 
     st = state(ctx)
     req = OpenRequest(
-        playbook=playbook, title=title, systems=_csv(systems) or [], exposure_from=_when(from_, "--from"),
-        exposure_to=_when(to, "--to"), categories=_csv(categories), discovered_at=_when(discovered, "--discovered"),
-        discovered_by=discovered_by, discovered_where=where, summary=summary, summary_en=summary_en,
-        cause=cause, cause_en=cause_en,
-        connected_systems=connected, police_contacted=police,
+        playbook=playbook,
+        title=title,
+        systems=_csv(systems) or [],
+        exposure_from=_when(from_, "--from"),
+        exposure_to=_when(to, "--to"),
+        categories=_csv(categories),
+        discovered_at=_when(discovered, "--discovered"),
+        discovered_by=discovered_by,
+        discovered_where=where,
+        summary=summary,
+        summary_en=summary_en,
+        cause=cause,
+        cause_en=cause_en,
+        connected_systems=connected,
+        police_contacted=police,
     )
     typer.echo(open_incident(st.ws(), req, st.who()))
 
@@ -166,28 +194,36 @@ def show(
     typer.echo(f"categories: {', '.join(d['categories'])}")
     typer.echo(f"exposure:   {d['exposure']['from']} .. {d['exposure']['to']}")
     disc = d["discovered"]
-    typer.echo(f"discovered: {disc['at']} by {safe(disc['by'])}" + (f" at {safe(disc['where'])}" if disc["where"]
-                                                                    else ""))
+    typer.echo(
+        f"discovered: {disc['at']} by {safe(disc['by'])}" + (f" at {safe(disc['where'])}" if disc["where"] else "")
+    )
     if d["assessment"]:
         print_assessment(d["assessment"])
     else:
         typer.echo(f"not assessed yet: run `incident assess {d['id']}`")
     n = d["notices"]
-    print_review("notices:    ", n, f" ({n['notices']:,} notices, manifest {n['manifest'][:12]})"
-                 if n.get("notices") else "")
+    print_review(
+        "notices:    ", n, f" ({n['notices']:,} notices, manifest {n['manifest'][:12]})" if n.get("notices") else ""
+    )
     dispatch = d["dispatch"]
     if dispatch["deliveries"]:
-        typer.echo("dispatch:   " + ", ".join(f"{k} {v:,}" for k, v in sorted(dispatch["deliveries"].items()))
-                   + (f" (re-sent after a crash: {dispatch['unknown_resent']})" if dispatch["unknown_resent"] else ""))
+        typer.echo(
+            "dispatch:   "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(dispatch["deliveries"].items()))
+            + (f" (re-sent after a crash: {dispatch['unknown_resent']})" if dispatch["unknown_resent"] else "")
+        )
         for channel, outcomes in sorted(dispatch["channels"].items()):
             typer.echo(f"  {channel:<7} " + ", ".join(f"{k} {v:,}" for k, v in sorted(outcomes.items())))
     ann = d.get("announcement")
     if ann:
-        print_review("announcement: ", ann, f", published {ann['published_at'][:16]}" if ann.get("published_at")
-                     else "")
+        print_review(
+            "announcement: ", ann, f", published {ann['published_at'][:16]}" if ann.get("published_at") else ""
+        )
     for r in d.get("reports", []):
-        typer.echo(f"report:     {r['regulator']} {r['stage']} {r['format']} generated {r['generated_at'][:16]}, "
-                   f"{submission(r)}")
+        typer.echo(
+            f"report:     {r['regulator']} {r['stage']} {r['format']} generated {r['generated_at'][:16]}, "
+            f"{submission(r)}"
+        )
     typer.echo("timeline:")
     for e in d["timeline"]:
         typer.echo(f"  {e['at'][:19]}  {e['kind']:<8} {safe(e['actor'])}: {safe(e['text'])}")

@@ -8,8 +8,9 @@ import typer
 
 from incident.cli import print_json, state
 
-notices_app = typer.Typer(help="Render notices, review them, approve or reject them.", no_args_is_help=True,
-                          rich_markup_mode=None)
+notices_app = typer.Typer(
+    help="Render notices, review them, approve or reject them.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @notices_app.command("render")
@@ -23,8 +24,10 @@ def render(
 
     st = state(ctx)
     r = render_notices(st.ws(), incident_id, st.who(), workers)
-    typer.echo(f"rendered {r.notices:,} notices for {r.people:,} people in {len(r.variants)} variants "
-               f"({', '.join(f'{k} {v:,}' for k, v in sorted(r.by_channel.items()))})")
+    typer.echo(
+        f"rendered {r.notices:,} notices for {r.people:,} people in {len(r.variants)} variants "
+        f"({', '.join(f'{k} {v:,}' for k, v in sorted(r.by_channel.items()))})"
+    )
     typer.echo(f"lint: {r.lint_checks:,} notices checked, 0 failures")
     typer.echo(f"review bundle: {r.bundle / 'index.html'}")
     typer.echo(f"manifest sha256: {r.manifest_hash}")
@@ -36,15 +39,17 @@ def approve(
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
     reviewer: Annotated[str, typer.Option(help="Who reviewed the bundle (legal)")],
     comment: Annotated[str | None, typer.Option(help="Review comment")] = None,
-    announcement: Annotated[bool, typer.Option(help="Decide on the public announcement instead of the notices")]
-    = False,
+    announcement: Annotated[
+        bool, typer.Option(help="Decide on the public announcement instead of the notices")
+    ] = False,
 ) -> None:
     """Approve exactly the rendered notices (bound to the manifest hash), or with --announcement the announcement."""
     _decide(ctx, incident_id, reviewer, "approved", comment, announcement)
 
 
-def _decide(ctx: typer.Context, incident_id: str, reviewer: str, decision: str, comment: str | None,
-            announcement: bool) -> None:
+def _decide(
+    ctx: typer.Context, incident_id: str, reviewer: str, decision: str, comment: str | None, announcement: bool
+) -> None:
     st = state(ctx)
     if announcement:
         from incident.publish import decide_announcement
@@ -55,8 +60,11 @@ def _decide(ctx: typer.Context, incident_id: str, reviewer: str, decision: str, 
 
         decide_notices(st.ws(), incident_id, reviewer, decision, comment, st.who())
     what = "announcement" if announcement else "notices"
-    typer.echo(f"approved {incident_id} {what} (reviewer {reviewer})" if decision == "approved"
-               else f"rejected {incident_id} {what}: {comment}")
+    typer.echo(
+        f"approved {incident_id} {what} (reviewer {reviewer})"
+        if decision == "approved"
+        else f"rejected {incident_id} {what}: {comment}"
+    )
 
 
 @notices_app.command("reject")
@@ -65,8 +73,7 @@ def reject(
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
     reviewer: Annotated[str, typer.Option(help="Who reviewed the bundle (legal)")],
     comment: Annotated[str, typer.Option(help="What must change")],
-    announcement: Annotated[bool, typer.Option(help="Reject the public announcement instead of the notices")]
-    = False,
+    announcement: Annotated[bool, typer.Option(help="Reject the public announcement instead of the notices")] = False,
 ) -> None:
     """Send the notices back (the incident returns to 'assessed'), or with --announcement the announcement."""
     _decide(ctx, incident_id, reviewer, "rejected", comment, announcement)

@@ -28,8 +28,13 @@ def _when(text: str | None, option: str) -> Any:
 def announce(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
-    publish: Annotated[bool, typer.Option(help="Publish the approved announcement to public/ID/ and send it to the "
-                                               "[announcement] targets of incident.toml")] = False,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            help="Publish the approved announcement to public/ID/ and send it to the "
+            "[announcement] targets of incident.toml"
+        ),
+    ] = False,
 ) -> None:
     """Render the public announcement (substitute notice) in zh-CN and en, HTML and Markdown, for review; with
     --publish, post the approved one."""
@@ -39,16 +44,22 @@ def announce(
     ws = st.ws()
     if publish:
         done = use.publish_announcement(ws, incident_id, st.who())
-        typer.echo(f"{'published' if done.first_time else 'published again'} {incident_id} announcement "
-                   f"(first published {done.published_at[:16].replace('T', ' ')}Z) to {done.folder}")
+        typer.echo(
+            f"{'published' if done.first_time else 'published again'} {incident_id} announcement "
+            f"(first published {done.published_at[:16].replace('T', ' ')}Z) to {done.folder}"
+        )
         for path in done.files:
             typer.echo(f"  {path}")
         for send in done.sends:
-            typer.echo(f"  target {send['target']}: {send['outcome']}" + (f" ({send['reason']})" if send["reason"]
-                                                                          else ""))
+            typer.echo(
+                f"  target {send['target']}: {send['outcome']}" + (f" ({send['reason']})" if send["reason"] else "")
+            )
         if done.failed:
-            typer.echo(f"error: {len(done.failed)} announcement target(s) failed; run `incident announce "
-                       f"{incident_id} --publish` again to retry them", err=True)
+            typer.echo(
+                f"error: {len(done.failed)} announcement target(s) failed; run `incident announce "
+                f"{incident_id} --publish` again to retry them",
+                err=True,
+            )
             raise typer.Exit(1)
         return
     result = use.announce(ws, incident_id, st.who())
@@ -59,8 +70,10 @@ def announce(
     for path in result.files.values():
         typer.echo(f"  {path}")
     typer.echo(f"manifest: {result.manifest} (sha256 {result.manifest_hash})")
-    typer.echo(f"next: incident notices approve {incident_id} --announcement --reviewer NAME, then "
-               f"incident announce {incident_id} --publish")
+    typer.echo(
+        f"next: incident notices approve {incident_id} --announcement --reviewer NAME, then "
+        f"incident announce {incident_id} --publish"
+    )
 
 
 def _fields(pairs: list[str]) -> dict[str, str]:
@@ -78,17 +91,20 @@ def _fields(pairs: list[str]) -> dict[str, str]:
 def report(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
-    regulator: Annotated[str | None, typer.Option(help="Report kind: cn-cac, eu-gdpr, us-ca-ag, us-tx-ag (files in "
-                                                       "playbooks/reports/)")] = None,
+    regulator: Annotated[
+        str | None, typer.Option(help="Report kind: cn-cac, eu-gdpr, us-ca-ag, us-tx-ag (files in playbooks/reports/)")
+    ] = None,
     stage: Annotated[str, typer.Option(help="initial | update | final")] = "initial",
-    fmt: Annotated[list[str] | None, typer.Option("--format", help="md, html, pdf or json; repeat for several")]
-    = None,
-    field: Annotated[list[str] | None, typer.Option(help="A responder-supplied section, KEY=TEXT (repeatable)")]
-    = None,
+    fmt: Annotated[list[str] | None, typer.Option("--format", help="md, html, pdf or json; repeat for several")] = None,
+    field: Annotated[list[str] | None, typer.Option(help="A responder-supplied section, KEY=TEXT (repeatable)")] = None,
     delay_reason: Annotated[str | None, typer.Option(help="Why the report is late (GDPR art. 33(1))")] = None,
     list_: Annotated[bool, typer.Option("--list", help="Show what was generated and submitted, when")] = False,
-    submitted_at: Annotated[str | None, typer.Option(help="Mark the newest report of --regulator/--stage submitted "
-                                                          "at this ISO time (settles its obligations)")] = None,
+    submitted_at: Annotated[
+        str | None,
+        typer.Option(
+            help="Mark the newest report of --regulator/--stage submitted at this ISO time (settles its obligations)"
+        ),
+    ] = None,
     reference: Annotated[str | None, typer.Option(help="The regulator's case or receipt number")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (with --list)")] = False,
 ) -> None:
@@ -106,8 +122,10 @@ def report(
         from incident.cli.incidents_cmd import submission
 
         for r in rows:
-            typer.echo(f"{r['id']:>4}  {r['regulator']:<9} {r['stage']:<7} {r['format']:<4} "
-                       f"{r['generated_at'][:19]}  sha256 {r['sha256'][:12]}  {submission(r)}  {r['path']}")
+            typer.echo(
+                f"{r['id']:>4}  {r['regulator']:<9} {r['stage']:<7} {r['format']:<4} "
+                f"{r['generated_at'][:19]}  sha256 {r['sha256'][:12]}  {submission(r)}  {r['path']}"
+            )
         if not rows:
             typer.echo(f"no reports generated for {incident_id}")
         return
@@ -116,18 +134,22 @@ def report(
     if reference is not None and submitted_at is None:
         raise IncidentError("--reference: goes with --submitted-at")
     if submitted_at is not None:
-        ids, settled = use.submit_report(ws, incident_id, regulator, stage, _when(submitted_at, "--submitted-at"),
-                                         reference, st.who())
+        ids, settled = use.submit_report(
+            ws, incident_id, regulator, stage, _when(submitted_at, "--submitted-at"), reference, st.who()
+        )
         typer.echo(f"marked {regulator} {stage} submitted (report files {', '.join(map(str, ids))})")
         typer.echo("settled: " + (", ".join(settled) or "no obligation names this report"))
         return
-    made = use.generate_report(ws, incident_id, regulator, stage, fmt or ["md"], _fields(field or []), delay_reason,
-                               st.who())
+    made = use.generate_report(
+        ws, incident_id, regulator, stage, fmt or ["md"], _fields(field or []), delay_reason, st.who()
+    )
     for r in made.reports:
         typer.echo(f"{r.path}  (sha256 {r.sha256[:12]})")
     if made.settles:
-        typer.echo(f"once filed: incident report {incident_id} --regulator {regulator} --stage {stage} "
-                   f"--submitted-at ISO --reference REF  (settles {', '.join(made.settles)})")
+        typer.echo(
+            f"once filed: incident report {incident_id} --regulator {regulator} --stage {stage} "
+            f"--submitted-at ISO --reference REF  (settles {', '.join(made.settles)})"
+        )
     for note in made.notes:
         typer.echo(f"note: {note}")
 
@@ -135,8 +157,12 @@ def report(
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
-    notify: Annotated[bool, typer.Option(help="Warn the [oncall] url of incident.toml about obligations within "
-                                              "margin_hours or overdue (once each)")] = False,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            help="Warn the [oncall] url of incident.toml about obligations within margin_hours or overdue (once each)"
+        ),
+    ] = False,
 ) -> None:
     """The deadline board: every obligation of every open incident with its due time, time left and state. Exits
     4 when anything is overdue (for cron)."""
@@ -148,8 +174,10 @@ def status(
     if as_json:
         print_json(board.as_json())
     else:
-        typer.echo(f"deadline board at {board.now[:16].replace('T', ' ')}Z: {len(board.incidents)} incident(s), "
-                   f"{board.overdue} overdue")
+        typer.echo(
+            f"deadline board at {board.now[:16].replace('T', ' ')}Z: {len(board.incidents)} incident(s), "
+            f"{board.overdue} overdue"
+        )
         for inc in board.incidents:
             typer.echo(f"{inc['id']}  {inc['status']:<16} {inc['title']}")
             if not inc["assessed"]:
@@ -177,5 +205,7 @@ def settle(
 
     st = state(ctx)
     done = use.settle_obligation(st.ws(), incident_id, key, st.who(), _when(at, "--at"), reference)
-    typer.echo(f"settled {incident_id} {done['key']} at {done['at'][:16].replace('T', ' ')}Z" +
-               (f" (reference {done['reference']})" if done["reference"] else ""))
+    typer.echo(
+        f"settled {incident_id} {done['key']} at {done['at'][:16].replace('T', ' ')}Z"
+        + (f" (reference {done['reference']})" if done["reference"] else "")
+    )

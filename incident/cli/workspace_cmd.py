@@ -9,10 +9,12 @@ import typer
 
 from incident.cli import print_json, state
 
-config_app = typer.Typer(help="Show the workspace configuration (secrets masked).", no_args_is_help=True,
-                         rich_markup_mode=None)
-inventory_app = typer.Typer(help="Load and inspect the data inventory (people, systems, holdings).",
-                            no_args_is_help=True, rich_markup_mode=None)
+config_app = typer.Typer(
+    help="Show the workspace configuration (secrets masked).", no_args_is_help=True, rich_markup_mode=None
+)
+inventory_app = typer.Typer(
+    help="Load and inspect the data inventory (people, systems, holdings).", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -38,8 +40,13 @@ def demo(
     directory: Annotated[Path, typer.Argument(help="Folder for the demo workspace")] = Path("incident-demo"),
     people: Annotated[int, typer.Option(help="How many synthetic people")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed (the inventory is deterministic)")] = 7,
-    until: Annotated[str, typer.Option(help="Stop after: assessed, notified (dispatch and letters), announced, or "
-                                            "all (reports and the status board too)")] = "all",
+    until: Annotated[
+        str,
+        typer.Option(
+            help="Stop after: assessed, notified (dispatch and letters), announced, or "
+            "all (reports and the status board too)"
+        ),
+    ] = "all",
 ) -> None:
     """Run the whole story on a synthetic platform: inventory, incident, assessment, notices (auto-approved, clearly
     labelled), dispatch to the file outbox with failures and fallbacks, letters, announcement, regulator reports and
@@ -65,10 +72,13 @@ def inventory_import(
     st = state(ctx)
     if people is None and holdings is None and systems is None:
         raise typer.BadParameter("give at least one of --people, --holdings, --systems")
-    report = import_files(st.ws(), st.who(), people=people, holdings=holdings, systems=systems,
-                          skip_invalid=skip_invalid, rejects=rejects)
-    typer.echo(f"systems: {report.systems}  people: {report.people_read} read, {report.people_new} new  "
-               f"holdings: {report.holdings_read} read, {report.holdings_new} new")
+    report = import_files(
+        st.ws(), st.who(), people=people, holdings=holdings, systems=systems, skip_invalid=skip_invalid, rejects=rejects
+    )
+    typer.echo(
+        f"systems: {report.systems}  people: {report.people_read} read, {report.people_new} new  "
+        f"holdings: {report.holdings_read} read, {report.holdings_new} new"
+    )
     if report.rejected:
         typer.echo(f"rejected {report.rejected} rows; reasons in {report.rejects_file}", err=True)
         for err in report.errors:
@@ -94,8 +104,9 @@ def inventory_stats(
     typer.echo(f"no usable channel: {data['no_usable_channel']}")
     typer.echo("systems:")
     for s in data["systems"]:
-        typer.echo(f"  {s['name']:<24} {s['kind']:<9} {s['location']:<6} {s['people']:>9} people "
-                   f"{s['holdings']:>10} holdings")
+        typer.echo(
+            f"  {s['name']:<24} {s['kind']:<9} {s['location']:<6} {s['people']:>9} people {s['holdings']:>10} holdings"
+        )
     typer.echo("categories:")
     for key, c in data["categories"].items():
         typer.echo(f"  {key:<26} {c['people']:>9} people")

@@ -38,9 +38,14 @@ def channel_configs(ws: Workspace) -> dict[str, ChannelConfig]:
             raise IncidentError(f"incident.toml: [channels.{name}] url: must contain {PLACEHOLDERS[name]}")
         try:
             out[name] = ChannelConfig(
-                name=name, url=url, rate=float(entry.get("rate", 0)), concurrency=int(entry.get("concurrency", 4)),
-                retries=int(entry.get("retries", 3)), backoff=float(entry.get("backoff", 2.0)),
-                backoff_max=float(entry.get("backoff_max", 300.0)))
+                name=name,
+                url=url,
+                rate=float(entry.get("rate", 0)),
+                concurrency=int(entry.get("concurrency", 4)),
+                retries=int(entry.get("retries", 3)),
+                backoff=float(entry.get("backoff", 2.0)),
+                backoff_max=float(entry.get("backoff_max", 300.0)),
+            )
         except (TypeError, ValueError) as exc:
             raise IncidentError(f"incident.toml: [channels.{name}]: {exc}") from None
         if out[name].retries < 1 or out[name].concurrency < 1:
@@ -48,8 +53,9 @@ def channel_configs(ws: Workspace) -> dict[str, ChannelConfig]:
     return out
 
 
-def next_attempt_at(now: datetime, cfg: ChannelConfig, tries: int, retry_after: float | None,
-                    rng: random.Random | None = None) -> datetime:
+def next_attempt_at(
+    now: datetime, cfg: ChannelConfig, tries: int, retry_after: float | None, rng: random.Random | None = None
+) -> datetime:
     """When to retry: Retry-After when the provider gave one, else exponential backoff with ±50% jitter."""
     if retry_after is not None:
         return now + timedelta(seconds=retry_after)

@@ -70,13 +70,19 @@ def plan(session: Session, incident: incidents.Incident, allowed: list[str]) -> 
     if conn.execute(text("SELECT COUNT(*) FROM delivery WHERE incident_id = :i"), {"i": incident.id}).scalar_one():
         return 0
     now = clock.now()
-    rows = conn.execute(text(
-        "SELECT a.person_id, n.channel FROM affected a LEFT JOIN notice n ON n.incident_id = a.incident_id "
-        "AND n.person_id = a.person_id WHERE a.incident_id = :i ORDER BY a.person_id, n.id"), {"i": incident.id},
-        execution_options={"stream_results": True, "yield_per": 5000})
+    rows = conn.execute(
+        text(
+            "SELECT a.person_id, n.channel FROM affected a LEFT JOIN notice n ON n.incident_id = a.incident_id "
+            "AND n.person_id = a.person_id WHERE a.incident_id = :i ORDER BY a.person_id, n.id"
+        ),
+        {"i": incident.id},
+        execution_options={"stream_results": True, "yield_per": 5000},
+    )
     mark = "?" if session.get_bind().dialect.paramstyle == "qmark" else "%s"
-    insert = (f"INSERT INTO delivery (incident_id, person_id, channels, has_letter, position, tries, state, next_at, "
-              f"unknown_resends) VALUES ({', '.join([mark] * 9)})")
+    insert = (
+        f"INSERT INTO delivery (incident_id, person_id, channels, has_letter, position, tries, state, next_at, "
+        f"unknown_resends) VALUES ({', '.join([mark] * 9)})"
+    )
     stamp = now if session.get_bind().dialect.name != "sqlite" else now.replace(tzinfo=None)
     batch: list[tuple[Any, ...]] = []
     count = 0
@@ -116,9 +122,11 @@ def plan(session: Session, incident: incidents.Incident, allowed: list[str]) -> 
 def recover(session: Session, incident_id: str, hold_unknown: bool, actor: str) -> int:
     """Attempts left in flight by a dead process become 'unknown': re-sent once, or held for a human."""
     now = clock.now()
-    stmt = select(Attempt, Delivery).join(Delivery, (Delivery.incident_id == Attempt.incident_id) & (
-        Delivery.person_id == Attempt.person_id)).where(Attempt.incident_id == incident_id,
-                                                        Attempt.outcome == "in-flight")
+    stmt = (
+        select(Attempt, Delivery)
+        .join(Delivery, (Delivery.incident_id == Attempt.incident_id) & (Delivery.person_id == Attempt.person_id))
+        .where(Attempt.incident_id == incident_id, Attempt.outcome == "in-flight")
+    )
     recovered = 0
     unknown_ids: list[int] = []
     for attempt, delivery in session.exec(stmt.with_for_update(skip_locked=True)):
@@ -144,16 +152,30 @@ def recover(session: Session, incident_id: str, hold_unknown: bool, actor: str) 
     proof.record_attempts(session, incident_id, unknown_ids, actor)
     if recovered:
         log.info("%s: %d attempts left in flight by a stopped process are unknown", incident_id, recovered)
-        audit.record(session, incident_id, audit.Event("dispatch-recovered", {
-            "unknown": recovered, "action": "held" if hold_unknown else "re-send once"}), actor)
+        audit.record(
+            session,
+            incident_id,
+            audit.Event(
+                "dispatch-recovered", {"unknown": recovered, "action": "held" if hold_unknown else "re-send once"}
+            ),
+            actor,
+        )
     return recovered
 
 
 def release_held(session: Session, incident_id: str, actor: str) -> int:
     """Send held deliveries again (a human decided a duplicate is acceptable)."""
-    n = session.connection().execute(text(
-        "UPDATE delivery SET state = 'pending', unknown_resends = unknown_resends + 1 WHERE incident_id = :i "
-        "AND state = 'held'"), {"i": incident_id}).rowcount
+    n = (
+        session.connection()
+        .execute(
+            text(
+                "UPDATE delivery SET state = 'pending', unknown_resends = unknown_resends + 1 WHERE incident_id = :i "
+                "AND state = 'held'"
+            ),
+            {"i": incident_id},
+        )
+        .rowcount
+    )
     if n:
         audit.record(session, incident_id, audit.Event("dispatch-held-released", {"deliveries": n}), actor)
     return int(n)
@@ -180,11 +202,18 @@ def claim(session: Session, incident_id: str, owner: str, limit: int, only: str 
     """Lease up to `limit` due deliveries and write an in-flight attempt for each, before anything is sent."""
     now = clock.now()
     d = Delivery.__table__
-    stmt = (sa.select(d.c.person_id, d.c.channels, d.c.position, d.c.tries, d.c.has_letter)
-            .where(d.c.incident_id == incident_id, d.c.state == "pending", d.c.next_at <= now,
-                   sa.or_(d.c.lease_until.is_(None), d.c.lease_until < now))
-            .order_by(d.c.next_at, d.c.person_id).limit(limit * 4 if only else limit)
-            .with_for_update(skip_locked=True))
+    stmt = (
+        sa.select(d.c.person_id, d.c.channels, d.c.position, d.c.tries, d.c.has_letter)
+        .where(
+            d.c.incident_id == incident_id,
+            d.c.state == "pending",
+            d.c.next_at <= now,
+            sa.or_(d.c.lease_until.is_(None), d.c.lease_until < now),
+        )
+        .order_by(d.c.next_at, d.c.person_id)
+        .limit(limit * 4 if only else limit)
+        .with_for_update(skip_locked=True)
+    )
     conn = session.connection()
     due = []
     for person_id, chans, position, tries, has_letter in conn.execute(stmt):
@@ -196,13 +225,33 @@ def claim(session: Session, incident_id: str, owner: str, limit: int, only: str 
             break
     if not due:
         return []
-    n, a = sa.table("notice", *(sa.column(c) for c in ("id", "incident_id", "person_id", "channel", "ref",
-                                                       "subject", "body", "html", "sha256"))), Affected.__table__
+    n, a = (
+        sa.table(
+            "notice",
+            *(
+                sa.column(c)
+                for c in ("id", "incident_id", "person_id", "channel", "ref", "subject", "body", "html", "sha256")
+            ),
+        ),
+        Affected.__table__,
+    )
     rows = conn.execute(
-        sa.select(n.c.person_id, n.c.channel, n.c.id, n.c.ref, n.c.subject, n.c.body, n.c.html, n.c.sha256,
-                  a.c.to_email, a.c.to_phone, a.c.to_push)
+        sa.select(
+            n.c.person_id,
+            n.c.channel,
+            n.c.id,
+            n.c.ref,
+            n.c.subject,
+            n.c.body,
+            n.c.html,
+            n.c.sha256,
+            a.c.to_email,
+            a.c.to_phone,
+            a.c.to_push,
+        )
         .join(a, sa.and_(a.c.incident_id == n.c.incident_id, a.c.person_id == n.c.person_id))
-        .where(n.c.incident_id == incident_id, n.c.person_id.in_([x[0] for x in due])))
+        .where(n.c.incident_id == incident_id, n.c.person_id.in_([x[0] for x in due]))
+    )
     notices = {(r[0], r[1]): r for r in rows}
     attempts, picked = [], []
     for person_id, chans, position, tries, has_letter, channel in due:
@@ -210,21 +259,39 @@ def claim(session: Session, incident_id: str, owner: str, limit: int, only: str 
         if r is None:
             continue
         address = {"email": r[8], "sms": r[9], "push": r[10]}[channel]
-        attempts.append({"incident_id": incident_id, "person_id": person_id, "notice_id": r[2], "channel": channel,
-                         "address": transports.mask_address(channel, address), "started": now,
-                         "outcome": "in-flight", "worker": owner})
+        attempts.append(
+            {
+                "incident_id": incident_id,
+                "person_id": person_id,
+                "notice_id": r[2],
+                "channel": channel,
+                "address": transports.mask_address(channel, address),
+                "started": now,
+                "outcome": "in-flight",
+                "worker": owner,
+            }
+        )
         picked.append((person_id, chans, position, tries, has_letter, channel, r, address))
     t = Attempt.__table__
     ids = conn.execute(sa.insert(t).returning(t.c.id, sort_by_parameter_order=True), attempts).scalars().all()
-    conn.execute(sa.update(d).where(d.c.incident_id == incident_id, d.c.person_id.in_([x[0] for x in picked]))
-                 .values(lease_owner=owner, lease_until=now + LEASE))
+    conn.execute(
+        sa.update(d)
+        .where(d.c.incident_id == incident_id, d.c.person_id.in_([x[0] for x in picked]))
+        .values(lease_owner=owner, lease_until=now + LEASE)
+    )
     work = []
     for attempt_id, (person_id, chans, position, tries, has_letter, channel, r, address) in zip(
-            ids, picked, strict=True):
+        ids, picked, strict=True
+    ):
         body, html = unpack_content(r[5], r[6])
         message = transports.Message(
-            notice_id=f"{incident_id}.{r[3]}.{channel}", channel=channel, address=address, subject=r[4],
-            text=body, html=html)
+            notice_id=f"{incident_id}.{r[3]}.{channel}",
+            channel=channel,
+            address=address,
+            subject=r[4],
+            text=body,
+            html=html,
+        )
         work.append(Work(attempt_id, person_id, channel, message, r[7], chans, position, tries, has_letter, now))
     return work
 
@@ -244,25 +311,60 @@ def next_state(item: Work, outcome: transports.Outcome, cfg: ChannelConfig, now:
     """The delivery after one outcome: sent; retry later on this channel; or fall back (letter, unreachable)."""
     if outcome.details.get(transports.HALT):
         # Our own fault (the outbox could not be written): no try is spent and the channel is kept.
-        return {"state": "pending", "final_channel": None, "settled_at": None, "position": item.position,
-                "tries": item.tries, "next_at": now}
+        return {
+            "state": "pending",
+            "final_channel": None,
+            "settled_at": None,
+            "position": item.position,
+            "tries": item.tries,
+            "next_at": now,
+        }
     if outcome.status == transports.SENT:
-        return {"state": "sent", "final_channel": item.channel, "settled_at": now, "position": item.position,
-                "tries": item.tries + 1, "next_at": now}
+        return {
+            "state": "sent",
+            "final_channel": item.channel,
+            "settled_at": now,
+            "position": item.position,
+            "tries": item.tries + 1,
+            "next_at": now,
+        }
     tries = item.tries + 1
     retry = outcome.status in (transports.TRANSIENT, transports.UNKNOWN) and tries < cfg.retries
     if retry:
-        return {"state": "pending", "final_channel": None, "settled_at": None, "position": item.position,
-                "tries": tries, "next_at": next_attempt_at(now, cfg, tries, outcome.retry_after)}
+        return {
+            "state": "pending",
+            "final_channel": None,
+            "settled_at": None,
+            "position": item.position,
+            "tries": tries,
+            "next_at": next_attempt_at(now, cfg, tries, outcome.retry_after),
+        }
     if item.position + 1 < len(item.channels):
-        return {"state": "pending", "final_channel": None, "settled_at": None, "position": item.position + 1,
-                "tries": 0, "next_at": now}
-    return {"state": "letter" if item.has_letter else "unreachable", "final_channel": None, "settled_at": now,
-            "position": item.position, "tries": tries, "next_at": now}
+        return {
+            "state": "pending",
+            "final_channel": None,
+            "settled_at": None,
+            "position": item.position + 1,
+            "tries": 0,
+            "next_at": now,
+        }
+    return {
+        "state": "letter" if item.has_letter else "unreachable",
+        "final_channel": None,
+        "settled_at": now,
+        "position": item.position,
+        "tries": tries,
+        "next_at": now,
+    }
 
 
-def settle(session: Session, incident_id: str, results: list[tuple[Work, transports.Outcome]],
-           configs: dict[str, ChannelConfig], actor: str = "dispatch") -> dict[str, int]:
+def settle(
+    session: Session,
+    incident_id: str,
+    results: list[tuple[Work, transports.Outcome]],
+    configs: dict[str, ChannelConfig],
+    actor: str = "dispatch",
+) -> dict[str, int]:
     """Record each outcome and move each delivery along its fallback chain (two bulk statements)."""
     now = clock.now()
     tally: dict[str, int] = defaultdict(int)
@@ -270,24 +372,57 @@ def settle(session: Session, incident_id: str, results: list[tuple[Work, transpo
     for item, outcome in results:
         tally[f"{item.channel}:{outcome.status}"] += 1
         # `started` becomes the moment the call began (it was the claim time while the attempt was queued).
-        attempts.append({"aid": item.attempt_id, "started": outcome.details.get("started") or item.claimed_at or now,
-                         "finished": now, "outcome": outcome.status, "reason": outcome.reason or None,
-                         "provider": outcome.provider_id or None})
+        attempts.append(
+            {
+                "aid": item.attempt_id,
+                "started": outcome.details.get("started") or item.claimed_at or now,
+                "finished": now,
+                "outcome": outcome.status,
+                "reason": outcome.reason or None,
+                "provider": outcome.provider_id or None,
+            }
+        )
         deliveries.append({"pid": item.person_id, **next_state(item, outcome, configs[item.channel], now)})
     if log.isEnabledFor(logging.DEBUG):
         for item, outcome in results:
-            log.debug("attempt %s person %s %s to %s: %s %s", item.attempt_id, item.person_id, item.channel,
-                      transports.mask_address(item.channel, item.message.address), outcome.status,
-                      outcome.reason[:120])
+            log.debug(
+                "attempt %s person %s %s to %s: %s %s",
+                item.attempt_id,
+                item.person_id,
+                item.channel,
+                transports.mask_address(item.channel, item.message.address),
+                outcome.status,
+                outcome.reason[:120],
+            )
     conn = session.connection()
     t, d = Attempt.__table__, Delivery.__table__
-    conn.execute(sa.update(t).where(t.c.id == sa.bindparam("aid")).values(
-        started=sa.bindparam("started"), finished=sa.bindparam("finished"), outcome=sa.bindparam("outcome"),
-        reason=sa.bindparam("reason"), provider=sa.bindparam("provider")), attempts)
-    conn.execute(sa.update(d).where(d.c.incident_id == incident_id, d.c.person_id == sa.bindparam("pid")).values(
-        state=sa.bindparam("state"), final_channel=sa.bindparam("final_channel"),
-        settled_at=sa.bindparam("settled_at"), position=sa.bindparam("position"), tries=sa.bindparam("tries"),
-        next_at=sa.bindparam("next_at"), lease_owner=None, lease_until=None), deliveries)
+    conn.execute(
+        sa.update(t)
+        .where(t.c.id == sa.bindparam("aid"))
+        .values(
+            started=sa.bindparam("started"),
+            finished=sa.bindparam("finished"),
+            outcome=sa.bindparam("outcome"),
+            reason=sa.bindparam("reason"),
+            provider=sa.bindparam("provider"),
+        ),
+        attempts,
+    )
+    conn.execute(
+        sa.update(d)
+        .where(d.c.incident_id == incident_id, d.c.person_id == sa.bindparam("pid"))
+        .values(
+            state=sa.bindparam("state"),
+            final_channel=sa.bindparam("final_channel"),
+            settled_at=sa.bindparam("settled_at"),
+            position=sa.bindparam("position"),
+            tries=sa.bindparam("tries"),
+            next_at=sa.bindparam("next_at"),
+            lease_owner=None,
+            lease_until=None,
+        ),
+        deliveries,
+    )
     proof.record_attempts(session, incident_id, [item.attempt_id for item, _ in results], actor)
     return dict(tally)
 
@@ -314,12 +449,17 @@ class RateLimiter:
         greatest = "max" if engine.dialect.name == "sqlite" else "GREATEST"
         now = time.time()
         with engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO rate_budget (channel, next_free) VALUES (:c, :now) ON CONFLICT (channel) DO NOTHING"),
-                {"c": self.channel, "now": now})
-            end = conn.execute(text(
-                f"UPDATE rate_budget SET next_free = {greatest}(next_free, :now) + :span WHERE channel = :c "
-                "RETURNING next_free"), {"c": self.channel, "now": now, "span": count / self.rate}).scalar_one()
+            conn.execute(
+                text("INSERT INTO rate_budget (channel, next_free) VALUES (:c, :now) ON CONFLICT (channel) DO NOTHING"),
+                {"c": self.channel, "now": now},
+            )
+            end = conn.execute(
+                text(
+                    f"UPDATE rate_budget SET next_free = {greatest}(next_free, :now) + :span WHERE channel = :c "
+                    "RETURNING next_free"
+                ),
+                {"c": self.channel, "now": now, "span": count / self.rate},
+            ).scalar_one()
         start = float(end) - count / self.rate
         return [start + i / self.rate for i in range(count)]
 
@@ -358,8 +498,12 @@ class DispatchReport:
 
 def counts_by_state(session: Session, incident_id: str) -> dict[str, int]:
     """Deliveries per state."""
-    return {r[0]: int(r[1]) for r in session.connection().execute(text(
-        "SELECT state, COUNT(*) FROM delivery WHERE incident_id = :i GROUP BY state"), {"i": incident_id})}
+    return {
+        r[0]: int(r[1])
+        for r in session.connection().execute(
+            text("SELECT state, COUNT(*) FROM delivery WHERE incident_id = :i GROUP BY state"), {"i": incident_id}
+        )
+    }
 
 
 def _start(ws: Workspace, incident_id: str, actor: str, hold_unknown: bool, report: DispatchReport) -> None:
@@ -378,8 +522,7 @@ def _start(ws: Workspace, incident_id: str, actor: str, hold_unknown: bool, repo
         if Status(incident.status) != Status.NOTIFYING:
             incidents.transition(session, incident, Status.NOTIFYING, actor)
         if report.planned:
-            audit.record(session, incident_id, audit.Event("dispatch-planned", {"deliveries": report.planned}),
-                         actor)
+            audit.record(session, incident_id, audit.Event("dispatch-planned", {"deliveries": report.planned}), actor)
 
 
 def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport) -> None:
@@ -392,8 +535,15 @@ def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport)
             incidents.transition(session, incident, Status.NOTIFIED, actor)
             assess.settle(session, incident_id, "individuals-notified", actor)
             report.notified = True
-        audit.record(session, incident_id, audit.Event("dispatch-run", {
-            "tally": dict(report.tally), "states": states, "recovered_unknown": report.recovered_unknown}), actor)
+        audit.record(
+            session,
+            incident_id,
+            audit.Event(
+                "dispatch-run",
+                {"tally": dict(report.tally), "states": states, "recovered_unknown": report.recovered_unknown},
+            ),
+            actor,
+        )
 
 
 @dataclass
@@ -422,12 +572,18 @@ def make_sender(ws: Workspace) -> Sender:
     global LEASE
     configs = channel_configs(ws)
     LEASE = timedelta(seconds=float(ws.config.get("dispatch", {}).get("lease_seconds", LEASE.total_seconds())))
-    return Sender(ws, configs, {n: RateLimiter(ws, n, c.rate) for n, c in configs.items()},
-                  {n: threading.Semaphore(max(1, c.concurrency)) for n, c in configs.items()}, owner_id())
+    return Sender(
+        ws,
+        configs,
+        {n: RateLimiter(ws, n, c.rate) for n, c in configs.items()},
+        {n: threading.Semaphore(max(1, c.concurrency)) for n, c in configs.items()},
+        owner_id(),
+    )
 
 
-def _finished(done: queue.SimpleQueue[Future[transports.Outcome]], inflight: int, workers: int
-              ) -> list[Future[transports.Outcome]]:
+def _finished(
+    done: queue.SimpleQueue[Future[transports.Outcome]], inflight: int, workers: int
+) -> list[Future[transports.Outcome]]:
     """Sends that finished: the first within half a second, then what else finishes within SETTLE_SECONDS, so one
     settle covers many messages; sooner when the threads are about to run out of claimed work."""
     try:
@@ -450,16 +606,30 @@ def _finished(done: queue.SimpleQueue[Future[transports.Outcome]], inflight: int
             return finished
 
 
-def pump(sender: Sender, incident_id: str, actor: str, *, workers: int, only: str | None, hold_unknown: bool,
-         report: DispatchReport, progress: Callable[[int, int], None] | None = None,
-         stop_after: int | None = None, follow: bool = False) -> None:
+def pump(
+    sender: Sender,
+    incident_id: str,
+    actor: str,
+    *,
+    workers: int,
+    only: str | None,
+    hold_unknown: bool,
+    report: DispatchReport,
+    progress: Callable[[int, int], None] | None = None,
+    stop_after: int | None = None,
+    follow: bool = False,
+) -> None:
     """Claim, send and settle until nothing of this incident is pending (taking over dead workers' attempts)."""
     ws = sender.ws
     transports.OUTBOX_ROOT["root"] = ws.path("outbox", incident_id)
     with unit_of_work(ws, write=False) as session:
-        total = session.connection().execute(text(
-            "SELECT COUNT(*) FROM delivery WHERE incident_id = :i AND state = 'pending'"),
-            {"i": incident_id}).scalar_one()
+        total = (
+            session.connection()
+            .execute(
+                text("SELECT COUNT(*) FROM delivery WHERE incident_id = :i AND state = 'pending'"), {"i": incident_id}
+            )
+            .scalar_one()
+        )
     done = 0
     inflight: dict[Future[transports.Outcome], Work] = {}
     finished_queue: queue.SimpleQueue[Future[transports.Outcome]] = queue.SimpleQueue()
@@ -507,16 +677,34 @@ def pump(sender: Sender, incident_id: str, actor: str, *, workers: int, only: st
                     progress(done, total)
 
 
-def run_dispatch(ws: Workspace, incident_id: str, actor: str, *, workers: int = 8, only: str | None = None,
-                 hold_unknown: bool = False, progress: Callable[[int, int], None] | None = None,
-                 stop_after: int | None = None, enqueue_only: bool = False) -> DispatchReport:
+def run_dispatch(
+    ws: Workspace,
+    incident_id: str,
+    actor: str,
+    *,
+    workers: int = 8,
+    only: str | None = None,
+    hold_unknown: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    stop_after: int | None = None,
+    enqueue_only: bool = False,
+) -> DispatchReport:
     """Send every approved notice that is not yet settled; safe to re-run and to run twice at once."""
     report = DispatchReport()
     sender = make_sender(ws)
     _start(ws, incident_id, actor, hold_unknown, report)
     if not enqueue_only:
-        pump(sender, incident_id, actor, workers=workers, only=only, hold_unknown=hold_unknown, report=report,
-             progress=progress, stop_after=stop_after)
+        pump(
+            sender,
+            incident_id,
+            actor,
+            workers=workers,
+            only=only,
+            hold_unknown=hold_unknown,
+            report=report,
+            progress=progress,
+            stop_after=stop_after,
+        )
     _finish(ws, incident_id, actor, report)
     return report
 
@@ -527,9 +715,17 @@ def notifying_incidents(ws: Workspace) -> list[str]:
         return [i.id for i in incidents.list_incidents(session) if i.status == Status.NOTIFYING]
 
 
-def run_worker(ws: Workspace, actor: str, *, incident_id: str | None = None, workers: int = 8,
-               hold_unknown: bool = False, follow: bool = False, poll: float = 2.0,
-               stop: threading.Event | None = None) -> dict[str, DispatchReport]:
+def run_worker(
+    ws: Workspace,
+    actor: str,
+    *,
+    incident_id: str | None = None,
+    workers: int = 8,
+    hold_unknown: bool = False,
+    follow: bool = False,
+    poll: float = 2.0,
+    stop: threading.Event | None = None,
+) -> dict[str, DispatchReport]:
     """Serve every notifying incident (or one) until nothing is left; with follow, keep polling."""
     sender = make_sender(ws)
     reports: dict[str, DispatchReport] = {}
@@ -563,9 +759,17 @@ def run_worker(ws: Workspace, actor: str, *, incident_id: str | None = None, wor
 def _next_due(ws: Workspace, incident_id: str, only: str | None) -> float | None:
     """Seconds until the next pending delivery is due (None when nothing is pending)."""
     with unit_of_work(ws, write=False) as session:
-        rows = session.connection().execute(text(
-            "SELECT next_at, channels, position, lease_until FROM delivery WHERE incident_id = :i "
-            "AND state = 'pending' ORDER BY next_at LIMIT 200"), {"i": incident_id}).all()
+        rows = (
+            session.connection()
+            .execute(
+                text(
+                    "SELECT next_at, channels, position, lease_until FROM delivery WHERE incident_id = :i "
+                    "AND state = 'pending' ORDER BY next_at LIMIT 200"
+                ),
+                {"i": incident_id},
+            )
+            .all()
+        )
     now = clock.now()
     best: float | None = None
     for next_at, chans, position, lease_until in rows:
@@ -573,8 +777,9 @@ def _next_due(ws: Workspace, incident_id: str, only: str | None) -> float | None
             continue
         due = clock.as_utc(next_at) if isinstance(next_at, datetime) else clock.parse_when(str(next_at))
         if lease_until is not None:
-            lease = clock.as_utc(lease_until) if isinstance(lease_until, datetime) else clock.parse_when(
-                str(lease_until))
+            lease = (
+                clock.as_utc(lease_until) if isinstance(lease_until, datetime) else clock.parse_when(str(lease_until))
+            )
             due = max(due, lease)
         wait_s = (due - now).total_seconds()
         best = wait_s if best is None else min(best, wait_s)
@@ -590,14 +795,22 @@ def dry_run(ws: Workspace, incident_id: str, only: str | None) -> dict[str, dict
 
         book = catalog.playbook(incident.playbook, ws.root)
         allowed = [c for c in book.channels if c not in book.exclude_channels]
-        planned = session.connection().execute(text(
-            "SELECT COUNT(*) FROM delivery WHERE incident_id = :i"), {"i": incident_id}).scalar_one()
+        planned = (
+            session.connection()
+            .execute(text("SELECT COUNT(*) FROM delivery WHERE incident_id = :i"), {"i": incident_id})
+            .scalar_one()
+        )
         out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         if planned:
-            rows: Iterator[Any] = iter(session.connection().execute(text(
-                "SELECT d.channels, d.position, n.variant FROM delivery d JOIN notice n ON n.incident_id = "
-                "d.incident_id AND n.person_id = d.person_id WHERE d.incident_id = :i AND d.state = 'pending'"),
-                {"i": incident_id}))
+            rows: Iterator[Any] = iter(
+                session.connection().execute(
+                    text(
+                        "SELECT d.channels, d.position, n.variant FROM delivery d JOIN notice n ON n.incident_id = "
+                        "d.incident_id AND n.person_id = d.person_id WHERE d.incident_id = :i AND d.state = 'pending'"
+                    ),
+                    {"i": incident_id},
+                )
+            )
             for chans, position, variant in rows:
                 channel = chans.split(",")[position]
                 if variant.split("|")[1] == channel and (only is None or only == channel):
@@ -605,9 +818,11 @@ def dry_run(ws: Workspace, incident_id: str, only: str | None) -> dict[str, dict
         else:
             # Nothing planned yet: each person's first channel in fallback order, streamed in person order.
             current, best = None, (99, "", "")
-            result = session.connection().execute(text(
-                "SELECT person_id, channel, variant FROM notice WHERE incident_id = :i ORDER BY person_id"),
-                {"i": incident_id}, execution_options={"stream_results": True, "yield_per": 5000})
+            result = session.connection().execute(
+                text("SELECT person_id, channel, variant FROM notice WHERE incident_id = :i ORDER BY person_id"),
+                {"i": incident_id},
+                execution_options={"stream_results": True, "yield_per": 5000},
+            )
             for person, channel, variant in itertools.chain(result, [(None, "", "")]):
                 if person != current:
                     if current is not None and best[1] and (only is None or only == best[1]):

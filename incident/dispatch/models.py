@@ -34,8 +34,10 @@ class Attempt(SQLModel, table=True):
     """One call to one channel for one person: claimed before sending, settled after."""
 
     __tablename__ = "attempt"
-    __table_args__ = (Index("ix_attempt_person", "incident_id", "person_id"),
-                      Index("ix_attempt_outcome", "incident_id", "outcome"))
+    __table_args__ = (
+        Index("ix_attempt_person", "incident_id", "person_id"),
+        Index("ix_attempt_outcome", "incident_id", "outcome"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     incident_id: str = Field(foreign_key="incident.id")
     person_id: str

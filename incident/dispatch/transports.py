@@ -118,15 +118,19 @@ def outbox_handler(body: str, title: str, notify_type: str, meta: dict[str, Any]
             data = bytes(email_message(msg, meta.get("qsd", {}).get("from", "security@localhost")))
             path = folder / f"{msg.notice_id}.eml"
         else:
-            data = json.dumps({"notice_id": msg.notice_id, "to": msg.address, "title": msg.subject,
-                               "message": msg.text}, ensure_ascii=False, indent=1).encode()
+            data = json.dumps(
+                {"notice_id": msg.notice_id, "to": msg.address, "title": msg.subject, "message": msg.text},
+                ensure_ascii=False,
+                indent=1,
+            ).encode()
             path = folder / f"{msg.notice_id}.json"
         _write_private(path, data)
     except OSError as exc:
         # A full disk or a read-only folder is our fault, not the recipient's: stop the run (HALT) with the
         # delivery still pending on this channel, instead of spending its retries and falling back.
-        return _report(Outcome(TRANSIENT, f"outbox write failed (nothing was sent): {exc.strerror or exc}",
-                               details={HALT: True}))
+        return _report(
+            Outcome(TRANSIENT, f"outbox write failed (nothing was sent): {exc.strerror or exc}", details={HALT: True})
+        )
     return _report(Outcome(SENT, provider_id=path.name))
 
 
@@ -231,8 +235,13 @@ def smtppool_handler(body: str, title: str, notify_type: str, meta: dict[str, An
             if attempt == 1 and not fresh and dropped and not delivered:
                 continue  # an idle pooled connection was closed before our message went out: reconnect once
             if delivered:
-                return _report(Outcome(TRANSIENT, f"SMTP connection lost after the message data (may have been "
-                                                  f"delivered): {str(exc) or type(exc).__name__}"[:300]))
+                return _report(
+                    Outcome(
+                        TRANSIENT,
+                        f"SMTP connection lost after the message data (may have been "
+                        f"delivered): {str(exc) or type(exc).__name__}"[:300],
+                    )
+                )
             what = "connection dropped" if dropped else "error"
             return _report(Outcome(TRANSIENT, f"SMTP {what}: {str(exc) or type(exc).__name__}"[:300]))
         if refused:
@@ -281,10 +290,14 @@ def gateway_handler(body: str, title: str, notify_type: str, meta: dict[str, Any
     """gateway://HOST:PORT/PATH?to=ADDR: POST {to, title, message, notice_id} with an Idempotency-Key."""
     msg = _current()
     qsd = meta.get("qsd", {})
-    payload = json.dumps({"to": msg.address, "title": msg.subject, "message": msg.text,
-                          "notice_id": msg.notice_id}, ensure_ascii=False).encode()
-    headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": msg.notice_id,
-               "User-Agent": "incident"}
+    payload = json.dumps(
+        {"to": msg.address, "title": msg.subject, "message": msg.text, "notice_id": msg.notice_id}, ensure_ascii=False
+    ).encode()
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "Idempotency-Key": msg.notice_id,
+        "User-Agent": "incident",
+    }
     for key, value in (meta.get("qsd+") or {}).items():
         headers[key] = value
     token = qsd.get("token")
@@ -424,8 +437,12 @@ def prepare(url_template: str, message: Message) -> Prepared:
     try:
         url = build_url(url_template, message.address, message.notice_id)
     except KeyError as exc:
-        return Prepared(message, refused=Outcome(
-            PERMANENT, f"environment variable {exc.args[0]} is not set (referenced by the channel URL)"))
+        return Prepared(
+            message,
+            refused=Outcome(
+                PERMANENT, f"environment variable {exc.args[0]} is not set (referenced by the channel URL)"
+            ),
+        )
     try:
         plugin = apprise.Apprise.instantiate(url, asset=_asset(), suppress_exceptions=False)
     except Exception as exc:
@@ -453,15 +470,20 @@ def deliver(prepared: Prepared) -> Outcome:
             # own notify() is the call: the Apprise wrapper would add only what they do not use (format
             # conversion, per-call log capture, its dispatch machinery), about 0.3 ms a message.
             try:
-                prepared.plugin.notify(body=message.text or " ", title=message.subject,
-                                       notify_type=apprise.NotifyType.INFO, body_format=apprise.NotifyFormat.TEXT)
+                prepared.plugin.notify(
+                    body=message.text or " ",
+                    title=message.subject,
+                    notify_type=apprise.NotifyType.INFO,
+                    body_format=apprise.NotifyFormat.TEXT,
+                )
             except Exception:  # as inside Apprise.notify: a crash leaves no outcome (unknown), never raises here
                 pass
         else:
             fmt = apprise.NotifyFormat.HTML if message.html else apprise.NotifyFormat.TEXT
             body = message.html if fmt == apprise.NotifyFormat.HTML else message.text
             result = apprise.Apprise(prepared.plugin, asset=_asset()).notify(
-                title=message.subject, body=body or " ", body_format=fmt, log_level=logging.DEBUG)
+                title=message.subject, body=body or " ", body_format=fmt, log_level=logging.DEBUG
+            )
     finally:
         _local.message = None
     outcome = (_local.outcome or Outcome(UNKNOWN, "transport returned no outcome")) if own else classify_stock(result)
@@ -497,8 +519,9 @@ def _asset() -> Any:
     if "asset" not in _assets:
         # Run plugins inline in our own threads (apprise's shared pool would cap concurrency at 6),
         # and never let apprise retry: an ambiguous failure retried inside apprise double-sends.
-        _assets["asset"] = apprise.AppriseAsset(service_timeout=0, async_mode=False, default_service_retry=0,
-                                                secure_logging=True)
+        _assets["asset"] = apprise.AppriseAsset(
+            service_timeout=0, async_mode=False, default_service_retry=0, secure_logging=True
+        )
     return _assets["asset"]
 
 

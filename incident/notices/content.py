@@ -17,8 +17,20 @@ from incident import catalog, incidents
 from incident.config import Workspace
 from incident.incidents import Incident
 
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -86,11 +98,18 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
         "lookup_url": org.get("notice_lookup", org.get("website", "")),
         "actions": actions,
         "locales": per_locale,
-        "categories": {c.key: {"key": c.key, "rank": c.rank, "sensitive": c.sensitive,
-                               "label": {loc: c.label(loc) for loc in catalog.LOCALES},
-                               "impact": {loc: c.impact(loc) for loc in catalog.LOCALES},
-                               "urgent": {loc: c.urgent_action(loc) for loc in catalog.LOCALES},
-                               "advice": list(c.advice)} for c in cats.categories},
+        "categories": {
+            c.key: {
+                "key": c.key,
+                "rank": c.rank,
+                "sensitive": c.sensitive,
+                "label": {loc: c.label(loc) for loc in catalog.LOCALES},
+                "impact": {loc: c.impact(loc) for loc in catalog.LOCALES},
+                "urgent": {loc: c.urgent_action(loc) for loc in catalog.LOCALES},
+                "advice": list(c.advice),
+            }
+            for c in cats.categories
+        },
         "advice": {key: {loc: text(loc) for loc in catalog.LOCALES} for key, text in cats.advice.items()},
         "channels": [c for c in book.channels if c not in book.exclude_channels],
     }

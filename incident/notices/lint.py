@@ -46,8 +46,7 @@ def phones_in(text: str) -> list[str]:
 
 def refs_in(text: str) -> list[str]:
     """Every notice reference in the text (REF_TOKEN.findall)."""
-    return [m.group(0) for m in REF_CANDIDATE.finditer(text)
-            if m.start() == 0 or text[m.start() - 1] not in ASCII_WORD]
+    return [m.group(0) for m in REF_CANDIDATE.finditer(text) if m.start() == 0 or text[m.start() - 1] not in ASCII_WORD]
 
 
 def placeholder_in(text: str) -> str | None:
@@ -56,8 +55,12 @@ def placeholder_in(text: str) -> str | None:
         return None
     match = PLACEHOLDER.search(text)
     return match.group(0) if match else None
-GSM7 = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
-           "¿abcdefghijklmnopqrstuvwxyzäöñüà")
+
+
+GSM7 = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
 GSM7_EXT = set("^{}\\[~]|€")
 SMS_MAX_SEGMENTS = 3
 PUSH_TITLE_MAX = 64
@@ -73,9 +76,18 @@ def sms_segments(text: str) -> tuple[int, str]:
     return (1 if units <= 70 else math.ceil(units / 67)), "UCS-2"
 
 
-def lint_notice(channel: str, template: str, subject: str, body: str, html: str | None, parts: dict[str, str],
-                person: dict[str, Any], own: dict[str, set[str]], data_texts: list[str],
-                previous_names: list[str]) -> list[str]:
+def lint_notice(
+    channel: str,
+    template: str,
+    subject: str,
+    body: str,
+    html: str | None,
+    parts: dict[str, str],
+    person: dict[str, Any],
+    own: dict[str, set[str]],
+    data_texts: list[str],
+    previous_names: list[str],
+) -> list[str]:
     """Return problems as 'template: rule: detail' (empty when the notice is clean)."""
     problems: list[str] = []
 

@@ -66,8 +66,9 @@ def _render(env: Any, name: str, ctx: dict[str, Any]) -> str:
         raise templates.template_error(exc) from None
 
 
-def render_person(env: Any, static: dict[str, Any], person: dict[str, Any], today: dict[str, str]
-                  ) -> tuple[dict[str, str], list[dict[str, Any]]]:
+def render_person(
+    env: Any, static: dict[str, Any], person: dict[str, Any], today: dict[str, str]
+) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """Render one person's partials once, then every channel they can receive from them."""
     loc = person["locale"]
     ctx = content.person_context(static, person, person["ref"], today[loc])
@@ -100,10 +101,18 @@ def render_person(env: Any, static: dict[str, Any], person: dict[str, Any], toda
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(workspace: str | None, static: dict[str, Any], today: dict[str, str], secret: str,
-                 incident_id: str, render_id: int) -> None:
-    _worker.update(env=templates.environment(Path(workspace) if workspace else None), static=static, today=today,
-                   data_texts=_data_texts(static), secret=secret, incident_id=incident_id, render_id=render_id)
+def _init_worker(
+    workspace: str | None, static: dict[str, Any], today: dict[str, str], secret: str, incident_id: str, render_id: int
+) -> None:
+    _worker.update(
+        env=templates.environment(Path(workspace) if workspace else None),
+        static=static,
+        today=today,
+        data_texts=_data_texts(static),
+        secret=secret,
+        incident_id=incident_id,
+        render_id=render_id,
+    )
 
 
 def _data_texts(static: dict[str, Any]) -> list[str]:
@@ -135,44 +144,99 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
             parts, rendered = render_person(env, static, person, today)
         except IncidentError as exc:
             return {"fatal": str(exc)}
-        own = {"emails": {e.lower() for e in (person["to_email"], officer.get("email")) if e},
-               "phones": {p for p in (person["to_phone"],) if p}}
+        own = {
+            "emails": {e.lower() for e in (person["to_email"], officer.get("email")) if e},
+            "phones": {p for p in (person["to_phone"],) if p},
+        }
         for r in rendered:
-            problems += lint.lint_notice(r["channel"], r["template"], r["subject"], r["body"], r["html"], parts,
-                                         person, own, _worker["data_texts"], previous)
+            problems += lint.lint_notice(
+                r["channel"],
+                r["template"],
+                r["subject"],
+                r["body"],
+                r["html"],
+                parts,
+                person,
+                own,
+                _worker["data_texts"],
+                previous,
+            )
             variant = variant_key(person["locale"], r["channel"], person["audience"], person["categories"])
             examples.setdefault(variant, person)
             variants[variant] += 1
             by_channel[r["channel"]] += 1
             sha = notice_sha(r["subject"], r["body"], r["html"])
-            rows.append((render_id, incident_id, person["person_id"], r["channel"], person["locale"],
-                         person["audience"], variant, person["ref"], r["subject"], *pack_content(r["body"], r["html"]),
-                         sha))
+            rows.append(
+                (
+                    render_id,
+                    incident_id,
+                    person["person_id"],
+                    r["channel"],
+                    person["locale"],
+                    person["audience"],
+                    variant,
+                    person["ref"],
+                    r["subject"],
+                    *pack_content(r["body"], r["html"]),
+                    sha,
+                )
+            )
             listed.append((person["person_id"], r["channel"], sha))
         previous = [n for n in (person["to_name"], person["subject_name"]) if n]
         if problems:
             break
     from incident.notices.review import manifest_lines
 
-    return {"rows": rows, "problems": problems[:20], "examples": examples, "affected": b"".join(affected),
-            "variants": variants, "by_channel": by_channel,
-            "manifest": manifest_lines(listed)}
+    return {
+        "rows": rows,
+        "problems": problems[:20],
+        "examples": examples,
+        "affected": b"".join(affected),
+        "variants": variants,
+        "by_channel": by_channel,
+        "manifest": manifest_lines(listed),
+    }
 
 
 # ---- the use case -------------------------------------------------------------------------------
 
 
-NOTICE_COLUMNS = ("render_id", "incident_id", "person_id", "channel", "locale", "audience", "variant", "ref", "subject",
-                  "body", "html", "sha256")  # the order of _render_batch's rows
-AFFECTED_COLUMNS = ("person_id", "audience", "subject_name", "to_name", "to_email", "to_phone", "to_push",
-                    "to_address", "locale", "region", "categories")
+NOTICE_COLUMNS = (
+    "render_id",
+    "incident_id",
+    "person_id",
+    "channel",
+    "locale",
+    "audience",
+    "variant",
+    "ref",
+    "subject",
+    "body",
+    "html",
+    "sha256",
+)  # the order of _render_batch's rows
+AFFECTED_COLUMNS = (
+    "person_id",
+    "audience",
+    "subject_name",
+    "to_name",
+    "to_email",
+    "to_phone",
+    "to_push",
+    "to_address",
+    "locale",
+    "region",
+    "categories",
+)
 
 
 def affected_dicts(session: Session, incident_id: str) -> Iterator[dict[str, Any]]:
     """Stream the snapshot as plain dicts, in person order, without ORM objects."""
     result = session.connection().execute(
         text(f"SELECT {', '.join(AFFECTED_COLUMNS)} FROM affected WHERE incident_id = :iid ORDER BY person_id"),
-        {"iid": incident_id}, execution_options={"stream_results": True, "yield_per": BATCH})
+        {"iid": incident_id},
+        execution_options={"stream_results": True, "yield_per": BATCH},
+    )
     for row in result:
         yield dict(zip(AFFECTED_COLUMNS, row, strict=True))
 
@@ -186,8 +250,9 @@ def affected_hash(session: Session, incident_id: str) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(session: Session, ws: Workspace, incident: incidents.Incident, affected: str | None = None
-                ) -> dict[str, Any]:
+def fingerprint(
+    session: Session, ws: Workspace, incident: incidents.Incident, affected: str | None = None
+) -> dict[str, Any]:
     """The hashes of everything a render depends on; an approval goes stale when any of them changes."""
     from incident import catalog
 
@@ -226,9 +291,17 @@ def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield batch
 
 
-def _results(batches: Iterator[list[dict[str, Any]]], people: int, ws: Workspace, static: dict[str, Any],
-             today: dict[str, str], workers: int, secret: str, incident_id: str, render_id: int
-             ) -> Iterator[dict[str, Any]]:
+def _results(
+    batches: Iterator[list[dict[str, Any]]],
+    people: int,
+    ws: Workspace,
+    static: dict[str, Any],
+    today: dict[str, str],
+    workers: int,
+    secret: str,
+    incident_id: str,
+    render_id: int,
+) -> Iterator[dict[str, Any]]:
     """Render batches in order; on both cores for large incidents, with a bounded queue (flat memory)."""
     setup = (str(ws.root), static, today, secret, incident_id, render_id)
     if people < PARALLEL_FROM or workers <= 1:
@@ -247,8 +320,9 @@ def _results(batches: Iterator[list[dict[str, Any]]], people: int, ws: Workspace
             yield pending.popleft().result()
 
 
-def render_notices(session: Session, ws: Workspace, incident_id: str, actor: str, workers: int | None = None
-                   ) -> RenderResult:
+def render_notices(
+    session: Session, ws: Workspace, incident_id: str, actor: str, workers: int | None = None
+) -> RenderResult:
     """Render every notice of the incident into the database and write review/ID/ (stops on any lint failure)."""
     from incident.notices import review
 
@@ -261,13 +335,24 @@ def render_notices(session: Session, ws: Workspace, incident_id: str, actor: str
     static = content.static_context(session, ws, incident)
     now = clock.now()
     today = {loc: content.day(now, loc) for loc in static["locales"]}
-    record = Render(incident_id=incident_id, at=now, actor=actor, manifest_hash="", fingerprint="{}", notices=0,
-                    people=0, variants="{}", lint="{}", bundle="")
+    record = Render(
+        incident_id=incident_id,
+        at=now,
+        actor=actor,
+        manifest_hash="",
+        fingerprint="{}",
+        notices=0,
+        people=0,
+        variants="{}",
+        lint="{}",
+        bundle="",
+    )
     session.add(record)
     session.flush()
     assert record.id is not None
-    people = int(conn.execute(text("SELECT COUNT(*) FROM affected WHERE incident_id = :iid"),
-                              {"iid": incident_id}).scalar_one())
+    people = int(
+        conn.execute(text("SELECT COUNT(*) FROM affected WHERE incident_id = :iid"), {"iid": incident_id}).scalar_one()
+    )
     secret = review.workspace_secret(session)
     bundle = review.Bundle(ws, incident_id)
     affected_digest = hashlib.sha256()
@@ -278,8 +363,17 @@ def render_notices(session: Session, ws: Workspace, incident_id: str, actor: str
 
     workers = workers or min(2, os.cpu_count() or 1)
     with bundle.manifest_writer() as manifest:
-        for result in _results(_batches(affected_dicts(session, incident_id)), people, ws, static, today, workers,
-                               secret, incident_id, record.id):
+        for result in _results(
+            _batches(affected_dicts(session, incident_id)),
+            people,
+            ws,
+            static,
+            today,
+            workers,
+            secret,
+            incident_id,
+            record.id,
+        ):
             if "fatal" in result:
                 raise IncidentError(result["fatal"])
             if result["problems"]:
@@ -297,15 +391,30 @@ def render_notices(session: Session, ws: Workspace, incident_id: str, actor: str
         prints = fingerprint(session, ws, incident, affected_digest.hexdigest())
         manifest_hash = manifest.finish(incident_id, now, prints)
     checks = total
-    lint_summary = {"notices_checked": checks, "failures": 0,
-                    "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data"]}
+    lint_summary = {
+        "notices_checked": checks,
+        "failures": 0,
+        "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data"],
+    }
     bundle.write_index(session, static, today, variants, examples, lint_summary, manifest_hash, incident)
     record.manifest_hash, record.fingerprint = manifest_hash, json.dumps(prints, sort_keys=True)
     record.notices, record.people = total, people
     record.variants, record.lint = json.dumps(variants, ensure_ascii=False), json.dumps(lint_summary)
     record.bundle = str(bundle.folder)
     session.add(record)
-    audit.record(session, incident_id, audit.Event("notices-rendered", {
-        "render": record.id, "notices": total, "people": people, "manifest": manifest_hash,
-        "variants": len(variants)}), actor)
+    audit.record(
+        session,
+        incident_id,
+        audit.Event(
+            "notices-rendered",
+            {
+                "render": record.id,
+                "notices": total,
+                "people": people,
+                "manifest": manifest_hash,
+                "variants": len(variants),
+            },
+        ),
+        actor,
+    )
     return RenderResult(record.id, total, people, variants, bundle.folder, manifest_hash, checks, by_channel)

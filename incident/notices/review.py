@@ -91,7 +91,8 @@ def manifest_lines(notices: list[tuple[str, str, str]]) -> ManifestLines:
     """Format (person, channel, sha256) notices for manifest.json and for its notices digest."""
     entries = ",\n".join(
         f'{{"person": {json.dumps(person, ensure_ascii=False)}, "channel": "{channel}", "sha256": "{sha}"}}'
-        for person, channel, sha in notices)
+        for person, channel, sha in notices
+    )
     digest = "".join(f"{person}\x1f{channel}\x1f{sha}\n" for person, channel, sha in notices).encode()
     return ManifestLines(entries, digest)
 
@@ -111,8 +112,12 @@ class ManifestWriter:
             self.first = False
 
     def finish(self, incident_id: str, at: datetime, prints: dict[str, Any]) -> str:
-        tail = {"incident": incident_id, "rendered_at": at.isoformat(), "notices_digest": self.digest.hexdigest(),
-                **prints}
+        tail = {
+            "incident": incident_id,
+            "rendered_at": at.isoformat(),
+            "notices_digest": self.digest.hexdigest(),
+            **prints,
+        }
         self.fh.write("\n],\n" + json.dumps(tail, ensure_ascii=False, indent=1, sort_keys=True)[1:])
         self.fh.flush()
         self.fh.close()
@@ -146,9 +151,17 @@ class Bundle:
         # Swap in only a whole manifest: a failed render must not break the one an approval is bound to.
         os.replace(part, path)
 
-    def write_index(self, session: Session, static: dict[str, Any], today: dict[str, str],
-                    variants: dict[str, int], examples: dict[str, dict[str, Any]], lint_summary: dict[str, Any],
-                    manifest_hash: str, incident: incidents.Incident) -> Path:
+    def write_index(
+        self,
+        session: Session,
+        static: dict[str, Any],
+        today: dict[str, str],
+        variants: dict[str, int],
+        examples: dict[str, dict[str, Any]],
+        lint_summary: dict[str, Any],
+        manifest_hash: str,
+        incident: incidents.Incident,
+    ) -> Path:
         """Render index.html: one masked real example of every variant, how many receive it, lint results."""
         from incident.notices import templates
 
@@ -159,13 +172,32 @@ class Bundle:
             masked = mask_person(examples[key])
             _, rendered = rendering.render_person(env, static, masked, today)
             notice = next(r for r in rendered if r["channel"] == channel)
-            shown.append({"key": key, "locale": locale, "channel": channel, "audience": audience,
-                          "categories": cats.replace(",", ", "), "count": variants[key], **notice})
-        page = _review_env().get_template("review.html.j2").render(
-            incident=incident, title=content.clean(incident.title), variants=shown, total=sum(variants.values()),
-            lint=lint_summary,
-            manifest_hash=manifest_hash, generated=clock.now().isoformat(timespec="seconds"),
-            by_channel=_sum_by(shown, "channel"), by_locale=_sum_by(shown, "locale"))
+            shown.append(
+                {
+                    "key": key,
+                    "locale": locale,
+                    "channel": channel,
+                    "audience": audience,
+                    "categories": cats.replace(",", ", "),
+                    "count": variants[key],
+                    **notice,
+                }
+            )
+        page = (
+            _review_env()
+            .get_template("review.html.j2")
+            .render(
+                incident=incident,
+                title=content.clean(incident.title),
+                variants=shown,
+                total=sum(variants.values()),
+                lint=lint_summary,
+                manifest_hash=manifest_hash,
+                generated=clock.now().isoformat(timespec="seconds"),
+                by_channel=_sum_by(shown, "channel"),
+                by_locale=_sum_by(shown, "locale"),
+            )
+        )
         path = self.folder / "index.html"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -207,12 +239,18 @@ def changes_since(session: Session, ws: Workspace, incident: incidents.Incident,
     old_t, new_t = before.get("templates", {}), now["templates"]
     for name in sorted(set(old_t) | set(new_t)):
         if old_t.get(name) != new_t.get(name):
-            changed.append(f"template {name} changed" if name in old_t and name in new_t
-                           else f"template {name} {'added' if name in new_t else 'removed'}")
-    labels = {"playbook": "the playbook", "categories": "the data-category catalogue",
-              "organisation": "the organisation details in incident.toml",
-              "facts": "the incident facts or logged actions",
-              "affected": "the affected set (re-assessed)"}
+            changed.append(
+                f"template {name} changed"
+                if name in old_t and name in new_t
+                else f"template {name} {'added' if name in new_t else 'removed'}"
+            )
+    labels = {
+        "playbook": "the playbook",
+        "categories": "the data-category catalogue",
+        "organisation": "the organisation details in incident.toml",
+        "facts": "the incident facts or logged actions",
+        "affected": "the affected set (re-assessed)",
+    }
     for key, label in labels.items():
         if before.get(key) != now[key]:
             changed.append(f"{label} changed")
@@ -224,9 +262,14 @@ def changes_since(session: Session, ws: Workspace, incident: incidents.Incident,
 def notices_digest(session: Session, incident_id: str) -> str:
     """Recompute the manifest's notices digest from the stored notices and their content."""
     digest = hashlib.sha256()
-    rows = session.connection().execute(text(
-        "SELECT person_id, channel, subject, body, html, sha256 FROM notice WHERE incident_id = :iid "
-        "ORDER BY person_id, id"), {"iid": incident_id}, execution_options={"stream_results": True, "yield_per": 2000})
+    rows = session.connection().execute(
+        text(
+            "SELECT person_id, channel, subject, body, html, sha256 FROM notice WHERE incident_id = :iid "
+            "ORDER BY person_id, id"
+        ),
+        {"iid": incident_id},
+        execution_options={"stream_results": True, "yield_per": 2000},
+    )
     for person_id, channel, subject, body, html, sha in rows:
         actual = rendering.notice_sha(subject, *unpack_content(body, html))
         digest.update(f"{person_id}\x1f{channel}\x1f{actual if actual == sha else 'TAMPERED'}\n".encode())
@@ -272,8 +315,7 @@ def approval_state(session: Session, ws: Workspace, incident: incidents.Incident
     if render is None:
         return {"state": "not rendered", "changes": []}
     decision = latest_decision(session, render.id)  # type: ignore[arg-type]
-    base = {"render": render.id, "manifest": render.manifest_hash, "notices": render.notices,
-            "bundle": render.bundle}
+    base = {"render": render.id, "manifest": render.manifest_hash, "notices": render.notices, "bundle": render.bundle}
     if decision is None:
         return {**base, "state": "awaiting review", "changes": []}
     base |= {"reviewer": decision.reviewer, "at": decision.at.isoformat(), "comment": decision.comment}
@@ -283,8 +325,9 @@ def approval_state(session: Session, ws: Workspace, incident: incidents.Incident
     return {**base, "state": "stale" if changes else "approved", "changes": changes}
 
 
-def decide(session: Session, ws: Workspace, incident_id: str, reviewer: str, decision: str, comment: str | None,
-           actor: str) -> Approval:
+def decide(
+    session: Session, ws: Workspace, incident_id: str, reviewer: str, decision: str, comment: str | None, actor: str
+) -> Approval:
     """Record a reviewer's approval (bound to the manifest hash) or rejection (back to re-render)."""
     if not reviewer.strip():
         raise IncidentError("--reviewer: name the reviewer")
@@ -295,17 +338,37 @@ def decide(session: Session, ws: Workspace, incident_id: str, reviewer: str, dec
     if decision == "approved":
         changes = changes_since(session, ws, incident, render)
         if changes:
-            raise IncidentError("cannot approve: " + "; ".join(changes) + f" (re-render with `incident notices "
-                                f"render {incident_id}`)")
+            raise IncidentError(
+                "cannot approve: " + "; ".join(changes) + f" (re-render with `incident notices render {incident_id}`)"
+            )
     elif not (comment or "").strip():
         raise IncidentError("--comment: say why the notices are rejected")
-    approval = Approval(incident_id=incident_id, render_id=render.id, decision=decision, reviewer=reviewer,  # type: ignore[arg-type]
-                        comment=comment, at=clock.now(), manifest_hash=render.manifest_hash)
+    approval = Approval(
+        incident_id=incident_id,
+        render_id=render.id,
+        decision=decision,
+        reviewer=reviewer,  # type: ignore[arg-type]
+        comment=comment,
+        at=clock.now(),
+        manifest_hash=render.manifest_hash,
+    )
     session.add(approval)
-    incidents.transition(session, incident, Status.APPROVED if decision == "approved" else Status.ASSESSED, actor,
-                         f"notices {decision} by {reviewer}")
-    audit.record(session, incident_id, audit.Event(f"notices-{decision}", {
-        "render": render.id, "manifest": render.manifest_hash, "reviewer": reviewer, "comment": comment}), actor)
+    incidents.transition(
+        session,
+        incident,
+        Status.APPROVED if decision == "approved" else Status.ASSESSED,
+        actor,
+        f"notices {decision} by {reviewer}",
+    )
+    audit.record(
+        session,
+        incident_id,
+        audit.Event(
+            f"notices-{decision}",
+            {"render": render.id, "manifest": render.manifest_hash, "reviewer": reviewer, "comment": comment},
+        ),
+        actor,
+    )
     return approval
 
 
@@ -317,10 +380,15 @@ def require_current_approval(session: Session, ws: Workspace, incident: incident
         assert render is not None
         return render
     if state["state"] == "stale":
-        raise IncidentError("the approval is stale: " + "; ".join(state["changes"]) +
-                            f" (re-render and have legal approve again: `incident notices render {incident.id}`)")
-    raise IncidentError(f"{incident.id} notices are not approved ({state['state']}): run `incident notices "
-                        f"approve {incident.id} --reviewer NAME` after reviewing the bundle")
+        raise IncidentError(
+            "the approval is stale: "
+            + "; ".join(state["changes"])
+            + f" (re-render and have legal approve again: `incident notices render {incident.id}`)"
+        )
+    raise IncidentError(
+        f"{incident.id} notices are not approved ({state['state']}): run `incident notices "
+        f"approve {incident.id} --reviewer NAME` after reviewing the bundle"
+    )
 
 
 def stored_notice(session: Session, incident_id: str, person_id: str, channel: str | None) -> list[dict[str, Any]]:
@@ -331,6 +399,16 @@ def stored_notice(session: Session, incident_id: str, person_id: str, channel: s
     out = []
     for n in session.exec(stmt.order_by(Notice.id)):  # type: ignore[arg-type]
         body, html = unpack_content(n.body, n.html)
-        out.append({"channel": n.channel, "locale": n.locale, "audience": n.audience, "ref": n.ref,
-                    "subject": n.subject, "body": body, "html": html, "sha256": n.sha256})
+        out.append(
+            {
+                "channel": n.channel,
+                "locale": n.locale,
+                "audience": n.audience,
+                "ref": n.ref,
+                "subject": n.subject,
+                "body": body,
+                "html": html,
+                "sha256": n.sha256,
+            }
+        )
     return out

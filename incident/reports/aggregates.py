@@ -16,9 +16,14 @@ from incident.incidents import Incident
 
 def failed_everywhere(session: Session, incident_id: str) -> int:
     """People dispatch tried on at least one channel, every one of which failed, and who have no postal address."""
-    return int(session.connection().execute(text(
-        "SELECT COUNT(*) FROM delivery WHERE incident_id = :i AND state = 'unreachable' AND channels <> ''"),
-        {"i": incident_id}).scalar_one())
+    return int(
+        session.connection()
+        .execute(
+            text("SELECT COUNT(*) FROM delivery WHERE incident_id = :i AND state = 'unreachable' AND channels <> ''"),
+            {"i": incident_id},
+        )
+        .scalar_one()
+    )
 
 
 def dispatch_reasons(session: Session, incident_id: str) -> list[str]:
@@ -26,20 +31,22 @@ def dispatch_reasons(session: Session, incident_id: str) -> list[str]:
     failed = failed_everywhere(session, incident_id)
     if not failed:
         return []
-    return [f"{failed} affected people could not be reached: every channel failed for them during dispatch "
-            "(GB/T 35273 §10.2 a): publish a public warning)"]
+    return [
+        f"{failed} affected people could not be reached: every channel failed for them during dispatch "
+        "(GB/T 35273 §10.2 a): publish a public warning)"
+    ]
 
 
 def picture(session: Session, ws: Workspace, incident: Incident, locale: str = "en") -> assess.AssessmentView:
     """The assessment as it stands now, including what dispatch found out (who could not be reached)."""
-    return assess.view(session, incident, ws.root, locale,
-                       extra_announcement_reasons=dispatch_reasons(session, incident.id))
+    return assess.view(
+        session, incident, ws.root, locale, extra_announcement_reasons=dispatch_reasons(session, incident.id)
+    )
 
 
 def regimes_in(counts: dict[str, Any], workspace: Path | None) -> list[catalog.Regime]:
     """The regimes with at least one affected resident (or that always apply)."""
-    return [r for r in catalog.jurisdictions(workspace).regimes
-            if r.always or assess.residents(counts["by_region"], r)]
+    return [r for r in catalog.jurisdictions(workspace).regimes if r.always or assess.residents(counts["by_region"], r)]
 
 
 def by_region(session: Session, incident_id: str) -> dict[str, Any]:
@@ -47,10 +54,14 @@ def by_region(session: Session, incident_id: str) -> dict[str, Any]:
     conn = session.connection()
     records = assess.exposed_by_region(session, incidents.get(session, incident_id))
     deliveries: dict[str, dict[str, int]] = {}
-    for region, state, channel, n in conn.execute(text(
+    for region, state, channel, n in conn.execute(
+        text(
             "SELECT a.region, d.state, d.final_channel, COUNT(*) FROM affected a JOIN delivery d "
             "ON d.incident_id = a.incident_id AND d.person_id = a.person_id WHERE a.incident_id = :i "
-            "GROUP BY a.region, d.state, d.final_channel"), {"i": incident_id}):
+            "GROUP BY a.region, d.state, d.final_channel"
+        ),
+        {"i": incident_id},
+    ):
         key = f"{state}:{channel}" if state == "sent" else state
         per = deliveries.setdefault(region or "unknown", {})
         per[key] = per.get(key, 0) + int(n)
@@ -69,11 +80,14 @@ def regime_figures(counts: dict[str, Any], regions: dict[str, Any], regime: cata
             states[state] = states.get(state, 0) + n
     electronic = sum(n for s, n in states.items() if s.startswith("sent:"))
     return {
-        "key": regime.key, "name": {"zh": regime.name("zh-CN"), "en": regime.name("en")},
+        "key": regime.key,
+        "name": {"zh": regime.name("zh-CN"), "en": regime.name("en")},
         "residents": assess.residents(counts["by_region"], regime),
-        "records": sum(by_category.values()), "by_category": dict(sorted(by_category.items())),
+        "records": sum(by_category.values()),
+        "by_category": dict(sorted(by_category.items())),
         "deliveries": dict(sorted(states.items())),
-        "notified_by_mail": states.get("posted", 0), "notified_electronically": electronic,
+        "notified_by_mail": states.get("posted", 0),
+        "notified_electronically": electronic,
         "notified": states.get("posted", 0) + electronic,
     }
 

@@ -46,8 +46,9 @@ def public_counts(counts: dict[str, Any]) -> dict[str, Any]:
     return {"people": counts["people"], "children": counts["children"], "by_category": counts["by_category"]}
 
 
-def public_context(session: Session, ws: Workspace, incident: incidents.Incident, counts: dict[str, Any]
-                   ) -> dict[str, dict[str, Any]]:
+def public_context(
+    session: Session, ws: Workspace, incident: incidents.Incident, counts: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
     """Per locale, everything the announcement says: no person's data, head-counts rounded."""
     static = content.static_context(session, ws, incident)
     cats = sorted(counts["by_category"].items(), key=lambda kv: (-static["categories"][kv[0]]["rank"], kv[0]))
@@ -56,12 +57,24 @@ def public_context(session: Session, ws: Workspace, incident: incidents.Incident
         categories = []
         for key, n in cats:
             c = static["categories"][key]
-            categories.append({"key": key, "label": c["label"][loc], "sensitive": c["sensitive"],
-                               "people": about(n, loc), "impact": c["impact"][loc], "urgent": c["urgent"][loc],
-                               "advice": [static["advice"][a][loc] for a in c["advice"]]})
+            categories.append(
+                {
+                    "key": key,
+                    "label": c["label"][loc],
+                    "sensitive": c["sensitive"],
+                    "people": about(n, loc),
+                    "impact": c["impact"][loc],
+                    "urgent": c["urgent"][loc],
+                    "advice": [static["advice"][a][loc] for a in c["advice"]],
+                }
+            )
         out[loc] = {
-            **static["locales"][loc], "org": static["org"], "officer": static["officer"],
-            "lookup_url": static["lookup_url"], "actions": static["actions"], "categories": categories,
+            **static["locales"][loc],
+            "org": static["org"],
+            "officer": static["officer"],
+            "lookup_url": static["lookup_url"],
+            "actions": static["actions"],
+            "categories": categories,
             "people": about(counts["people"], loc),
             "children": about(counts["children"], loc) if counts["children"] else None,
         }
@@ -107,9 +120,9 @@ def _grams(full: str) -> set[str]:
     """Every 2–4 character CJK run piece and 1–4 word sequence of a text (to look names up in one step)."""
     grams: set[str] = set()
     for run in CJK_RUN.findall(full):
-        grams |= {run[i:i + n] for n in (2, 3, 4) for i in range(len(run) - n + 1)}
+        grams |= {run[i : i + n] for n in (2, 3, 4) for i in range(len(run) - n + 1)}
     words = WORD.findall(full.lower())
-    grams |= {" ".join(words[i:i + n]) for n in (1, 2, 3, 4) for i in range(len(words) - n + 1)}
+    grams |= {" ".join(words[i : i + n]) for n in (1, 2, 3, 4) for i in range(len(words) - n + 1)}
     return grams
 
 
@@ -133,9 +146,12 @@ def lint_public(session: Session, incident_id: str, files: dict[str, str], offic
             problems.append(f"{name}: a phone number that is not the protection officer's")
     full = "\n".join(files.values())
     lowered, grams, phones = full.lower(), _grams(full), _phone_keys(full)
-    rows = session.connection().execute(text(
-        "SELECT subject_name, to_name, to_email, to_phone FROM affected WHERE incident_id = :i").execution_options(
-        stream_results=True, yield_per=5000), {"i": incident_id})
+    rows = session.connection().execute(
+        text("SELECT subject_name, to_name, to_email, to_phone FROM affected WHERE incident_id = :i").execution_options(
+            stream_results=True, yield_per=5000
+        ),
+        {"i": incident_id},
+    )
     for subject_name, to_name, email, phone in rows:
         for name in (subject_name, to_name):
             norm = " ".join(str(name or "").lower().split())
@@ -191,39 +207,71 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
     folder.mkdir(parents=True, exist_ok=True)
     files = {name: folder / name for name in texts}
     shas = {name: _write(files[name], body) for name, body in texts.items()}
-    manifest = {"incident": incident_id, "rendered_at": now.isoformat(), "files": shas,
-                **fingerprint(ws, facts, view.counts), "required": view.announcement["required"],
-                "reasons": view.announcement["reasons"]}
+    manifest = {
+        "incident": incident_id,
+        "rendered_at": now.isoformat(),
+        "files": shas,
+        **fingerprint(ws, facts, view.counts),
+        "required": view.announcement["required"],
+        "reasons": view.announcement["reasons"],
+    }
     manifest_path = folder / MANIFEST
     manifest_hash = _write(manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True))
-    record = AnnouncementRender(incident_id=incident_id, at=now, actor=actor, manifest_hash=manifest_hash,
-                                folder=str(folder), counts=json.dumps(public_counts(view.counts), sort_keys=True))
+    record = AnnouncementRender(
+        incident_id=incident_id,
+        at=now,
+        actor=actor,
+        manifest_hash=manifest_hash,
+        folder=str(folder),
+        counts=json.dumps(public_counts(view.counts), sort_keys=True),
+    )
     session.add(record)
     session.flush()
     assert record.id is not None
-    audit.record(session, incident_id, audit.Event("announcement-rendered", {
-        "render": record.id, "manifest": manifest_hash, "required": view.announcement["required"]}), actor)
-    return AnnouncementResult(record.id, folder, files, manifest_path, manifest_hash,
-                              view.announcement["required"], view.announcement["reasons"])
+    audit.record(
+        session,
+        incident_id,
+        audit.Event(
+            "announcement-rendered",
+            {"render": record.id, "manifest": manifest_hash, "required": view.announcement["required"]},
+        ),
+        actor,
+    )
+    return AnnouncementResult(
+        record.id,
+        folder,
+        files,
+        manifest_path,
+        manifest_hash,
+        view.announcement["required"],
+        view.announcement["reasons"],
+    )
 
 
 # ---- approval ----------------------------------------------------------------------------------
 
 
 def current_render(session: Session, incident_id: str) -> AnnouncementRender | None:
-    stmt = select(AnnouncementRender).where(AnnouncementRender.incident_id == incident_id).order_by(
-        AnnouncementRender.id.desc())  # type: ignore[union-attr]
+    stmt = (
+        select(AnnouncementRender)
+        .where(AnnouncementRender.incident_id == incident_id)
+        .order_by(AnnouncementRender.id.desc())
+    )  # type: ignore[union-attr]
     return session.exec(stmt).first()
 
 
 def latest_decision(session: Session, render_id: int) -> AnnouncementDecision | None:
-    stmt = select(AnnouncementDecision).where(AnnouncementDecision.render_id == render_id).order_by(
-        AnnouncementDecision.id.desc())  # type: ignore[union-attr]
+    stmt = (
+        select(AnnouncementDecision)
+        .where(AnnouncementDecision.render_id == render_id)
+        .order_by(AnnouncementDecision.id.desc())
+    )  # type: ignore[union-attr]
     return session.exec(stmt).first()
 
 
-def changes_since(session: Session, ws: Workspace, incident: incidents.Incident, render: AnnouncementRender
-                  ) -> list[str]:
+def changes_since(
+    session: Session, ws: Workspace, incident: incidents.Incident, render: AnnouncementRender
+) -> list[str]:
     """Name what changed since the render: the files, templates, facts or counts."""
     path = Path(render.folder) / MANIFEST
     try:
@@ -255,9 +303,13 @@ def approval_state(session: Session, ws: Workspace, incident: incidents.Incident
     render = current_render(session, incident.id)
     if render is None:
         return {"state": "not rendered", "changes": []}
-    base: dict[str, Any] = {"render": render.id, "manifest": render.manifest_hash, "folder": render.folder,
-                            "published_at": render.published_at.isoformat() if render.published_at else None,
-                            "changes": []}
+    base: dict[str, Any] = {
+        "render": render.id,
+        "manifest": render.manifest_hash,
+        "folder": render.folder,
+        "published_at": render.published_at.isoformat() if render.published_at else None,
+        "changes": [],
+    }
     decision = latest_decision(session, render.id)  # type: ignore[arg-type]
     if decision is None:
         return {**base, "state": "awaiting review"}
@@ -269,8 +321,9 @@ def approval_state(session: Session, ws: Workspace, incident: incidents.Incident
     return {**base, "state": state, "changes": changes}
 
 
-def decide(session: Session, ws: Workspace, incident_id: str, reviewer: str, decision: str, comment: str | None,
-           actor: str) -> AnnouncementDecision:
+def decide(
+    session: Session, ws: Workspace, incident_id: str, reviewer: str, decision: str, comment: str | None, actor: str
+) -> AnnouncementDecision:
     """Record a reviewer's approval of the current announcement (bound to its manifest) or its rejection."""
     if not reviewer.strip():
         raise IncidentError("--reviewer: name the reviewer")
@@ -281,16 +334,32 @@ def decide(session: Session, ws: Workspace, incident_id: str, reviewer: str, dec
     if decision == "approved":
         changes = changes_since(session, ws, incident, render)
         if changes:
-            raise IncidentError("cannot approve the announcement: " + "; ".join(changes) +
-                                f" (re-render with `incident announce {incident_id}`)")
+            raise IncidentError(
+                "cannot approve the announcement: "
+                + "; ".join(changes)
+                + f" (re-render with `incident announce {incident_id}`)"
+            )
     elif not (comment or "").strip():
         raise IncidentError("--comment: say why the announcement is rejected")
-    record = AnnouncementDecision(incident_id=incident_id, render_id=render.id, decision=decision,  # type: ignore[arg-type]
-                                  reviewer=reviewer, comment=comment, at=clock.now(),
-                                  manifest_hash=render.manifest_hash)
+    record = AnnouncementDecision(
+        incident_id=incident_id,
+        render_id=render.id,
+        decision=decision,  # type: ignore[arg-type]
+        reviewer=reviewer,
+        comment=comment,
+        at=clock.now(),
+        manifest_hash=render.manifest_hash,
+    )
     session.add(record)
-    audit.record(session, incident_id, audit.Event(f"announcement-{decision}", {
-        "render": render.id, "manifest": render.manifest_hash, "reviewer": reviewer, "comment": comment}), actor)
+    audit.record(
+        session,
+        incident_id,
+        audit.Event(
+            f"announcement-{decision}",
+            {"render": render.id, "manifest": render.manifest_hash, "reviewer": reviewer, "comment": comment},
+        ),
+        actor,
+    )
     return record
 
 
@@ -323,11 +392,16 @@ def publish(session: Session, ws: Workspace, incident_id: str, actor: str) -> Pu
     incident = incidents.get(session, incident_id, for_update=True)
     state = approval_state(session, ws, incident)
     if state["state"] == "stale":
-        raise IncidentError("the announcement approval is stale: " + "; ".join(state["changes"]) +
-                            f" (re-render with `incident announce {incident_id}` and have it approved again)")
+        raise IncidentError(
+            "the announcement approval is stale: "
+            + "; ".join(state["changes"])
+            + f" (re-render with `incident announce {incident_id}` and have it approved again)"
+        )
     if state["state"] not in ("approved", "published"):
-        raise IncidentError(f"{incident_id} announcement is not approved ({state['state']}): run `incident notices "
-                            f"approve {incident_id} --announcement --reviewer NAME` after reviewing it")
+        raise IncidentError(
+            f"{incident_id} announcement is not approved ({state['state']}): run `incident notices "
+            f"approve {incident_id} --announcement --reviewer NAME` after reviewing it"
+        )
     render = current_render(session, incident_id)
     assert render is not None and render.id is not None
     public = ws.path("public", incident_id)
@@ -345,23 +419,50 @@ def publish(session: Session, ws: Workspace, incident_id: str, actor: str) -> Pu
         session.add(render)
         assess.settle(session, incident_id, "announcement-published", actor, now, f"announcement {render.id}")
     result = PublishResult(public, written, render.published_at.isoformat(), first)  # type: ignore[union-attr]
-    done = {s.target_hash for s in session.exec(select(AnnouncementSend).where(
-        AnnouncementSend.render_id == render.id, AnnouncementSend.outcome == "sent"))}
-    bodies = {loc: (Path(render.folder) / file_name(loc, "md")).read_text(encoding="utf-8")
-              for loc in catalog.LOCALES}
+    done = {
+        s.target_hash
+        for s in session.exec(
+            select(AnnouncementSend).where(AnnouncementSend.render_id == render.id, AnnouncementSend.outcome == "sent")
+        )
+    }
+    bodies = {loc: (Path(render.folder) / file_name(loc, "md")).read_text(encoding="utf-8") for loc in catalog.LOCALES}
     title = " / ".join(bodies[loc].splitlines()[0].lstrip("# ").strip() for loc in catalog.LOCALES)
     for url in targets(ws):
         masked = broadcast.mask_url(url)
         if broadcast.url_hash(url) in done:
             result.sends.append({"target": masked, "outcome": "sent", "reason": "already sent"})
             continue
-        outcome = broadcast.send_text(url, f"{incident_id}.announcement.{render.id}", title,
-                                      "\n\n---\n\n".join(bodies.values()), ws.path("outbox", incident_id))
-        session.add(AnnouncementSend(incident_id=incident_id, render_id=render.id, target=masked,
-                                     target_hash=broadcast.url_hash(url), at=clock.now(), outcome=outcome.status,
-                                     reason=outcome.reason or None))
+        outcome = broadcast.send_text(
+            url,
+            f"{incident_id}.announcement.{render.id}",
+            title,
+            "\n\n---\n\n".join(bodies.values()),
+            ws.path("outbox", incident_id),
+        )
+        session.add(
+            AnnouncementSend(
+                incident_id=incident_id,
+                render_id=render.id,
+                target=masked,
+                target_hash=broadcast.url_hash(url),
+                at=clock.now(),
+                outcome=outcome.status,
+                reason=outcome.reason or None,
+            )
+        )
         result.sends.append({"target": masked, "outcome": outcome.status, "reason": outcome.reason})
-    audit.record(session, incident_id, audit.Event("announcement-published", {
-        "render": render.id, "manifest": render.manifest_hash, "first": first,
-        "targets": [{"target": s["target"], "outcome": s["outcome"]} for s in result.sends]}), actor)
+    audit.record(
+        session,
+        incident_id,
+        audit.Event(
+            "announcement-published",
+            {
+                "render": render.id,
+                "manifest": render.manifest_hash,
+                "first": first,
+                "targets": [{"target": s["target"], "outcome": s["outcome"]} for s in result.sends],
+            },
+        ),
+        actor,
+    )
     return result

@@ -40,12 +40,21 @@ def incident_rows(session: Session, ws: Workspace) -> list[dict[str, Any]]:
     runs after close), each with its obligations in due order."""
     rows = []
     for inc in incidents.list_incidents(session):
-        row: dict[str, Any] = {"id": inc.id, "title": inc.title, "status": inc.status, "assessed": False,
-                               "announcement": None, "obligations": []}
+        row: dict[str, Any] = {
+            "id": inc.id,
+            "title": inc.title,
+            "status": inc.status,
+            "assessed": False,
+            "announcement": None,
+            "obligations": [],
+        }
         if assess.latest(session, inc.id) is not None:
             view = aggregates.picture(session, ws, inc)
-            row |= {"assessed": True, "announcement": view.announcement,
-                    "obligations": [o.as_json() for o in view.obligations]}
+            row |= {
+                "assessed": True,
+                "announcement": view.announcement,
+                "obligations": [o.as_json() for o in view.obligations],
+            }
         open_work = any(o["state"] != "done" for o in row["obligations"])
         if Status(inc.status) != Status.CLOSED or open_work:
             rows.append(row)
@@ -78,9 +87,11 @@ def _message(incident: dict[str, Any], ob: dict[str, Any], level: str) -> tuple[
     left = humanize(timedelta(seconds=ob["left_seconds"]))
     when = f"overdue by {left[1:]}" if level == "overdue" else f"{left} left"
     title = f"[{level}] {incident['id']}: {ob['key']} ({when})"
-    body = (f"{ob['title']}\nTo: {ob['recipient']}\nDue: {ob['due']} ({when})\nIncident: {incident['id']} "
-            f"{incident['title']} ({incident['status']})\nRule: {ob['source']}\n"
-            f"Once done: incident settle {incident['id']} {ob['key']} (or submit the report it names)")
+    body = (
+        f"{ob['title']}\nTo: {ob['recipient']}\nDue: {ob['due']} ({when})\nIncident: {incident['id']} "
+        f"{incident['title']} ({incident['status']})\nRule: {ob['source']}\n"
+        f"Once done: incident settle {incident['id']} {ob['key']} (or submit the report it names)"
+    )
     return title, body
 
 
@@ -94,14 +105,25 @@ def notify(session: Session, ws: Workspace, board: Board, actor: str) -> None:
             if level is None or session.get(DeadlineWarning, (inc["id"], ob["key"], level)) is not None:
                 continue
             title, body = _message(inc, ob, level)
-            outcome = broadcast.send_text(url, f"{inc['id']}.{ob['key']}.{level}", title, body,
-                                          ws.path("outbox"))
-            board.warnings.append({"incident": inc["id"], "key": ob["key"], "level": level, "target": masked,
-                                   "outcome": outcome.status, "reason": outcome.reason})
+            outcome = broadcast.send_text(url, f"{inc['id']}.{ob['key']}.{level}", title, body, ws.path("outbox"))
+            board.warnings.append(
+                {
+                    "incident": inc["id"],
+                    "key": ob["key"],
+                    "level": level,
+                    "target": masked,
+                    "outcome": outcome.status,
+                    "reason": outcome.reason,
+                }
+            )
             if outcome.status == "sent":
                 session.add(DeadlineWarning(incident_id=inc["id"], key=ob["key"], level=level, at=clock.now()))
-                audit.record(session, inc["id"], audit.Event("deadline-warning", {
-                    "obligation": ob["key"], "level": level, "target": masked}), actor)
+                audit.record(
+                    session,
+                    inc["id"],
+                    audit.Event("deadline-warning", {"obligation": ob["key"], "level": level, "target": masked}),
+                    actor,
+                )
 
 
 def board(session: Session, ws: Workspace) -> Board:

@@ -35,5 +35,6 @@ def url_hash(url: str) -> str:
 def send_text(url: str, key: str, title: str, body: str, outbox: Path) -> transports.Outcome:
     """Send one text message; `key` is its idempotency key; outbox:// targets write under `outbox`."""
     transports.OUTBOX_ROOT["root"] = outbox
-    return transports.send(url, transports.Message(notice_id=key, channel="notice", address="", subject=title,
-                                                   text=body))
+    return transports.send(
+        url, transports.Message(notice_id=key, channel="notice", address="", subject=title, text=body)
+    )

@@ -80,14 +80,19 @@ def _check(kind: ReportKind, path: Path) -> None:
         if section.key in keys:
             raise BadInput(str(path), line, f"sections.{i}.key", f"duplicate section key {section.key!r}")
         if section.field and section.field in fields:
-            raise BadInput(str(path), line, f"sections.{i}.field",
-                           f"field {section.field!r} is already used by another section")
+            raise BadInput(
+                str(path), line, f"sections.{i}.field", f"field {section.field!r} is already used by another section"
+            )
         keys.add(section.key)
         fields |= {section.field} if section.field else set()
         unknown = [s for s in section.stages if s not in kind.stages]
         if unknown:
-            raise BadInput(str(path), line, f"sections.{i}.stages",
-                           f"stage {unknown[0]!r} is not one of the report's stages ({', '.join(kind.stages)})")
+            raise BadInput(
+                str(path),
+                line,
+                f"sections.{i}.stages",
+                f"stage {unknown[0]!r} is not one of the report's stages ({', '.join(kind.stages)})",
+            )
 
 
 @cache

@@ -29,11 +29,19 @@ class Report(SQLModel, table=True):
     reference: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "regulator": self.regulator, "stage": self.stage, "format": self.format,
-                "generated_at": self.at.isoformat(), "by": self.actor, "sha256": self.sha256, "path": self.path,
-                "delay_reason": self.delay_reason,
-                "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
-                "reference": self.reference}
+        return {
+            "id": self.id,
+            "regulator": self.regulator,
+            "stage": self.stage,
+            "format": self.format,
+            "generated_at": self.at.isoformat(),
+            "by": self.actor,
+            "sha256": self.sha256,
+            "path": self.path,
+            "delay_reason": self.delay_reason,
+            "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
+            "reference": self.reference,
+        }
 
 
 class AnnouncementRender(SQLModel, table=True):

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -27,30 +27,38 @@ SQLITE_NAMES = {"fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name
 
 
 def upgrade() -> None:
-    op.drop_table('exposure')
-    with op.batch_alter_table('notice', schema=None) as batch_op:
-        batch_op.drop_index('ix_notice_render')
-    keys = [fk for fk in sa.inspect(op.get_bind()).get_foreign_keys('affected') if fk["referred_table"] == "incident"]
+    op.drop_table("exposure")
+    with op.batch_alter_table("notice", schema=None) as batch_op:
+        batch_op.drop_index("ix_notice_render")
+    keys = [fk for fk in sa.inspect(op.get_bind()).get_foreign_keys("affected") if fk["referred_table"] == "incident"]
     name = (keys[0]["name"] if keys else None) or "fk_affected_incident_id_incident"  # SQLite: unnamed, see above
-    with op.batch_alter_table('affected', naming_convention=SQLITE_NAMES) as batch_op:
+    with op.batch_alter_table("affected", naming_convention=SQLITE_NAMES) as batch_op:
         batch_op.drop_constraint(name, type_="foreignkey")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('notice', schema=None) as batch_op:
-        batch_op.create_index('ix_notice_render', ['render_id'], unique=False)
-    with op.batch_alter_table('affected', schema=None) as batch_op:
-        batch_op.create_foreign_key('affected_incident_id_fkey', 'incident', ['incident_id'], ['id'])
-    op.create_table('exposure',
-    sa.Column('incident_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('person_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('category', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.ForeignKeyConstraint(['incident_id'], ['incident.id'], ),
-    sa.PrimaryKeyConstraint('incident_id', 'person_id', 'category')
+    with op.batch_alter_table("notice", schema=None) as batch_op:
+        batch_op.create_index("ix_notice_render", ["render_id"], unique=False)
+    with op.batch_alter_table("affected", schema=None) as batch_op:
+        batch_op.create_foreign_key("affected_incident_id_fkey", "incident", ["incident_id"], ["id"])
+    op.create_table(
+        "exposure",
+        sa.Column("incident_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("person_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("category", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["incident_id"],
+            ["incident.id"],
+        ),
+        sa.PrimaryKeyConstraint("incident_id", "person_id", "category"),
     )
     if op.get_bind().dialect.name == "sqlite":
-        op.execute("INSERT INTO exposure (incident_id, person_id, category) SELECT a.incident_id, a.person_id, "
-                   "j.value FROM affected a, json_each('[\"' || replace(a.categories, ',', '\",\"') || '\"]') j")
+        op.execute(
+            "INSERT INTO exposure (incident_id, person_id, category) SELECT a.incident_id, a.person_id, "
+            "j.value FROM affected a, json_each('[\"' || replace(a.categories, ',', '\",\"') || '\"]') j"
+        )
     else:
-        op.execute("INSERT INTO exposure (incident_id, person_id, category) SELECT incident_id, person_id, "
-                   "unnest(string_to_array(categories, ',')) FROM affected")
+        op.execute(
+            "INSERT INTO exposure (incident_id, person_id, category) SELECT incident_id, person_id, "
+            "unnest(string_to_array(categories, ',')) FROM affected"
+        )
