@@ -14,7 +14,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from incident import audit, catalog, clock
 from incident.db import UTCDateTime
-from incident.errors import IncidentError, NotAssessed
+from incident.errors import IncidentError, InvalidArgument, NotAssessed
 from incident.incidents import Incident, Status, get, transition
 from incident.inventory import child_cutoff
 
@@ -458,9 +458,9 @@ def assess_incident(
     rules = catalog.jurisdictions(workspace)
     if grade is not None:
         if grade not in {g.key for g in rules.grades}:
-            raise IncidentError(f"--grade: unknown grade {grade!r} (one of {', '.join(g.key for g in rules.grades)})")
+            raise InvalidArgument(f"--grade: unknown grade {grade!r} (one of {', '.join(g.key for g in rules.grades)})")
         if not reason:
-            raise IncidentError("--grade needs --reason: a manual grade must say why (qualitative criteria, loss)")
+            raise InvalidArgument("--grade needs --reason: a manual grade must say why (qualitative criteria, loss)")
     previous = latest(session, incident_id)
     if previous is not None and not reassess and grade is None:
         return previous

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from incident import assess, clock, incidents
 from incident.config import Workspace
 from incident.db import unit_of_work
-from incident.errors import IncidentError
+from incident.errors import IncidentError, InvalidArgument
 from incident.rows import safe_cell
 
 
@@ -135,7 +135,7 @@ AFFECTED_FIELDS = (
 def export_affected(ws: Workspace, incident_id: str, fmt: str, out: TextIO) -> int:
     """Stream the stored snapshot as CSV or JSON Lines; return how many people were written."""
     if fmt not in ("csv", "jsonl"):
-        raise IncidentError("--format: use csv or jsonl")
+        raise InvalidArgument("--format: use csv or jsonl")
     n = 0
     with unit_of_work(ws, write=False) as session:
         incidents.get(session, incident_id)
@@ -218,7 +218,7 @@ def dispatch(
     from incident.dispatch.engine import run_dispatch
 
     if channel is not None and channel not in ("email", "sms", "push"):
-        raise IncidentError("--channel: use email, sms or push (letters: `incident letters`)")
+        raise InvalidArgument("--channel: use email, sms or push (letters: `incident letters`)")
     return run_dispatch(
         ws,
         incident_id,
@@ -269,7 +269,7 @@ def export_deliveries(ws: Workspace, incident_id: str, fmt: str, output: Path | 
     from incident.rows import open_private
 
     if fmt not in ("csv", "jsonl"):
-        raise IncidentError("--format: use csv or jsonl")
+        raise InvalidArgument("--format: use csv or jsonl")
     with unit_of_work(ws, write=False) as session:
         incidents.get(session, incident_id)
         if output is None:

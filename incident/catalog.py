@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from incident.datafiles import load_yaml
-from incident.errors import BadInput, IncidentError
+from incident.errors import BadInput, IncidentError, InvalidArgument
 
 LOCALES = ("zh-CN", "en")
 CHANNELS = ("email", "sms", "push")
@@ -217,7 +217,7 @@ def playbook_path(key: str, workspace: Path | None = None) -> Path:
     """Return the file defining playbook `key`."""
     path = data_file(f"{key}.yaml", workspace)
     if not path.is_file() or key in ("categories", "jurisdictions"):
-        raise IncidentError(f"unknown playbook {key!r} (known: {', '.join(playbook_keys(workspace))})")
+        raise InvalidArgument(f"unknown playbook {key!r} (known: {', '.join(playbook_keys(workspace))})")
     return path
 
 

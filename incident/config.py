@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from incident.errors import IncidentError, NotAWorkspace
+from incident.errors import BadConfig, NotAWorkspace
 
 CONFIG_NAME = "incident.toml"
 
@@ -111,7 +111,7 @@ def read_config(root: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise IncidentError(f"{path}: {exc}") from None
+        raise BadConfig(f"{path}: {exc}") from None
 
 
 def find_workspace(explicit: Path | None = None) -> Workspace:

@@ -14,7 +14,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
 
 from incident.config import Workspace
-from incident.errors import DatabaseBusy, IncidentError, SchemaOutOfDate
+from incident.errors import BadConfig, DatabaseBusy, IncidentError, SchemaOutOfDate
 
 # Alembic revisions in incident/migrations/versions, oldest first; the last one is what this code needs.
 SCHEMA_REVISIONS = ("0001", "0002", "0003")
@@ -59,9 +59,9 @@ def busy_timeout(ws: Workspace) -> float | None:
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise IncidentError(f"{where}: not a number of seconds: {raw!r}") from None
+        raise BadConfig(f"{where}: not a number of seconds: {raw!r}") from None
     if not 0 <= value <= 86400:
-        raise IncidentError(f"{where}: must be between 0 and 86400 seconds, not {raw!r}")
+        raise BadConfig(f"{where}: must be between 0 and 86400 seconds, not {raw!r}")
     return value
 
 

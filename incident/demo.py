@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from incident import cases, clock, publish
-from incident.errors import IncidentError
+from incident.errors import InvalidArgument
 from incident.incidents import OpenRequest
 from incident.rows import open_private
 from incident.synthetic import write_inventory
@@ -41,7 +41,7 @@ def run_demo(
     """Build the demo workspace and walk the incident through the whole flow (or `until` a step), yielding what
     to print."""
     if until not in STOPS:
-        raise IncidentError(f"--until: one of {', '.join(STOPS)}")
+        raise InvalidArgument(f"--until: one of {', '.join(STOPS)}")
     if (directory / "incident.toml").exists():
         shutil.rmtree(directory)
     ws = init_workspace(directory, actor)

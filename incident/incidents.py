@@ -14,7 +14,7 @@ from sqlmodel import Field, Session, SQLModel, func, select
 
 from incident import audit, catalog, clock
 from incident.db import UTCDateTime
-from incident.errors import IllegalTransition, IncidentError, NoSuchIncident
+from incident.errors import IllegalTransition, InvalidArgument, NoSuchIncident
 
 
 class Status(StrEnum):
@@ -137,20 +137,20 @@ def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Pat
     categories = req.categories or list(book.categories)
     for cat in categories:
         if cat not in known_categories:
-            raise IncidentError(f"--categories: unknown category {cat!r}")
+            raise InvalidArgument(f"--categories: unknown category {cat!r}")
     if not req.systems:
-        raise IncidentError("--systems: name at least one system")
+        raise InvalidArgument("--systems: name at least one system")
     from incident.inventory import System
 
     for name in req.systems:
         if session.get(System, name) is None:
-            raise IncidentError(f"--systems: unknown system {name!r} (import it with `incident inventory import`)")
+            raise InvalidArgument(f"--systems: unknown system {name!r} (import it with `incident inventory import`)")
     if req.exposure_to < req.exposure_from:
-        raise IncidentError("--to: the exposure window ends before it starts")
+        raise InvalidArgument("--to: the exposure window ends before it starts")
     now = clock.now()
     discovered = req.discovered_at or now
     if discovered > now:
-        raise IncidentError("--discovered: is in the future")
+        raise InvalidArgument("--discovered: is in the future")
     year = now.year
     last = session.exec(select(func.max(Incident.number)).where(Incident.year == year)).one()
     number = (last or 0) + 1
@@ -200,9 +200,9 @@ def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Pat
 def log_entry(session: Session, incident_id: str, text: str, kind: str, actor: str) -> TimelineEntry:
     """Add a timestamped timeline entry; `action` entries become 'what we have done' in notices."""
     if kind not in TIMELINE_KINDS:
-        raise IncidentError(f"--kind: must be one of {', '.join(TIMELINE_KINDS)}")
+        raise InvalidArgument(f"--kind: must be one of {', '.join(TIMELINE_KINDS)}")
     if not text.strip():
-        raise IncidentError("the log entry is empty")
+        raise InvalidArgument("the log entry is empty")
     incident = get(session, incident_id, for_update=True)
     if incident.status == Status.CLOSED:
         raise IllegalTransition(f"{incident_id} is closed: its timeline can no longer change")

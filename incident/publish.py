@@ -8,7 +8,7 @@ from typing import Any
 from incident import assess, catalog, clock, incidents
 from incident.config import Workspace
 from incident.db import unit_of_work
-from incident.errors import IncidentError
+from incident.errors import IncidentError, InvalidArgument
 
 
 def announce(ws: Workspace, incident_id: str, actor: str) -> Any:
@@ -112,12 +112,12 @@ def settle_obligation(
         if key not in known:
             every = {ob.key for r in catalog.jurisdictions(ws.root).regimes for ob in r.obligations}
             why = "does not apply to this incident" if key in every else "is not an obligation in jurisdictions.yaml"
-            raise IncidentError(f"{key!r} {why} (its obligations: {', '.join(sorted(known)) or 'none'})")
+            raise InvalidArgument(f"{key!r} {why} (its obligations: {', '.join(sorted(known)) or 'none'})")
         ob = known[key]
         if ob.state == "done":
             raise IncidentError(f"{key} is already done" + (f" (since {ob.done_at.isoformat()})" if ob.done_at else ""))
         when = at or clock.now()
         if when > clock.now():
-            raise IncidentError("--at: is in the future")
+            raise InvalidArgument("--at: is in the future")
         assess.settle(session, incident_id, key, actor, when, reference)
         return {"key": key, "at": when.isoformat(), "reference": reference, "title": ob.title}

@@ -16,6 +16,7 @@ from support import WorkspaceDir
 from typer.testing import CliRunner
 
 from incident.cli import app
+from incident.errors import ExitCode
 
 
 def incident(*args: str):
@@ -121,7 +122,7 @@ def test_a_command_outside_any_workspace_fails_with_one_line(tmp_path: Path, mon
         [sys.executable, "-m", "incident", "list"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
     )
 
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == ExitCode.BAD_INPUT, done.stderr
     assert done.stdout == ""
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from incident.cli import state
+from incident.errors import ExitCode
 
 audit_app = typer.Typer(
     help="Verify and export the tamper-evident audit trail.", no_args_is_help=True, rich_markup_mode=None
@@ -38,7 +39,7 @@ def verify(
             where = f" at seq {v.first_bad_seq}" if v.first_bad_seq is not None else ""
             typer.echo(f"{v.chain}: BROKEN{where}: {v.problem}", err=True)
     if bad:
-        raise typer.Exit(3)
+        raise typer.Exit(ExitCode.VERIFY_FAILED)
 
 
 @audit_app.command("export")

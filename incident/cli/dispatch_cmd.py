@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from incident.cli import state
+from incident.errors import ExitCode
 
 
 def register(app: typer.Typer) -> None:
@@ -111,7 +112,7 @@ def dispatch(
             f"still pending: fix it and run `incident dispatch {incident_id}` again",
             err=True,
         )
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def letters(
@@ -172,4 +173,4 @@ def worker(
             "worker again)",
             err=True,
         )
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)

@@ -27,14 +27,14 @@ def register(app: typer.Typer) -> None:
 
 def _when(text: str | None, option: str) -> Any:
     from incident.clock import parse_when
-    from incident.errors import IncidentError
+    from incident.errors import InvalidArgument
 
     if text is None:
         return None
     try:
         return parse_when(text)
     except ValueError:
-        raise IncidentError(f"{option}: not an ISO date or time: {text!r}") from None
+        raise InvalidArgument(f"{option}: not an ISO date or time: {text!r}") from None
 
 
 _CONTROL = {

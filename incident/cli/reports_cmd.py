@@ -7,8 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from incident.cli import print_json, state
-
-OVERDUE_EXIT = 4  # `incident status` from cron: something is overdue
+from incident.errors import ExitCode, InvalidArgument
 
 
 def register(app: typer.Typer) -> None:
@@ -60,7 +59,7 @@ def announce(
                 f"{incident_id} --publish` again to retry them",
                 err=True,
             )
-            raise typer.Exit(1)
+            raise typer.Exit(ExitCode.FAILED)
         return
     result = use.announce(ws, incident_id, st.who())
     typer.echo(f"announcement: {'required' if result.required else 'not required (voluntary)'}")
@@ -77,13 +76,12 @@ def announce(
 
 
 def _fields(pairs: list[str]) -> dict[str, str]:
-    from incident.errors import IncidentError
 
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise IncidentError(f"--field: use KEY=TEXT (got {pair!r})")
+            raise InvalidArgument(f"--field: use KEY=TEXT (got {pair!r})")
         out[key.strip()] = value
     return out
 
@@ -110,7 +108,6 @@ def report(
 ) -> None:
     """Generate a regulator report from the incident's aggregates, list the reports, or mark one submitted."""
     from incident import publish as use
-    from incident.errors import IncidentError
 
     st = state(ctx)
     ws = st.ws()
@@ -130,9 +127,9 @@ def report(
             typer.echo(f"no reports generated for {incident_id}")
         return
     if regulator is None:
-        raise IncidentError("--regulator: name the report kind (or use --list)")
+        raise InvalidArgument("--regulator: name the report kind (or use --list)")
     if reference is not None and submitted_at is None:
-        raise IncidentError("--reference: goes with --submitted-at")
+        raise InvalidArgument("--reference: goes with --submitted-at")
     if submitted_at is not None:
         ids, settled = use.submit_report(
             ws, incident_id, regulator, stage, _when(submitted_at, "--submitted-at"), reference, st.who()
@@ -188,9 +185,9 @@ def status(
     for w in board.failed_warnings:
         typer.echo(f"error: on-call warning for {w['incident']} {w['key']} failed: {w['reason']}", err=True)
     if board.overdue:
-        raise typer.Exit(OVERDUE_EXIT)
+        raise typer.Exit(ExitCode.OVERDUE)
     if board.failed_warnings:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def settle(

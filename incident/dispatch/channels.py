@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from incident.config import Workspace
-from incident.errors import IncidentError
+from incident.errors import BadConfig
 
 PLACEHOLDERS = {"email": "{email}", "sms": "{phone}", "push": "{push_token}"}
 
@@ -30,12 +30,12 @@ def channel_configs(ws: Workspace) -> dict[str, ChannelConfig]:
     out = {}
     for name, entry in raw.items():
         if name not in PLACEHOLDERS:
-            raise IncidentError(f"incident.toml: [channels.{name}]: unknown channel (use email, sms, push)")
+            raise BadConfig(f"incident.toml: [channels.{name}]: unknown channel (use email, sms, push)")
         url = str(entry.get("url", ""))
         if "://" not in url:
-            raise IncidentError(f"incident.toml: [channels.{name}] url: not an apprise URL")
+            raise BadConfig(f"incident.toml: [channels.{name}] url: not an apprise URL")
         if PLACEHOLDERS[name] not in url:
-            raise IncidentError(f"incident.toml: [channels.{name}] url: must contain {PLACEHOLDERS[name]}")
+            raise BadConfig(f"incident.toml: [channels.{name}] url: must contain {PLACEHOLDERS[name]}")
         try:
             out[name] = ChannelConfig(
                 name=name,
@@ -47,9 +47,9 @@ def channel_configs(ws: Workspace) -> dict[str, ChannelConfig]:
                 backoff_max=float(entry.get("backoff_max", 300.0)),
             )
         except (TypeError, ValueError) as exc:
-            raise IncidentError(f"incident.toml: [channels.{name}]: {exc}") from None
+            raise BadConfig(f"incident.toml: [channels.{name}]: {exc}") from None
         if out[name].retries < 1 or out[name].concurrency < 1:
-            raise IncidentError(f"incident.toml: [channels.{name}]: retries and concurrency must be at least 1")
+            raise BadConfig(f"incident.toml: [channels.{name}]: retries and concurrency must be at least 1")
     return out
 
 

@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from incident import audit, clock, incidents
 from incident.config import Workspace
-from incident.errors import IncidentError
+from incident.errors import IncidentError, InvalidArgument
 from incident.incidents import Status
 from incident.notices import content
 from incident.notices import render as rendering
@@ -330,7 +330,7 @@ def decide(
 ) -> Approval:
     """Record a reviewer's approval (bound to the manifest hash) or rejection (back to re-render)."""
     if not reviewer.strip():
-        raise IncidentError("--reviewer: name the reviewer")
+        raise InvalidArgument("--reviewer: name the reviewer")
     incident = incidents.get(session, incident_id, for_update=True)
     render = current_render(session, incident_id)
     if render is None or Status(incident.status) not in (Status.RENDERED, Status.APPROVED):
@@ -342,7 +342,7 @@ def decide(
                 "cannot approve: " + "; ".join(changes) + f" (re-render with `incident notices render {incident_id}`)"
             )
     elif not (comment or "").strip():
-        raise IncidentError("--comment: say why the notices are rejected")
+        raise InvalidArgument("--comment: say why the notices are rejected")
     approval = Approval(
         incident_id=incident_id,
         render_id=render.id,

@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from incident import assess, audit, catalog, clock, incidents
 from incident.config import Workspace
-from incident.errors import IncidentError
+from incident.errors import BadConfig, IncidentError, InvalidArgument
 from incident.notices import content, lint, templates
 from incident.reports import aggregates, broadcast
 from incident.reports.models import AnnouncementDecision, AnnouncementRender, AnnouncementSend
@@ -326,7 +326,7 @@ def decide(
 ) -> AnnouncementDecision:
     """Record a reviewer's approval of the current announcement (bound to its manifest) or its rejection."""
     if not reviewer.strip():
-        raise IncidentError("--reviewer: name the reviewer")
+        raise InvalidArgument("--reviewer: name the reviewer")
     incident = incidents.get(session, incident_id, for_update=True)
     render = current_render(session, incident_id)
     if render is None:
@@ -340,7 +340,7 @@ def decide(
                 + f" (re-render with `incident announce {incident_id}`)"
             )
     elif not (comment or "").strip():
-        raise IncidentError("--comment: say why the announcement is rejected")
+        raise InvalidArgument("--comment: say why the announcement is rejected")
     record = AnnouncementDecision(
         incident_id=incident_id,
         render_id=render.id,
@@ -383,7 +383,7 @@ def targets(ws: Workspace) -> list[str]:
     """The [announcement] targets of incident.toml: apprise URLs (a status-page webhook, a newsroom feed)."""
     found = ws.config.get("announcement", {}).get("targets", [])
     if not isinstance(found, list) or not all(isinstance(t, str) and "://" in t for t in found):
-        raise IncidentError("incident.toml: [announcement] targets: give a list of apprise URLs")
+        raise BadConfig("incident.toml: [announcement] targets: give a list of apprise URLs")
     return found
 
 

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from incident import assess, audit, clock, incidents
 from incident.clock import humanize
 from incident.config import Workspace
-from incident.errors import IncidentError
+from incident.errors import BadConfig, IncidentError
 from incident.incidents import Status
 from incident.reports import aggregates, broadcast
 from incident.reports.models import DeadlineWarning
@@ -70,7 +70,7 @@ def oncall(ws: Workspace) -> tuple[str, float]:
     try:
         margin = float(cfg.get("margin_hours", 24))
     except (TypeError, ValueError):
-        raise IncidentError("incident.toml: [oncall] margin_hours: not a number") from None
+        raise BadConfig("incident.toml: [oncall] margin_hours: not a number") from None
     return url, margin
 
 

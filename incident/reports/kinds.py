@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from incident.catalog import Strict, Text, data_dir, data_file
 from incident.datafiles import load_yaml
-from incident.errors import BadInput, IncidentError
+from incident.errors import BadInput, InvalidArgument
 
 Stage = Literal["initial", "update", "final"]
 STAGES: tuple[Stage, ...] = ("initial", "update", "final")
@@ -112,7 +112,7 @@ def load(key: str, workspace: Path | None) -> ReportKind:
     """Load and validate report kind `key` (a workspace copy overrides the shipped one)."""
     path = data_file(f"reports/{key}.yaml", workspace)
     if not path.is_file():
-        raise IncidentError(f"--regulator: unknown report kind {key!r} (known: {', '.join(kind_keys(workspace))})")
+        raise InvalidArgument(f"--regulator: unknown report kind {key!r} (known: {', '.join(kind_keys(workspace))})")
     kind = _load(path, path.stat().st_mtime)
     if kind.key != key:
         raise BadInput(str(path), 1, "key", f"is {kind.key!r} but the file is named {key}.yaml")

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from incident import assess, audit, catalog, clock, incidents
 from incident.config import Workspace
-from incident.errors import IncidentError
+from incident.errors import IncidentError, InvalidArgument
 from incident.notices import content, templates
 from incident.notices.render import render_person
 from incident.reports import aggregates, formats, kinds
@@ -72,7 +72,7 @@ def _sections(
         s.field for s in kind.sections_at(stage) if s.field and stage in s.required_at and not fields.get(s.field)
     ]
     if missing:
-        raise IncidentError(f"the {kind.key} {stage} report needs " + ", ".join(f"--field {m}=TEXT" for m in missing))
+        raise InvalidArgument(f"the {kind.key} {stage} report needs " + ", ".join(f"--field {m}=TEXT" for m in missing))
     out = []
     for s in kind.sections_at(stage):
         given = fields.get(s.field) if s.field else None
@@ -272,10 +272,10 @@ def generate(
     """Render a regulator report in each format asked, store each file with its sha256, and record it."""
     kind = kinds.load(regulator, ws.root)
     if stage not in kind.stages:
-        raise IncidentError(f"--stage: the {regulator} report has the stages {', '.join(kind.stages)}")
+        raise InvalidArgument(f"--stage: the {regulator} report has the stages {', '.join(kind.stages)}")
     bad = [f for f in fmts if f not in FORMATS]
     if bad or not fmts:
-        raise IncidentError(f"--format: use {', '.join(FORMATS)} (got {', '.join(bad) or 'none'})")
+        raise InvalidArgument(f"--format: use {', '.join(FORMATS)} (got {', '.join(bad) or 'none'})")
     incident = incidents.get(session, incident_id, for_update=True)
     now = clock.now()
     view = aggregates.picture(session, ws, incident)
@@ -354,7 +354,7 @@ def submit(
     kind = kinds.load(regulator, ws.root)
     incident = incidents.get(session, incident_id, for_update=True)
     if submitted_at > clock.now():
-        raise IncidentError("--submitted-at: is in the future")
+        raise InvalidArgument("--submitted-at: is in the future")
     newest = session.exec(
         select(Report)
         .where(Report.incident_id == incident_id, Report.regulator == regulator, Report.stage == stage)
@@ -381,7 +381,7 @@ def submit(
             f"{newest.submitted_at.isoformat()} (reference {newest.reference or '-'})"
         )
     if submitted_at < newest.at - timedelta(minutes=1):  # a time typed to the minute is still fine
-        raise IncidentError(f"--submitted-at: before the report was generated ({newest.at.isoformat()})")
+        raise InvalidArgument(f"--submitted-at: before the report was generated ({newest.at.isoformat()})")
     if kind.delay and stage in kind.delay.stages and not newest.delay_reason:
         hours = (submitted_at - incident.discovered_at).total_seconds() / 3600
         if hours > kind.delay.after_hours:
