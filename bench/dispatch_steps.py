@@ -91,10 +91,12 @@ def write_dispatch_inventory(folder: Path, groups: list[tuple[str, str, int]], s
 def approved_incident(ws: Any, system: str, title: str) -> str:
     """Open, assess, render and approve an incident on one system; return its id."""
     from incident import cases, clock
-    from incident.incidents import OpenRequest
+    from incident.assess import flows as assess_flows
+    from incident.incidents import flows as incident_flows
+    from incident.incidents.service import OpenRequest
 
     now = clock.now()
-    incident_id = cases.open_incident(
+    incident_id = incident_flows.open_incident(
         ws,
         OpenRequest(
             playbook="database-exfiltration",
@@ -107,7 +109,7 @@ def approved_incident(ws: Any, system: str, title: str) -> str:
         ),
         "bench",
     )
-    cases.assess_incident(ws, incident_id, "bench")
+    assess_flows.assess_incident(ws, incident_id, "bench")
     cases.render_notices(ws, incident_id, "bench")
     cases.decide_notices(
         ws, incident_id, "Benchmark reviewer", "approved", "benchmark data, not a legal review", "bench"
@@ -131,7 +133,8 @@ def configure_channels(
 def prepare(ctx: Context) -> dict[str, Any]:
     """One workspace with three approved incidents (email, SMS, latency), nothing sent yet."""
     from incident import db
-    from incident.workspace import import_files, init_workspace
+    from incident.audit.flows import init_workspace
+    from incident.workspace import import_files
 
     size = sizes(ctx)
     root = ctx.run / "dispatch-ws"

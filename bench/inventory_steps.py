@@ -32,9 +32,9 @@ WHERE h.system IN (?) AND h.category IN (?) AND h.since <= ? AND (h.until IS NUL
 
 def prepare(ctx: Context) -> dict[str, int]:
     """Generate (or reuse) the inventory files; record the real database's schema and PRAGMAs for the baseline."""
+    from incident.audit.flows import init_workspace
     from incident.db import engine_for
     from incident.synthetic import write_inventory
-    from incident.workspace import init_workspace
 
     if not (ctx.data / "complete").exists():
         partial = ctx.data.with_name(ctx.data.name + ".partial")
@@ -104,7 +104,7 @@ def import_baseline(ctx: Context) -> Measure:
 
 def import_ours(ctx: Context) -> Measure:
     """incident.workspace.import_files on the fresh workspace: validation, upserts, audit, one transaction."""
-    from incident.workspace import init_workspace
+    from incident.audit.flows import init_workspace
 
     shutil.rmtree(ctx.workspace, ignore_errors=True)
     return timed_import(init_workspace(ctx.workspace, "bench"), ctx.data)
@@ -149,11 +149,12 @@ def affected_ours(ctx: Context) -> Measure:
 def scope_incident(ws: Any, title: str, until: datetime | None = None) -> str:
     """Open an incident of the benchmark's scope: the payment partner's bank cards, from WINDOW_FROM to `until`
     (default now)."""
-    from incident import cases, clock
-    from incident.incidents import OpenRequest
+    from incident import clock
+    from incident.incidents import flows as incident_flows
+    from incident.incidents.service import OpenRequest
 
     now = clock.now()
-    return cases.open_incident(
+    return incident_flows.open_incident(
         ws,
         OpenRequest(
             playbook="processor-breach",
@@ -171,9 +172,9 @@ def scope_incident(ws: Any, title: str, until: datetime | None = None) -> str:
 def timed_affected(ws: Any) -> Measure:
     """assess.determine_affected (one INSERT..SELECT into affected) for a new scope incident, in a unit of work,
     committed."""
-    from incident.assess import determine_affected
+    from incident.assess.snapshot import determine_affected
     from incident.db import unit_of_work
-    from incident.incidents import get
+    from incident.incidents.models import get
 
     incident_id = scope_incident(ws, "Benchmark: payment partner leaked bank cards")
     start = time.perf_counter()

@@ -93,9 +93,10 @@ def _database_env(url: str) -> Iterator[None]:
 def prepare(ctx: Context) -> dict[str, Any]:
     """Start PostgreSQL; build the schema template and the enqueued dispatch of the workers row (not timed)."""
     from incident import cases, db
+    from incident.audit.flows import init_workspace
     from incident.config import find_workspace
     from incident.pgtemp import start_temp_postgres
-    from incident.workspace import import_files, init_workspace
+    from incident.workspace import import_files
 
     print("starting a throwaway PostgreSQL ...", flush=True)
     server = start_temp_postgres()
@@ -199,7 +200,7 @@ def import_baseline(ctx: Context) -> Measure:
 
 def import_ours(ctx: Context) -> Measure:
     """incident.workspace.import_files on a fresh PostgreSQL workspace (COPY into staging, then upserts)."""
-    from incident.workspace import init_workspace
+    from incident.audit.flows import init_workspace
 
     root = ctx.run / "pg-ws"
     shutil.rmtree(root, ignore_errors=True)
@@ -235,7 +236,7 @@ def affected_ours(ctx: Context) -> Measure:
 
 def _render_incident(ctx: Context) -> str:
     """An assessed incident of the render rows' scope in the imported PostgreSQL workspace (made once a run)."""
-    from incident import cases
+    from incident.assess import flows as assess_flows
     from incident.config import find_workspace
 
     cache = ctx.run / "pg-render.json"
@@ -243,7 +244,7 @@ def _render_incident(ctx: Context) -> str:
         return str(json.loads(cache.read_text())["id"])
     ws = find_workspace(ctx.run / "pg-ws")
     incident_id = scope_incident(ws, "Benchmark render on PostgreSQL: payment partner leaked bank cards")
-    people = cases.assess_incident(ws, incident_id, "bench")["counts"]["people"]
+    people = assess_flows.assess_incident(ws, incident_id, "bench")["counts"]["people"]
     cache.write_text(json.dumps({"id": incident_id, "people": people}))
     return incident_id
 

@@ -28,14 +28,15 @@ CHANNEL_TEMPLATES = {
 
 def prepare(ctx: Context) -> dict[str, Any]:
     """Open and assess the two incidents on the imported workspace (not timed)."""
-    from incident import cases, db
+    from incident import db
+    from incident.assess import flows as assess_flows
     from incident.config import find_workspace
 
     ws = find_workspace(ctx.workspace)
     found: dict[str, Any] = {}
     for size, until in (("large", None), ("small", datetime.fromisoformat(SMALL_UNTIL).replace(tzinfo=UTC))):
         incident_id = scope_incident(ws, f"Benchmark render ({size}): payment partner leaked bank cards", until)
-        picture = cases.assess_incident(ws, incident_id, "bench")
+        picture = assess_flows.assess_incident(ws, incident_id, "bench")
         found[size] = {"id": incident_id, "people": picture["counts"]["people"]}
     db.engine_for(ws).dispose()
     (ctx.run / "render.json").write_text(json.dumps(found))
@@ -72,8 +73,9 @@ def plain_render(ws: Any, incident_id: str, affected: Callable[[], Iterable[tupl
     `affected` gives the incident's affected rows (AFFECTED_COLUMNS) in person order; the clock includes it."""
     from sqlalchemy import text
 
-    from incident import clock, incidents
+    from incident import clock
     from incident.db import unit_of_work
+    from incident.incidents import models as incidents
     from incident.notices import content, templates
     from incident.notices.lint import ELEMENTS
     from incident.notices.render import AFFECTED_COLUMNS

@@ -137,8 +137,11 @@ def database_error(exc: BaseException) -> IncidentError | None:
 
 
 def _import_models() -> None:
-    from incident import assess, audit, incidents, inventory  # noqa: F401
+    from incident import inventory  # noqa: F401
+    from incident.assess import models as _assess  # noqa: F401
+    from incident.audit import models as _audit  # noqa: F401
     from incident.dispatch import models as _dispatch  # noqa: F401
+    from incident.incidents import models as _incidents  # noqa: F401
     from incident.notices import models  # noqa: F401
     from incident.reports import models as _reports  # noqa: F401
 

@@ -9,11 +9,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from incident import cases, clock, publish
+from incident.assess import flows as assess_flows
+from incident.audit.flows import init_workspace
 from incident.errors import InvalidArgument
-from incident.incidents import OpenRequest
+from incident.incidents import flows as incident_flows
+from incident.incidents.service import OpenRequest
 from incident.rows import open_private
 from incident.synthetic import write_inventory
-from incident.workspace import import_files, init_workspace
+from incident.workspace import import_files
 
 DEMO_REVIEWER = "DEMO REVIEWER (auto-approved, not a legal review)"
 # Where `incident demo --until` may stop: after assessment, after dispatch and letters, after the announcement.
@@ -74,16 +77,18 @@ def run_demo(
         cause_en="A database service account password was exposed in a public code repository.",
         connected_systems="No evidence of access to the order, payment or identity systems.",
     )
-    incident_id = cases.open_incident(ws, req, actor)
+    incident_id = incident_flows.open_incident(ws, req, actor)
     yield f"opened:    {incident_id} (playbook database-exfiltration)"
     for text in (
         "Disabled the leaked database account and rotated all service credentials",
         "Blocked the attacker's IP ranges at the edge firewall",
         "Forced a password reset for every member of shard B",
     ):
-        cases.log(ws, incident_id, text, "action", actor)
-    cases.log(ws, incident_id, "Exfiltration confirmed from DB audit logs: 2 tables exported", "finding", actor)
-    result = cases.assess_incident(ws, incident_id, actor)
+        incident_flows.log(ws, incident_id, text, "action", actor)
+    incident_flows.log(
+        ws, incident_id, "Exfiltration confirmed from DB audit logs: 2 tables exported", "finding", actor
+    )
+    result = assess_flows.assess_incident(ws, incident_id, actor)
     c = result["counts"]
     yield (
         f"assessed:  {c['people']:,} people affected ({c['children']:,} children via guardians, "

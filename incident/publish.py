@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from incident import assess, catalog, clock, incidents
+from incident import catalog, clock
+from incident.assess import models as assess
 from incident.config import Workspace
 from incident.db import unit_of_work
 from incident.errors import IncidentError, InvalidArgument
+from incident.incidents import models as incidents
 
 
 def announce(ws: Workspace, incident_id: str, actor: str) -> Any:

@@ -10,7 +10,7 @@ from rawdb import Raw, as_text_time, connect
 from support import ACTOR, OpenedIncident, WorkspaceDir, open_incident
 from typer.testing import CliRunner
 
-from incident.audit import link_hash
+from incident.audit.chain import link_hash
 from incident.cli import app
 from incident.clock import parse_when
 

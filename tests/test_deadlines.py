@@ -17,7 +17,7 @@ from freezegun import freeze_time
 from support import OpenedIncident, WorkspaceDir, people_csv
 
 from incident import catalog
-from incident.assess import settle
+from incident.assess.models import settle
 from incident.config import find_workspace
 from incident.db import unit_of_work
 

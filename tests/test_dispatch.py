@@ -31,7 +31,7 @@ from incident.db import unit_of_work
 from incident.dispatch import transports
 from incident.dispatch.channels import ChannelConfig, next_attempt_at
 from incident.dispatch.engine import Work, claim, next_state, plan, settle
-from incident.incidents import get
+from incident.incidents.models import get
 
 REPO = Path(__file__).resolve().parents[1]
 SENDER = "security@example.com"

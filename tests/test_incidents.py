@@ -15,7 +15,7 @@ from incident import catalog
 from incident.config import find_workspace
 from incident.db import unit_of_work
 from incident.errors import IllegalTransition
-from incident.incidents import LEGAL, Status, get, transition
+from incident.incidents.models import LEGAL, Status, get, transition
 
 
 def test_open_prints_a_yearly_numbered_id(inventory_with_backups: WorkspaceDir) -> None:
@@ -250,7 +250,7 @@ def test_every_legal_move_is_made_and_audited(
 ) -> None:
     """Given an incident in `current`, when it moves to a status LEGAL allows, then it is there and the audit
     chain records the move from and to."""
-    from incident import audit
+    from incident.audit import chain as audit
 
     root, incident_id = shared_database
     with pytest.raises(Undo), unit_of_work(find_workspace(root)) as session:

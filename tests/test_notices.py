@@ -25,7 +25,7 @@ from support import MEMBER_DB_YAML, WorkspaceDir, open_incident, people_csv
 
 from incident.config import find_workspace
 from incident.db import unit_of_work
-from incident.incidents import get
+from incident.incidents.models import get
 from incident.notices import content, render, templates
 from incident.notices.lint import PUSH_BODY_MAX, PUSH_TITLE_MAX, SMS_MAX_SEGMENTS, lint_notice, sms_segments
 

@@ -23,7 +23,7 @@ from servers import gateway
 from snapshots import Snapshot
 from support import WorkspaceDir, people_csv
 
-from incident.assess import settle
+from incident.assess.models import settle
 from incident.config import find_workspace
 from incident.db import unit_of_work
 

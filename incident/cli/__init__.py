@@ -59,7 +59,7 @@ class State:
         return find_workspace(self.workspace)
 
     def who(self) -> str:
-        from incident.audit import current_actor
+        from incident.audit.chain import current_actor
 
         return current_actor(self.actor)
 

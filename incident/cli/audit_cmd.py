@@ -23,11 +23,11 @@ def verify(
 ) -> None:
     """Walk the hash chain; report the first edited, deleted, reordered or inserted entry and exit non-zero."""
     if file is not None:
-        from incident.workspace import verify_exported_chain
+        from incident.audit.flows import verify_exported_chain
 
         verdicts = [verify_exported_chain(file)]
     else:
-        from incident.workspace import verify_audit
+        from incident.audit.flows import verify_audit
 
         verdicts = verify_audit(state(ctx).ws(), incident_id)
     bad = 0
@@ -49,7 +49,7 @@ def export(
     output: Annotated[Path, typer.Option(help="Where to write the chain (JSON)")] = Path("audit-chain.json"),
 ) -> None:
     """Write an incident's audit chain with its head hash, verifiable later with `audit verify --file`."""
-    from incident.workspace import export_audit
+    from incident.audit.flows import export_audit
 
     head = export_audit(state(ctx).ws(), incident_id, output)
     typer.echo(f"wrote {output} (head {head})")

@@ -14,7 +14,7 @@ db_app = typer.Typer(
 @db_app.command("upgrade")
 def upgrade(ctx: typer.Context) -> None:
     """Bring the database schema (SQLite or PostgreSQL) up to the current revision with Alembic."""
-    from incident.workspace import upgrade_database
+    from incident.audit.flows import upgrade_database
 
     before, after = upgrade_database(state(ctx).ws(), state(ctx).who())
     typer.echo(f"schema {before} → {after}" if before != after else f"schema already at {after}")

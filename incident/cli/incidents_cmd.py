@@ -80,8 +80,8 @@ def open_(
     police: Annotated[bool, typer.Option(help="Law enforcement has been contacted")] = False,
 ) -> None:
     """Open an incident from a playbook and print its id (INC-YYYY-NNNN)."""
-    from incident.cases import open_incident
-    from incident.incidents import OpenRequest
+    from incident.incidents.flows import open_incident
+    from incident.incidents.service import OpenRequest
 
     st = state(ctx)
     req = OpenRequest(
@@ -109,7 +109,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """List incidents with their status, head-count and grade."""
-    from incident.cases import list_incidents
+    from incident.assess.flows import list_incidents
 
     rows = list_incidents(state(ctx).ws())
     if as_json:
@@ -236,7 +236,7 @@ def log(
     kind: Annotated[str, typer.Option(help="action | finding | decision (actions feed the notices)")] = "action",
 ) -> None:
     """Add a timestamped entry to the incident timeline."""
-    from incident.cases import log as add
+    from incident.incidents.flows import log as add
 
     st = state(ctx)
     add(st.ws(), incident_id, text, kind, st.who())
@@ -252,7 +252,7 @@ def assess(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Determine the affected people, grade the incident, and list every obligation with its due time."""
-    from incident.cases import assess_incident
+    from incident.assess.flows import assess_incident
 
     st = state(ctx)
     result = assess_incident(st.ws(), incident_id, st.who(), reassess=reassess, grade=grade, reason=reason)
@@ -269,7 +269,7 @@ def affected(
     output: Annotated[Path | None, typer.Option(help="Write to this file (owner-only) instead of stdout")] = None,
 ) -> None:
     """Stream the affected people from the stored snapshot (contains personal data)."""
-    from incident.cases import export_affected_to
+    from incident.assess.flows import export_affected_to
 
     n = export_affected_to(state(ctx).ws(), incident_id, fmt, output, sys.stdout)
     if output is not None:
@@ -281,7 +281,7 @@ def close(
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
 ) -> None:
     """Close an incident (handling ends now if not recorded earlier: the CAC 30-day clock starts)."""
-    from incident.cases import close as do_close
+    from incident.incidents.flows import close as do_close
 
     st = state(ctx)
     do_close(st.ws(), incident_id, st.who())

@@ -27,7 +27,7 @@ def init(
     directory: Annotated[Path, typer.Argument(help="Folder for the new workspace")] = Path("."),
 ) -> None:
     """Create a workspace: incident.toml (pre-filled from the privacy policy) and an empty database."""
-    from incident.workspace import init_workspace
+    from incident.audit.flows import init_workspace
 
     ws = init_workspace(directory, state(ctx).who())
     typer.echo(f"workspace ready: {ws.root}")

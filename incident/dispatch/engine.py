@@ -20,15 +20,18 @@ import sqlalchemy as sa
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from incident import assess, audit, clock, incidents
-from incident.assess import Affected
+from incident import clock
+from incident.assess import models as assess
+from incident.assess.models import Affected
+from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.db import unit_of_work
 from incident.dispatch import proof, transports
 from incident.dispatch.channels import ChannelConfig, channel_configs, next_attempt_at
 from incident.dispatch.models import Attempt, Delivery
 from incident.errors import IncidentError
-from incident.incidents import Status
+from incident.incidents import models as incidents
+from incident.incidents.models import Status
 from incident.notices import render as rendering
 from incident.notices.models import unpack_content
 from incident.notices.review import require_current_approval

@@ -10,7 +10,8 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlmodel import Session
 
-from incident import audit, clock
+from incident import clock
+from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.notices.models import unpack_content
 from incident.rows import open_private, private_dir, safe_cell

@@ -131,7 +131,7 @@ def attempts_digest(session: Session, incident_id: str, ids: list[int]) -> str:
 
 def record_attempts(session: Session, incident_id: str, ids: list[int], actor: str) -> None:
     """Append the audit entry that covers these newly settled attempts."""
-    from incident import audit
+    from incident.audit import chain as audit
 
     if ids:
         audit.record(
@@ -144,7 +144,7 @@ def record_attempts(session: Session, incident_id: str, ids: list[int], actor: s
 
 def verify_attempts(session: Session, incident_id: str) -> list[str]:
     """Problems with the attempt rows against the audit chain (empty when every attempt is covered)."""
-    from incident import audit
+    from incident.audit import chain as audit
 
     covered: set[int] = set()
     problems: list[str] = []

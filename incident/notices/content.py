@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from incident import catalog, incidents
+from incident import catalog
 from incident.config import Workspace
-from incident.incidents import Incident
+from incident.incidents import models as incidents
+from incident.incidents.models import Incident
 
 MONTHS = (
     "January",

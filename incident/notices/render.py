@@ -19,11 +19,14 @@ from markupsafe import escape
 from sqlalchemy import text
 from sqlmodel import Session
 
-from incident import assess, audit, clock, incidents
+from incident import clock
+from incident.assess import models as assess
+from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.db import insert_rows
 from incident.errors import IncidentError
-from incident.incidents import Status
+from incident.incidents import models as incidents
+from incident.incidents.models import Status
 from incident.notices import content, lint, templates
 from incident.notices.models import Render, pack_content
 

@@ -17,10 +17,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from incident import audit, clock, incidents
+from incident import clock
+from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.errors import IncidentError, InvalidArgument
-from incident.incidents import Status
+from incident.incidents import models as incidents
+from incident.incidents.models import Status
 from incident.notices import content
 from incident.notices import render as rendering
 from incident.notices.models import Approval, Notice, Render, unpack_content

@@ -8,10 +8,15 @@ from typing import Any
 from sqlalchemy import text
 from sqlmodel import Session
 
-from incident import assess, catalog, incidents
+from incident import catalog
+from incident.assess import models as assess
+from incident.assess.counts import residents
+from incident.assess.picture import AssessmentView
+from incident.assess.picture import view as assessment_view
 from incident.config import Workspace
 from incident.dispatch.proof import channel_summary
-from incident.incidents import Incident
+from incident.incidents import models as incidents
+from incident.incidents.models import Incident
 
 
 def failed_everywhere(session: Session, incident_id: str) -> int:
@@ -37,16 +42,16 @@ def dispatch_reasons(session: Session, incident_id: str) -> list[str]:
     ]
 
 
-def picture(session: Session, ws: Workspace, incident: Incident, locale: str = "en") -> assess.AssessmentView:
+def picture(session: Session, ws: Workspace, incident: Incident, locale: str = "en") -> AssessmentView:
     """The assessment as it stands now, including what dispatch found out (who could not be reached)."""
-    return assess.view(
+    return assessment_view(
         session, incident, ws.root, locale, extra_announcement_reasons=dispatch_reasons(session, incident.id)
     )
 
 
 def regimes_in(counts: dict[str, Any], workspace: Path | None) -> list[catalog.Regime]:
     """The regimes with at least one affected resident (or that always apply)."""
-    return [r for r in catalog.jurisdictions(workspace).regimes if r.always or assess.residents(counts["by_region"], r)]
+    return [r for r in catalog.jurisdictions(workspace).regimes if r.always or residents(counts["by_region"], r)]
 
 
 def by_region(session: Session, incident_id: str) -> dict[str, Any]:
@@ -82,7 +87,7 @@ def regime_figures(counts: dict[str, Any], regions: dict[str, Any], regime: cata
     return {
         "key": regime.key,
         "name": {"zh": regime.name("zh-CN"), "en": regime.name("en")},
-        "residents": assess.residents(counts["by_region"], regime),
+        "residents": residents(counts["by_region"], regime),
         "records": sum(by_category.values()),
         "by_category": dict(sorted(by_category.items())),
         "deliveries": dict(sorted(states.items())),

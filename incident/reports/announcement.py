@@ -14,9 +14,12 @@ from jinja2 import meta
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from incident import assess, audit, catalog, clock, incidents
+from incident import catalog, clock
+from incident.assess import models as assess
+from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.errors import BadConfig, IncidentError, InvalidArgument
+from incident.incidents import models as incidents
 from incident.notices import content, lint, templates
 from incident.reports import aggregates, broadcast
 from incident.reports.models import AnnouncementDecision, AnnouncementRender, AnnouncementSend

@@ -8,11 +8,14 @@ from typing import Any
 
 from sqlmodel import Session
 
-from incident import assess, audit, clock, incidents
+from incident import clock
+from incident.assess import models as assess
+from incident.audit import chain as audit
 from incident.clock import humanize
 from incident.config import Workspace
 from incident.errors import BadConfig, IncidentError
-from incident.incidents import Status
+from incident.incidents import models as incidents
+from incident.incidents.models import Status
 from incident.reports import aggregates, broadcast
 from incident.reports.models import DeadlineWarning
 

@@ -11,9 +11,14 @@ from typing import Any, cast
 
 from sqlmodel import Session, select
 
-from incident import assess, audit, catalog, clock, incidents
+from incident import catalog, clock
+from incident.assess import models as assess
+from incident.assess.obligations import anchors
+from incident.assess.picture import AssessmentView
+from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.errors import IncidentError, InvalidArgument
+from incident.incidents import models as incidents
 from incident.notices import content, templates
 from incident.notices.render import render_person
 from incident.reports import aggregates, formats, kinds
@@ -119,7 +124,7 @@ def report_context(
     session: Session,
     ws: Workspace,
     incident: incidents.Incident,
-    view: assess.AssessmentView,
+    view: AssessmentView,
     kind: kinds.ReportKind,
     stage: str,
     fields: dict[str, str],
@@ -136,7 +141,7 @@ def report_context(
     static = content.static_context(session, ws, incident)
     loc = static["locales"]
     regions = aggregates.by_region(session, incident.id)
-    events = assess.anchors(session, incident)
+    events = anchors(session, incident)
     from incident.inventory import System
 
     systems = [

@@ -1,0 +1,1 @@
+"""The tamper-evident audit trail beside every domain: typed events in one hash chain per incident."""

@@ -1,0 +1,89 @@
+"""Workspace-level use cases: create a workspace, migrate its database, verify and export the audit trail.
+
+The chain itself (audit.chain, audit.models) imports no domain; these use cases also check what the chain covers
+in other domains (the delivery attempts of dispatch), as every use case may compose domains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from incident.audit import chain as audit
+from incident.config import Workspace, create_workspace
+from incident.db import create_schema, unit_of_work
+
+
+def init_workspace(directory: Path, actor: str) -> Workspace:
+    """Create incident.toml and the database schema, and open the workspace audit chain."""
+    ws = create_workspace(directory)
+    create_schema(ws)
+    with unit_of_work(ws) as session:
+        if not audit.entries(session, audit.WORKSPACE_CHAIN):
+            audit.record(session, audit.WORKSPACE_CHAIN, audit.Event("workspace-created", {}), actor)
+    return ws
+
+
+def verify_audit(ws: Workspace, chain: str | None) -> list[audit.Verdict]:
+    """Verify one incident's chain (or every chain), and the delivery attempts each chain covers."""
+    from dataclasses import replace
+
+    from incident.dispatch.proof import verify_attempts
+
+    with unit_of_work(ws, write=False) as session:
+        if chain is not None:
+            from incident.incidents.models import get
+
+            get(session, chain)
+        verdicts = []
+        for name in [chain] if chain is not None else audit.chains(session):
+            verdict = audit.verify(session, name)
+            if verdict.ok and name != audit.WORKSPACE_CHAIN:
+                problems = verify_attempts(session, name)
+                if problems:
+                    verdict = replace(verdict, ok=False, problem="; ".join(problems[:3]))
+            verdicts.append(verdict)
+        return verdicts
+
+
+def upgrade_database(ws: Workspace, actor: str) -> tuple[str | None, str]:
+    """Migrate the schema and record it in the workspace audit chain."""
+    from incident.db import upgrade_schema
+
+    before, after = upgrade_schema(ws)
+    if before != after:
+        with unit_of_work(ws) as session:
+            audit.record(
+                session, audit.WORKSPACE_CHAIN, audit.Event("schema-upgraded", {"from": before, "to": after}), actor
+            )
+    return before, after
+
+
+def export_audit(ws: Workspace, incident_id: str, output: Path) -> str:
+    """Write an incident's chain to a JSON file; return its head hash."""
+    import json
+
+    from incident.incidents.models import get
+
+    with unit_of_work(ws, write=False) as session:
+        get(session, incident_id)
+        data = audit.export_chain(session, incident_id)
+    from incident.rows import open_private
+
+    with open_private(output) as fh:  # the chain names actors and people ids: owner-only, like every export
+        fh.write(json.dumps(data, ensure_ascii=False, indent=1))
+    return str(data["head"]["hash"]) if data["head"] else ""
+
+
+def verify_exported_chain(path: Path) -> audit.Verdict:
+    """Verify an exported chain file without any database."""
+    import json
+
+    from incident.errors import BadInput
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadInput(str(path), None, None, f"not a readable audit export ({exc})") from None
+    if not isinstance(data, dict):
+        raise BadInput(str(path), None, None, "not an audit export")
+    return audit.verify_export(data)

@@ -1,0 +1,131 @@
+"""Opening an incident from a playbook, its timeline entries, closing it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlmodel import Session, func, select
+
+from incident import catalog, clock
+from incident.audit import chain as audit
+from incident.errors import IllegalTransition, InvalidArgument
+from incident.incidents.models import TIMELINE_KINDS, Incident, Status, TimelineEntry, get, transition
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """What a responder gives `incident open`."""
+
+    playbook: str
+    title: str
+    systems: list[str]
+    exposure_from: datetime
+    exposure_to: datetime
+    categories: list[str] | None = None
+    discovered_at: datetime | None = None
+    discovered_by: str | None = None
+    discovered_where: str | None = None
+    summary: str | None = None
+    summary_en: str | None = None
+    cause: str | None = None
+    cause_en: str | None = None
+    connected_systems: str | None = None
+    police_contacted: bool = False
+
+
+def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Path | None = None) -> Incident:
+    """Open an incident from a playbook; categories default to the playbook's."""
+    book = catalog.playbook(req.playbook, workspace)
+    known_categories = catalog.categories(workspace).by_key()
+    categories = req.categories or list(book.categories)
+    for cat in categories:
+        if cat not in known_categories:
+            raise InvalidArgument(f"--categories: unknown category {cat!r}")
+    if not req.systems:
+        raise InvalidArgument("--systems: name at least one system")
+    from incident.inventory import System
+
+    for name in req.systems:
+        if session.get(System, name) is None:
+            raise InvalidArgument(f"--systems: unknown system {name!r} (import it with `incident inventory import`)")
+    if req.exposure_to < req.exposure_from:
+        raise InvalidArgument("--to: the exposure window ends before it starts")
+    now = clock.now()
+    discovered = req.discovered_at or now
+    if discovered > now:
+        raise InvalidArgument("--discovered: is in the future")
+    year = now.year
+    last = session.exec(select(func.max(Incident.number)).where(Incident.year == year)).one()
+    number = (last or 0) + 1
+    incident = Incident(
+        id=f"INC-{year}-{number:04d}",
+        year=year,
+        number=number,
+        playbook=book.key,
+        title=req.title,
+        summary=req.summary,
+        summary_en=req.summary_en,
+        cause=req.cause,
+        cause_en=req.cause_en,
+        systems=json.dumps(sorted(set(req.systems))),
+        categories=json.dumps(sorted(set(categories))),
+        exposure_from=req.exposure_from,
+        exposure_to=req.exposure_to,
+        discovered_at=discovered,
+        discovered_by=req.discovered_by or actor,
+        discovered_where=req.discovered_where,
+        connected_systems=req.connected_systems,
+        police_contacted=req.police_contacted,
+        opened_at=now,
+        opened_by=actor,
+    )
+    session.add(incident)
+    session.flush()
+    audit.record(
+        session,
+        incident.id,
+        audit.Event(
+            "opened",
+            {
+                "playbook": book.key,
+                "systems": incident.system_list,
+                "categories": incident.category_list,
+                "from": req.exposure_from.isoformat(),
+                "to": req.exposure_to.isoformat(),
+                "discovered_at": discovered.isoformat(),
+            },
+        ),
+        actor,
+    )
+    return incident
+
+
+def log_entry(session: Session, incident_id: str, text: str, kind: str, actor: str) -> TimelineEntry:
+    """Add a timestamped timeline entry; `action` entries become 'what we have done' in notices."""
+    if kind not in TIMELINE_KINDS:
+        raise InvalidArgument(f"--kind: must be one of {', '.join(TIMELINE_KINDS)}")
+    if not text.strip():
+        raise InvalidArgument("the log entry is empty")
+    incident = get(session, incident_id, for_update=True)
+    if incident.status == Status.CLOSED:
+        raise IllegalTransition(f"{incident_id} is closed: its timeline can no longer change")
+    entry = TimelineEntry(incident_id=incident_id, at=clock.now(), actor=actor, kind=kind, text=text.strip())
+    session.add(entry)
+    session.flush()
+    audit.record(session, incident_id, audit.Event("logged", {"kind": kind, "entry": entry.id}), actor)
+    return entry
+
+
+def close_incident(session: Session, incident_id: str, actor: str) -> Incident:
+    """Close an incident; handling ends now if it had not been marked earlier."""
+    incident = get(session, incident_id, for_update=True)
+    transition(session, incident, Status.CLOSED, actor)
+    now = clock.now()
+    incident.closed_at = now
+    if incident.handling_ended_at is None:
+        incident.handling_ended_at = now
+    session.add(incident)
+    return incident
