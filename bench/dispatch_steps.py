@@ -42,7 +42,7 @@ def sizes(ctx: Context) -> dict[str, int]:
 
 def write_dispatch_inventory(folder: Path, groups: list[tuple[str, str, int]], seed: int = 11) -> None:
     """Adults reachable on exactly one channel: (system, 'email' | 'sms', count) per group; half zh-CN, half en."""
-    from incident.synthetic import PEOPLE_HEADER, SYSTEMS_YAML
+    from incident.demo.synthetic import PEOPLE_HEADER, SYSTEMS_YAML
 
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,10 @@ def prepare(ctx: Context) -> dict[str, Any]:
     from incident import cases, db
     from incident.audit.flows import init_workspace
     from incident.config import find_workspace
-    from incident.pgtemp import start_temp_postgres
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' throwaway server
+    from pgtemp import start_temp_postgres
+
     from incident.workspace import import_files
 
     print("starting a throwaway PostgreSQL ...", flush=True)

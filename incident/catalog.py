@@ -12,8 +12,6 @@ from incident.datafiles import load_yaml
 from incident.errors import BadInput, IncidentError, InvalidArgument
 
 LOCALES = ("zh-CN", "en")
-CHANNELS = ("email", "sms", "push")
-Locale = Literal["zh-CN", "en"]
 Channel = Literal["email", "sms", "push"]
 
 
@@ -76,13 +74,13 @@ class Playbook(Strict):
     channels: list[Channel] = Field(default=["email", "sms", "push"], min_length=1)
     exclude_channels: list[Channel] = []
 
-
-class Playbooks(Strict):
-    playbooks: dict[str, Playbook]
+    @property
+    def allowed_channels(self) -> list[str]:
+        """The electronic channels this playbook notifies on, in fallback order."""
+        return [c for c in self.channels if c not in self.exclude_channels]
 
 
 Anchor = Literal["discovered", "handling_ended", "individuals_notified", "announcement_published"]
-Comparison = Literal["over", "at_least"]
 # What discharges an obligation: an event the tool records, or a regulator report (kind and stage) submitted.
 SettledBy = Annotated[
     str,

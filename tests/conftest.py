@@ -35,7 +35,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
     """A real PostgreSQL on 127.0.0.1 started from the machine's binaries for the whole session."""
-    from incident.pgtemp import start_temp_postgres
+    from pgtemp import start_temp_postgres
 
     server = start_temp_postgres()
     yield server

@@ -13,11 +13,6 @@ from incident.assess.models import exposed_by_region, holding_conditions, no_cha
 from incident.incidents.models import Incident
 
 
-def _allowed_channels(incident: Incident, workspace: Path | None) -> list[str]:
-    book = catalog.playbook(incident.playbook, workspace)
-    return [c for c in book.channels if c not in book.exclude_channels]
-
-
 def count(session: Session, incident: Incident, workspace: Path | None) -> dict[str, Any]:
     """Aggregate the snapshot: people, categories, sensitive, children, cancelled, regions, no channel."""
     conn = session.connection()
@@ -47,7 +42,7 @@ def count(session: Session, incident: Incident, workspace: Path | None) -> dict[
             text("SELECT region, COUNT(*) FROM affected WHERE incident_id = :iid GROUP BY region ORDER BY region"), p
         )
     }
-    channels = _allowed_channels(incident, workspace)
+    channels = catalog.playbook(incident.playbook, workspace).allowed_channels
     return {
         "people": scalar(),
         "by_category": by_category,

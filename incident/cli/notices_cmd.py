@@ -28,7 +28,7 @@ def render(
         f"rendered {r.notices:,} notices for {r.people:,} people in {len(r.variants)} variants "
         f"({', '.join(f'{k} {v:,}' for k, v in sorted(r.by_channel.items()))})"
     )
-    typer.echo(f"lint: {r.lint_checks:,} notices checked, 0 failures")
+    typer.echo(f"lint: {r.lint_checks:,} notices checked, {r.lint_failures:,} failures")
     typer.echo(f"review bundle: {r.bundle / 'index.html'}")
     typer.echo(f"manifest sha256: {r.manifest_hash}")
 

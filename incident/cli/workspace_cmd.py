@@ -51,7 +51,7 @@ def demo(
     """Run the whole story on a synthetic platform: inventory, incident, assessment, notices (auto-approved, clearly
     labelled), dispatch to the file outbox with failures and fallbacks, letters, announcement, regulator reports and
     the status board; print where each artefact is."""
-    from incident.demo import run_demo
+    from incident.demo.flows import run_demo
 
     for line in run_demo(directory, people=people, seed=seed, actor=state(ctx).who(), until=until):
         typer.echo(line)

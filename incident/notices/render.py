@@ -193,6 +193,7 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "rows": rows,
         "problems": problems[:20],
+        "failed": len(problems),
         "examples": examples,
         "affected": b"".join(affected),
         "variants": variants,
@@ -281,6 +282,7 @@ class RenderResult:
     manifest_hash: str
     lint_checks: int
     by_channel: dict[str, int] = field(default_factory=dict)
+    lint_failures: int = 0
 
 
 def _batches(rows: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -362,7 +364,7 @@ def render_notices(
     variants: Counter[str] = Counter()
     examples: dict[str, dict[str, Any]] = {}
     by_channel: Counter[str] = Counter()
-    total = 0
+    total = failures = 0
 
     workers = workers or min(2, os.cpu_count() or 1)
     with bundle.manifest_writer() as manifest:
@@ -379,6 +381,7 @@ def render_notices(
         ):
             if "fatal" in result:
                 raise IncidentError(result["fatal"])
+            failures += result["failed"]
             if result["problems"]:
                 shown = "; ".join(result["problems"][:3])
                 raise IncidentError(f"lint failed, nothing was rendered: {shown}")
@@ -396,7 +399,7 @@ def render_notices(
     checks = total
     lint_summary = {
         "notices_checked": checks,
-        "failures": 0,
+        "failures": failures,
         "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data"],
     }
     bundle.write_index(session, static, today, variants, examples, lint_summary, manifest_hash, incident)
@@ -420,4 +423,4 @@ def render_notices(
         ),
         actor,
     )
-    return RenderResult(record.id, total, people, variants, bundle.folder, manifest_hash, checks, by_channel)
+    return RenderResult(record.id, total, people, variants, bundle.folder, manifest_hash, checks, by_channel, failures)

@@ -11,11 +11,11 @@ from pathlib import Path
 from incident import cases, clock, publish
 from incident.assess import flows as assess_flows
 from incident.audit.flows import init_workspace
+from incident.demo.synthetic import write_inventory
 from incident.errors import InvalidArgument
 from incident.incidents import flows as incident_flows
 from incident.incidents.service import OpenRequest
 from incident.rows import open_private
-from incident.synthetic import write_inventory
 from incident.workspace import import_files
 
 DEMO_REVIEWER = "DEMO REVIEWER (auto-approved, not a legal review)"
