@@ -67,7 +67,7 @@ def import_files(
             session,
             audit.WORKSPACE_CHAIN,
             audit.Event(
-                "inventory-imported",
+                audit.Action.INVENTORY_IMPORTED,
                 {
                     "files": {
                         k: Path(v).name

@@ -67,7 +67,7 @@ def assess_incident(
         session,
         incident_id,
         audit.Event(
-            "assessed",
+            audit.Action.ASSESSED,
             {
                 "people": counts["people"],
                 "grade": stored.grade,

@@ -125,7 +125,9 @@ def settle(
         session.add(
             ObligationDone(incident_id=incident_id, key=key, at=at or clock.now(), reference=reference, actor=actor)
         )
-        audit.record(session, incident_id, audit.Event("settled", {"obligation": key, "reference": reference}), actor)
+        audit.record(
+            session, incident_id, audit.Event(audit.Action.SETTLED, {"obligation": key, "reference": reference}), actor
+        )
 
 
 def settle_by(

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlmodel import Session, select
@@ -22,12 +23,45 @@ WORKSPACE_CHAIN = "workspace"
 GENESIS = "0" * 64
 
 
+class Action(StrEnum):
+    """Every kind of event the chain records; the value is what the chain stores (and an export shows)."""
+
+    WORKSPACE_CREATED = "workspace-created"
+    SCHEMA_UPGRADED = "schema-upgraded"
+    INVENTORY_IMPORTED = "inventory-imported"
+    OPENED = "opened"
+    LOGGED = "logged"
+    STATUS = "status"
+    ASSESSED = "assessed"
+    SETTLED = "settled"
+    NOTICES_RENDERED = "notices-rendered"
+    NOTICES_APPROVED = "notices-approved"
+    NOTICES_REJECTED = "notices-rejected"
+    DISPATCH_PLANNED = "dispatch-planned"
+    DISPATCH_RECOVERED = "dispatch-recovered"
+    DISPATCH_HELD_RELEASED = "dispatch-held-released"
+    DISPATCH_RUN = "dispatch-run"
+    ATTEMPTS = "attempts"
+    LETTERS_WRITTEN = "letters-written"
+    ANNOUNCEMENT_RENDERED = "announcement-rendered"
+    ANNOUNCEMENT_APPROVED = "announcement-approved"
+    ANNOUNCEMENT_REJECTED = "announcement-rejected"
+    ANNOUNCEMENT_PUBLISHED = "announcement-published"
+    REPORT_GENERATED = "report-generated"
+    REPORT_SUBMITTED = "report-submitted"
+    DEADLINE_WARNING = "deadline-warning"
+
+
 @dataclass(frozen=True)
 class Event:
-    """A typed audit event: what happened and its facts (no personal data)."""
+    """A typed audit event: one of the known actions and its facts (no personal data)."""
 
-    action: str
+    action: Action | str  # given as a member; a string must name one
     payload: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        # A misspelt action would be a chain entry no reader knows: refuse it where it is written.
+        object.__setattr__(self, "action", Action(self.action))
 
 
 def current_actor(explicit: str | None = None) -> str:
@@ -58,9 +92,16 @@ def record(session: Session, chain: str, event: Event, actor: str) -> AuditEntry
     seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
     at = clock.now()
     payload = json.dumps(event.payload, ensure_ascii=False, sort_keys=True, default=str)
-    digest = link_hash(chain, seq, at, actor, event.action, payload, prev)
+    digest = link_hash(chain, seq, at, actor, Action(event.action).value, payload, prev)
     entry = AuditEntry(
-        chain=chain, seq=seq, at=at, actor=actor, action=event.action, payload=payload, prev_hash=prev, hash=digest
+        chain=chain,
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=Action(event.action).value,
+        payload=payload,
+        prev_hash=prev,
+        hash=digest,
     )
     session.add(entry)
     if head is None:

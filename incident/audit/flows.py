@@ -19,7 +19,7 @@ def init_workspace(directory: Path, actor: str) -> Workspace:
     create_schema(ws)
     with unit_of_work(ws) as session:
         if not audit.entries(session, audit.WORKSPACE_CHAIN):
-            audit.record(session, audit.WORKSPACE_CHAIN, audit.Event("workspace-created", {}), actor)
+            audit.record(session, audit.WORKSPACE_CHAIN, audit.Event(audit.Action.WORKSPACE_CREATED, {}), actor)
     return ws
 
 
@@ -53,7 +53,10 @@ def upgrade_database(ws: Workspace, actor: str) -> tuple[str | None, str]:
     if before != after:
         with unit_of_work(ws) as session:
             audit.record(
-                session, audit.WORKSPACE_CHAIN, audit.Event("schema-upgraded", {"from": before, "to": after}), actor
+                session,
+                audit.WORKSPACE_CHAIN,
+                audit.Event(audit.Action.SCHEMA_UPGRADED, {"from": before, "to": after}),
+                actor,
             )
     return before, after
 

@@ -159,7 +159,8 @@ def recover(session: Session, incident_id: str, hold_unknown: bool, actor: str) 
             session,
             incident_id,
             audit.Event(
-                "dispatch-recovered", {"unknown": recovered, "action": "held" if hold_unknown else "re-send once"}
+                audit.Action.DISPATCH_RECOVERED,
+                {"unknown": recovered, "action": "held" if hold_unknown else "re-send once"},
             ),
             actor,
         )
@@ -180,7 +181,7 @@ def release_held(session: Session, incident_id: str, actor: str) -> int:
         .rowcount
     )
     if n:
-        audit.record(session, incident_id, audit.Event("dispatch-held-released", {"deliveries": n}), actor)
+        audit.record(session, incident_id, audit.Event(audit.Action.DISPATCH_HELD_RELEASED, {"deliveries": n}), actor)
     return int(n)
 
 
@@ -525,7 +526,9 @@ def _start(ws: Workspace, incident_id: str, actor: str, hold_unknown: bool, repo
         if Status(incident.status) != Status.NOTIFYING:
             incidents.transition(session, incident, Status.NOTIFYING, actor)
         if report.planned:
-            audit.record(session, incident_id, audit.Event("dispatch-planned", {"deliveries": report.planned}), actor)
+            audit.record(
+                session, incident_id, audit.Event(audit.Action.DISPATCH_PLANNED, {"deliveries": report.planned}), actor
+            )
 
 
 def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport) -> None:
@@ -542,7 +545,7 @@ def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport)
             session,
             incident_id,
             audit.Event(
-                "dispatch-run",
+                audit.Action.DISPATCH_RUN,
                 {"tally": dict(report.tally), "states": states, "recovered_unknown": report.recovered_unknown},
             ),
             actor,

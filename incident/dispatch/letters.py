@@ -81,7 +81,7 @@ def write_letters(session: Session, ws: Workspace, incident_id: str, actor: str)
     from incident.dispatch.proof import record_attempts
 
     record_attempts(session, incident_id, printed, actor)
-    audit.record(session, incident_id, audit.Event("letters-written", {"letters": count}), actor)
+    audit.record(session, incident_id, audit.Event(audit.Action.LETTERS_WRITTEN, {"letters": count}), actor)
     return LetterBatch(folder, count, merge_path, print_path)
 
 

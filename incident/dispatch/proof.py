@@ -137,7 +137,9 @@ def record_attempts(session: Session, incident_id: str, ids: list[int], actor: s
         audit.record(
             session,
             incident_id,
-            audit.Event("attempts", {"ids": sorted(ids), "digest": attempts_digest(session, incident_id, ids)}),
+            audit.Event(
+                audit.Action.ATTEMPTS, {"ids": sorted(ids), "digest": attempts_digest(session, incident_id, ids)}
+            ),
             actor,
         )
 

@@ -105,7 +105,7 @@ def transition(session: Session, incident: Incident, to: Status, actor: str, rea
     incident.status = to.value
     session.add(incident)
     payload = {"from": current.value, "to": to.value} | ({"reason": reason} if reason else {})
-    audit.record(session, incident.id, audit.Event("status", payload), actor)
+    audit.record(session, incident.id, audit.Event(audit.Action.STATUS, payload), actor)
 
 
 def list_incidents(session: Session) -> list[Incident]:

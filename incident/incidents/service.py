@@ -88,7 +88,7 @@ def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Pat
         session,
         incident.id,
         audit.Event(
-            "opened",
+            audit.Action.OPENED,
             {
                 "playbook": book.key,
                 "systems": incident.system_list,
@@ -115,7 +115,7 @@ def log_entry(session: Session, incident_id: str, text: str, kind: str, actor: s
     entry = TimelineEntry(incident_id=incident_id, at=clock.now(), actor=actor, kind=kind, text=text.strip())
     session.add(entry)
     session.flush()
-    audit.record(session, incident_id, audit.Event("logged", {"kind": kind, "entry": entry.id}), actor)
+    audit.record(session, incident_id, audit.Event(audit.Action.LOGGED, {"kind": kind, "entry": entry.id}), actor)
     return entry
 
 

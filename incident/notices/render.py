@@ -412,7 +412,7 @@ def render_notices(
         session,
         incident_id,
         audit.Event(
-            "notices-rendered",
+            audit.Action.NOTICES_RENDERED,
             {
                 "render": record.id,
                 "notices": total,

@@ -366,7 +366,7 @@ def decide(
         session,
         incident_id,
         audit.Event(
-            f"notices-{decision}",
+            audit.Action(f"notices-{decision}"),
             {"render": render.id, "manifest": render.manifest_hash, "reviewer": reviewer, "comment": comment},
         ),
         actor,

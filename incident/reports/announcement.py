@@ -235,7 +235,7 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
         session,
         incident_id,
         audit.Event(
-            "announcement-rendered",
+            audit.Action.ANNOUNCEMENT_RENDERED,
             {"render": record.id, "manifest": manifest_hash, "required": view.announcement["required"]},
         ),
         actor,
@@ -358,7 +358,7 @@ def decide(
         session,
         incident_id,
         audit.Event(
-            f"announcement-{decision}",
+            audit.Action(f"announcement-{decision}"),
             {"render": render.id, "manifest": render.manifest_hash, "reviewer": reviewer, "comment": comment},
         ),
         actor,
@@ -458,7 +458,7 @@ def publish(session: Session, ws: Workspace, incident_id: str, actor: str) -> Pu
         session,
         incident_id,
         audit.Event(
-            "announcement-published",
+            audit.Action.ANNOUNCEMENT_PUBLISHED,
             {
                 "render": render.id,
                 "manifest": render.manifest_hash,

@@ -124,7 +124,9 @@ def notify(session: Session, ws: Workspace, board: Board, actor: str) -> None:
                 audit.record(
                     session,
                     inc["id"],
-                    audit.Event("deadline-warning", {"obligation": ob["key"], "level": level, "target": masked}),
+                    audit.Event(
+                        audit.Action.DEADLINE_WARNING, {"obligation": ob["key"], "level": level, "target": masked}
+                    ),
                     actor,
                 )
 

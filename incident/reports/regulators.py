@@ -325,7 +325,7 @@ def generate(
         session,
         incident_id,
         audit.Event(
-            "report-generated",
+            audit.Action.REPORT_GENERATED,
             {
                 "regulator": regulator,
                 "stage": stage,
@@ -411,7 +411,7 @@ def submit(
         session,
         incident_id,
         audit.Event(
-            "report-submitted",
+            audit.Action.REPORT_SUBMITTED,
             {
                 "regulator": regulator,
                 "stage": stage,
