@@ -53,17 +53,20 @@ def test_a_reference_right_after_chinese_text_is_still_found() -> None:
     """Given a notice that prints another person's reference straight after a Chinese word, then the lint sees
     it (a Unicode word boundary would not: 号 is a word character)."""
     assert lint.refs_in("通知编号NABCDEFGHJ2。") == ["NABCDEFGHJ2"]
+    sms = {
+        "channel": "sms",
+        "template": "zh-CN/sms.txt.j2",
+        "subject": "",
+        "body": "您的通知编号NABCDEFGHJ2，另见编号NQQQQQQQQQ2",
+        "html": None,
+    }
     problems = lint.lint_notice(
-        "sms",
-        "zh-CN/sms.txt.j2",
-        "",
-        "您的通知编号NABCDEFGHJ2，另见编号NQQQQQQQQQ2",
-        None,
-        {},
-        {"ref": "NABCDEFGHJ2"},
-        {"emails": set(), "phones": set()},
-        [],
-        [],
+        sms,
+        parts={},
+        person={"ref": "NABCDEFGHJ2"},
+        own={"emails": set(), "phones": set()},
+        data_texts=[],
+        previous_names=[],
     )
     assert problems == ["zh-CN/sms.txt.j2: foreign-data: another person's notice reference"]
 

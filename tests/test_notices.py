@@ -492,16 +492,12 @@ def test_the_push_template_also_speaks_to_a_guardian(rendered_notices: Story):
         (push,) = rendered
         assert push["channel"] == "push" and expected in push["body"]
         problems = lint_notice(
-            "push",
-            push["template"],
-            push["subject"],
-            push["body"],
-            None,
-            parts,
-            person,
-            {"emails": {OFFICER_EMAIL}, "phones": set()},
-            [],
-            [],
+            push,
+            parts=parts,
+            person=person,
+            own={"emails": {OFFICER_EMAIL}, "phones": set()},
+            data_texts=[],
+            previous_names=[],
         )
         assert problems == []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 ELEMENTS = ("happened", "involved", "impact", "measures", "advice", "remedies", "contact", "reference")
@@ -76,66 +77,86 @@ def sms_segments(text: str) -> tuple[int, str]:
     return (1 if units <= 70 else math.ceil(units / 67)), "UCS-2"
 
 
+def _elements(channel: str, body: str, html: str | None, parts: dict[str, str], ref: str) -> Iterator[tuple[str, str]]:
+    """Every required element (PIPL art. 57) is in a full notice; a short one carries at least the reference."""
+    if channel in ("email", "letter"):
+        for name in ELEMENTS:
+            if not parts.get(name, "").strip():
+                yield "element-missing", f"required element '{name}' rendered empty"
+            elif html is not None and f'data-element="{name}"' not in html:
+                yield "element-missing", f"required element '{name}' is not in the HTML"
+            elif channel == "email" and parts[name].strip() not in body:
+                yield "element-missing", f"required element '{name}' is not in the text part"
+        return
+    if ref not in body:
+        yield "element-missing", "the notice reference is missing"
+    if not body.strip():
+        yield "element-missing", "empty message"
+
+
+def _placeholders(full: str, data_texts: list[str]) -> Iterator[tuple[str, str]]:
+    """Template syntax left in the output, once the responder's own text (which may quote it) is taken out."""
+    if not placeholder_in(full):
+        return
+    scrubbed = full
+    for text in data_texts:
+        if text:
+            scrubbed = scrubbed.replace(text, "")
+    placeholder = placeholder_in(scrubbed)
+    if placeholder:
+        yield "unrendered-placeholder", f"found {placeholder!r}"
+
+
+def _lengths(channel: str, subject: str, body: str) -> Iterator[tuple[str, str]]:
+    """SMS within its segments, push within what a lock screen shows."""
+    if channel == "sms":
+        segments, coding = sms_segments(body)
+        if segments > SMS_MAX_SEGMENTS:
+            yield "length", f"SMS needs {segments} {coding} segments (max {SMS_MAX_SEGMENTS})"
+    if channel == "push":
+        if len(subject) > PUSH_TITLE_MAX:
+            yield "length", f"push title is {len(subject)} characters (max {PUSH_TITLE_MAX})"
+        if len(body) > PUSH_BODY_MAX:
+            yield "length", f"push body is {len(body)} characters (max {PUSH_BODY_MAX})"
+
+
+def _foreign_data(
+    full: str, person: dict[str, Any], own: dict[str, set[str]], previous_names: list[str]
+) -> Iterator[tuple[str, str]]:
+    """Nobody else's address, number, reference or name in this person's notice."""
+    for token in emails_in(full):
+        if token.lower() not in own["emails"]:
+            yield "foreign-data", "an email address that is not this recipient's"
+    for token in phones_in(full):
+        if token not in own["phones"]:
+            yield "foreign-data", "a phone number that is not this recipient's"
+    for token in refs_in(full):
+        if token != person["ref"]:
+            yield "foreign-data", "another person's notice reference"
+    mine = " ".join(n for n in (person.get("to_name"), person.get("subject_name")) if n)
+    for name in previous_names:
+        if name and len(name) >= 2 and name not in mine and name in full:
+            yield "foreign-data", "the name of another recipient"
+
+
 def lint_notice(
-    channel: str,
-    template: str,
-    subject: str,
-    body: str,
-    html: str | None,
+    notice: dict[str, Any],
+    *,
     parts: dict[str, str],
     person: dict[str, Any],
     own: dict[str, set[str]],
     data_texts: list[str],
     previous_names: list[str],
 ) -> list[str]:
-    """Return problems as 'template: rule: detail' (empty when the notice is clean)."""
-    problems: list[str] = []
+    """Return a rendered notice's problems as 'template: rule: detail' (empty when the notice is clean).
 
-    def fail(rule: str, detail: str) -> None:
-        problems.append(f"{template}: {rule}: {detail}")
-
+    `notice` is what render_person returns for one channel: channel, template, subject, body, html."""
+    channel, subject, body, html = notice["channel"], notice["subject"], notice["body"], notice["html"]
     full = "\n".join(x for x in (subject, body, html or "") if x)
-    if channel in ("email", "letter"):
-        for name in ELEMENTS:
-            if not parts.get(name, "").strip():
-                fail("element-missing", f"required element '{name}' rendered empty")
-            elif html is not None and f'data-element="{name}"' not in html:
-                fail("element-missing", f"required element '{name}' is not in the HTML")
-            elif channel == "email" and parts[name].strip() not in body:
-                fail("element-missing", f"required element '{name}' is not in the text part")
-    else:
-        if person["ref"] not in body:
-            fail("element-missing", "the notice reference is missing")
-        if not body.strip():
-            fail("element-missing", "empty message")
-    if placeholder_in(full):  # then look again without the responder's own text, which may quote template syntax
-        scrubbed = full
-        for text in data_texts:
-            if text:
-                scrubbed = scrubbed.replace(text, "")
-        placeholder = placeholder_in(scrubbed)
-        if placeholder:
-            fail("unrendered-placeholder", f"found {placeholder!r}")
-    if channel == "sms":
-        segments, coding = sms_segments(body)
-        if segments > SMS_MAX_SEGMENTS:
-            fail("length", f"SMS needs {segments} {coding} segments (max {SMS_MAX_SEGMENTS})")
-    if channel == "push":
-        if len(subject) > PUSH_TITLE_MAX:
-            fail("length", f"push title is {len(subject)} characters (max {PUSH_TITLE_MAX})")
-        if len(body) > PUSH_BODY_MAX:
-            fail("length", f"push body is {len(body)} characters (max {PUSH_BODY_MAX})")
-    for token in emails_in(full):
-        if token.lower() not in own["emails"]:
-            fail("foreign-data", "an email address that is not this recipient's")
-    for token in phones_in(full):
-        if token not in own["phones"]:
-            fail("foreign-data", "a phone number that is not this recipient's")
-    for token in refs_in(full):
-        if token != person["ref"]:
-            fail("foreign-data", "another person's notice reference")
-    mine = " ".join(n for n in (person.get("to_name"), person.get("subject_name")) if n)
-    for name in previous_names:
-        if name and len(name) >= 2 and name not in mine and name in full:
-            fail("foreign-data", "the name of another recipient")
-    return problems
+    found = [
+        *_elements(channel, body, html, parts, person["ref"]),
+        *_placeholders(full, data_texts),
+        *_lengths(channel, subject, body),
+        *_foreign_data(full, person, own, previous_names),
+    ]
+    return [f"{notice['template']}: {rule}: {detail}" for rule, detail in found]

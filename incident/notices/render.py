@@ -153,16 +153,12 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
         }
         for r in rendered:
             problems += lint.lint_notice(
-                r["channel"],
-                r["template"],
-                r["subject"],
-                r["body"],
-                r["html"],
-                parts,
-                person,
-                own,
-                _worker["data_texts"],
-                previous,
+                r,
+                parts=parts,
+                person=person,
+                own=own,
+                data_texts=_worker["data_texts"],
+                previous_names=previous,
             )
             variant = variant_key(person["locale"], r["channel"], person["audience"], person["categories"])
             examples.setdefault(variant, person)
