@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Session
 
@@ -13,7 +14,27 @@ from incident.assess.models import Assessment, latest
 from incident.assess.snapshot import determine_affected
 from incident.audit import chain as audit
 from incident.errors import IncidentError, InvalidArgument
-from incident.incidents.models import Status, get, transition
+from incident.incidents.models import Incident, Status, get, transition
+
+
+def check_manual_grade(rules: catalog.Jurisdictions, grade: str | None, reason: str | None) -> None:
+    """A manual grade must be a known grade and say why (GB/T 35273 grading allows qualitative criteria)."""
+    if grade is None:
+        return
+    if grade not in {g.key for g in rules.grades}:
+        raise InvalidArgument(f"--grade: unknown grade {grade!r} (one of {', '.join(g.key for g in rules.grades)})")
+    if not reason:
+        raise InvalidArgument("--grade needs --reason: a manual grade must say why (qualitative criteria, loss)")
+
+
+def take_snapshot(session: Session, incident: Incident, workspace: Path | None) -> dict[str, Any]:
+    """Replace the affected snapshot and return its counts; refused once notices have gone out."""
+    if Status(incident.status) in (Status.NOTIFYING, Status.NOTIFIED, Status.CLOSED):
+        raise IncidentError(
+            f"{incident.id} is '{incident.status}': notices have gone out, the snapshot can no longer change"
+        )
+    determine_affected(session, incident)
+    return count(session, incident, workspace)
 
 
 def assess_incident(
@@ -29,21 +50,13 @@ def assess_incident(
     """Take the snapshot (first time or on --reassess), grade it, and store the assessment."""
     incident = get(session, incident_id, for_update=True)
     rules = catalog.jurisdictions(workspace)
-    if grade is not None:
-        if grade not in {g.key for g in rules.grades}:
-            raise InvalidArgument(f"--grade: unknown grade {grade!r} (one of {', '.join(g.key for g in rules.grades)})")
-        if not reason:
-            raise InvalidArgument("--grade needs --reason: a manual grade must say why (qualitative criteria, loss)")
+    check_manual_grade(rules, grade, reason)
     previous = latest(session, incident_id)
     if previous is not None and not reassess and grade is None:
         return previous
+    snapshot = previous is None or reassess
     if previous is None or reassess:
-        if Status(incident.status) in (Status.NOTIFYING, Status.NOTIFIED, Status.CLOSED):
-            raise IncidentError(
-                f"{incident_id} is '{incident.status}': notices have gone out, the snapshot can no longer change"
-            )
-        determine_affected(session, incident)
-        counts = count(session, incident, workspace)
+        counts = take_snapshot(session, incident, workspace)
     else:
         counts = json.loads(previous.counts)
     auto = rules.grade_for(counts["people"]).key
@@ -61,21 +74,14 @@ def assess_incident(
     )
     session.add(stored)
     session.flush()
-    if previous is None or reassess:
+    if snapshot:
         transition(session, incident, Status.ASSESSED, actor, "re-assessed" if previous else "")
-    audit.record(
-        session,
-        incident_id,
-        audit.Event(
-            audit.Action.ASSESSED,
-            {
-                "people": counts["people"],
-                "grade": stored.grade,
-                "grade_auto": auto,
-                "reason": stored.grade_reason,
-                "snapshot": previous is None or reassess,
-            },
-        ),
-        actor,
-    )
+    payload = {
+        "people": counts["people"],
+        "grade": stored.grade,
+        "grade_auto": auto,
+        "reason": stored.grade_reason,
+        "snapshot": snapshot,
+    }
+    audit.record(session, incident_id, audit.Event(audit.Action.ASSESSED, payload), actor)
     return stored
