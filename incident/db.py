@@ -248,7 +248,7 @@ def insert_rows(session: Session, table: str, columns: tuple[str, ...], rows: li
         return
     cols = ", ".join(columns)
     if session.get_bind().dialect.name == "postgresql":
-        raw = session.connection().connection.driver_connection
+        raw: Any = session.connection().connection.driver_connection  # a psycopg connection
         with raw.cursor() as cur:
             types = dict(
                 cur.execute(

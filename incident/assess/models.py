@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from sqlalchemy import Column, Text, text
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from incident import catalog, clock
 from incident.audit import chain as audit
@@ -113,7 +113,7 @@ def no_channel_sql(channels: list[str]) -> str:
 
 def latest(session: Session, incident_id: str) -> Assessment | None:
     """Return the newest stored assessment of an incident."""
-    stmt = select(Assessment).where(Assessment.incident_id == incident_id).order_by(Assessment.id.desc())  # type: ignore[union-attr]
+    stmt = select(Assessment).where(Assessment.incident_id == incident_id).order_by(col(Assessment.id).desc())
     return session.exec(stmt).first()
 
 

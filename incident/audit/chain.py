@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from incident import clock
 from incident.audit.models import AuditEntry, AuditHead
@@ -164,7 +164,7 @@ def verify_rows(chain: str, rows: Iterable[dict[str, Any]], head: dict[str, Any]
 
 
 def _rows(session: Session, chain: str) -> Iterator[dict[str, Any]]:
-    stmt = select(AuditEntry).where(AuditEntry.chain == chain).order_by(AuditEntry.seq, AuditEntry.id)
+    stmt = select(AuditEntry).where(AuditEntry.chain == chain).order_by(col(AuditEntry.seq), col(AuditEntry.id))
     for e in session.exec(stmt):
         yield {
             "seq": e.seq,
@@ -204,7 +204,7 @@ def chains(session: Session) -> list[str]:
 
 def entries(session: Session, chain: str) -> list[AuditEntry]:
     """Return a chain's entries in order (chains are short: one per state change)."""
-    return list(session.exec(select(AuditEntry).where(AuditEntry.chain == chain).order_by(AuditEntry.seq)))
+    return list(session.exec(select(AuditEntry).where(AuditEntry.chain == chain).order_by(col(AuditEntry.seq))))
 
 
 def export_chain(session: Session, chain: str) -> dict[str, Any]:

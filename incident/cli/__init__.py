@@ -124,4 +124,4 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
-    sys.exit(app())  # type: ignore[func-returns-value]
+    app()

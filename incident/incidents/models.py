@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Column, Text, UniqueConstraint
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from incident.audit import chain as audit
 from incident.db import UTCDateTime
@@ -110,12 +110,12 @@ def transition(session: Session, incident: Incident, to: Status, actor: str, rea
 
 def list_incidents(session: Session) -> list[Incident]:
     """Return every incident, newest first."""
-    return list(session.exec(select(Incident).order_by(Incident.opened_at.desc(), Incident.id.desc())))  # type: ignore[attr-defined]
+    return list(session.exec(select(Incident).order_by(col(Incident.opened_at).desc(), col(Incident.id).desc())))
 
 
 def timeline(session: Session, incident_id: str) -> list[TimelineEntry]:
     """Return the incident's timeline in order."""
-    stmt = select(TimelineEntry).where(TimelineEntry.incident_id == incident_id).order_by(TimelineEntry.id)
+    stmt = select(TimelineEntry).where(TimelineEntry.incident_id == incident_id).order_by(col(TimelineEntry.id))
     return list(session.exec(stmt))
 
 

@@ -135,7 +135,10 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
     manifest lines, its counts and one example person per variant (for the review page)."""
     env, static, today = _worker["env"], _worker["static"], _worker["today"]
     officer, render_id, incident_id = static["officer"], _worker["render_id"], _worker["incident_id"]
-    rows, problems, examples, listed = [], [], {}, []
+    rows: list[tuple[Any, ...]] = []
+    problems: list[str] = []
+    examples: dict[str, dict[str, Any]] = {}
+    listed: list[tuple[str, str, str]] = []
     variants: Counter[str] = Counter()
     by_channel: Counter[str] = Counter()
     previous: list[str] = []
