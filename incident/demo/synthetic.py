@@ -123,6 +123,82 @@ def _region(rng: random.Random) -> str:
     return "US-NY"
 
 
+def _name(rng: random.Random, cn: bool) -> str:
+    if cn:
+        return rng.choice(SURNAMES) + rng.choice(GIVEN) + (rng.choice(GIVEN) if rng.random() < 0.6 else "")
+    return f"{rng.choice(FIRST_EN)} {rng.choice(LAST_EN)}"
+
+
+def _contacts(rng: random.Random, n: int, region: str, cn: bool) -> tuple[str, str, str, str]:
+    """Email, phone, push token and postal address: most people have several, some one, a few none."""
+    email = phone = push = address = ""
+    kind = rng.random()
+    if kind < 0.70:
+        email, phone, push = f"user{n}@example.com", _phone(rng, region), f"tok-{n:08d}"
+    elif kind < 0.85:
+        phone = _phone(rng, region)
+    elif kind < 0.91:
+        email = f"user{n}@example.com"
+    elif kind < 0.96:
+        address = (
+            f"{rng.choice(CN_REGIONS)} 示例路{rng.randrange(1, 999)}号"
+            if cn
+            else f"{rng.randrange(1, 999)} Example Street"
+        )
+    return email, phone, push, address
+
+
+def _person(rng: random.Random, n: int, today: date) -> tuple[list[str], date, date | None]:
+    """One person's row of people.csv, their sign-up day and, for a cancelled account, its cancellation day."""
+    region = _region(rng)
+    cn = region.startswith("CN")
+    name = _name(rng, cn)
+    child = rng.random() < 0.05
+    birth = (
+        today - timedelta(days=rng.randrange(6 * 365, 14 * 365 - 30))
+        if child
+        else today - timedelta(days=rng.randrange(18 * 365, 70 * 365))
+    )
+    email, phone, push, address = _contacts(rng, n, region, cn)
+    guardian = ("", "", "")
+    if child and rng.random() < 0.9:
+        gname = (rng.choice(SURNAMES) + rng.choice(GIVEN)) if cn else f"{rng.choice(FIRST_EN)} Parent"
+        guardian = (gname, f"guardian{n}@example.com", _phone(rng, region) if rng.random() < 0.5 else "")
+    signup = today - timedelta(days=rng.randrange(30, 10 * 365))
+    cancelled = rng.random() < 0.06
+    cancelled_at = signup + timedelta(days=rng.randrange(1, max(2, (today - signup).days - 30))) if cancelled else None
+    row = [
+        f"U{n:08d}",
+        name,
+        email,
+        phone,
+        push,
+        "zh-CN" if cn else "en",
+        region,
+        birth.isoformat(),
+        *guardian,
+        address,
+        "cancelled" if cancelled else "active",
+        cancelled_at.isoformat() if cancelled_at else "",
+    ]
+    return row, signup, cancelled_at
+
+
+def _holdings(rng: random.Random, n: int, signup: date, cancelled_at: date | None) -> list[list[str]]:
+    """A person's holdings: phone and password in a member-db shard, one third-party system, and backups."""
+    pid, shard = f"U{n:08d}", "member-db-" + "abcd"[n % 4]
+    until = cancelled_at.isoformat() if cancelled_at else ""
+    system, category = THIRD[rng.randrange(len(THIRD))]
+    rows = [
+        [pid, shard, "phone", signup.isoformat(), until],
+        [pid, shard, "password", signup.isoformat(), until],
+        [pid, system, category, signup.isoformat(), until],
+    ]
+    if cancelled_at is not None:
+        rows.append([pid, "archive-backup", "phone", cancelled_at.isoformat(), ""])
+    return rows
+
+
 def write_inventory(folder: Path, people: int, seed: int = 7, today: date | None = None) -> InventoryFiles:
     """Write systems.yaml, people.csv and holdings.csv (about 3 holdings per person) into folder."""
     rng = random.Random(seed)
@@ -135,66 +211,7 @@ def write_inventory(folder: Path, people: int, seed: int = 7, today: date | None
         pw.writerow(PEOPLE_HEADER)
         hw.writerow(["person_id", "system", "category", "since", "until"])
         for n in range(1, people + 1):
-            pid = f"U{n:08d}"
-            region = _region(rng)
-            cn = region.startswith("CN")
-            locale = "zh-CN" if cn else "en"
-            name = (
-                rng.choice(SURNAMES) + rng.choice(GIVEN) + (rng.choice(GIVEN) if rng.random() < 0.6 else "")
-                if cn
-                else f"{rng.choice(FIRST_EN)} {rng.choice(LAST_EN)}"
-            )
-            child = rng.random() < 0.05
-            birth = (
-                today - timedelta(days=rng.randrange(6 * 365, 14 * 365 - 30))
-                if child
-                else today - timedelta(days=rng.randrange(18 * 365, 70 * 365))
-            )
-            email = phone = push = address = ""
-            guardian = ("", "", "")
-            kind = rng.random()
-            if kind < 0.70:
-                email, phone, push = f"user{n}@example.com", _phone(rng, region), f"tok-{n:08d}"
-            elif kind < 0.85:
-                phone = _phone(rng, region)
-            elif kind < 0.91:
-                email = f"user{n}@example.com"
-            elif kind < 0.96:
-                address = (
-                    f"{rng.choice(CN_REGIONS)} 示例路{rng.randrange(1, 999)}号"
-                    if cn
-                    else f"{rng.randrange(1, 999)} Example Street"
-                )
-            if child and rng.random() < 0.9:
-                gname = (rng.choice(SURNAMES) + rng.choice(GIVEN)) if cn else f"{rng.choice(FIRST_EN)} Parent"
-                guardian = (gname, f"guardian{n}@example.com", _phone(rng, region) if rng.random() < 0.5 else "")
-            signup = today - timedelta(days=rng.randrange(30, 10 * 365))
-            cancelled = rng.random() < 0.06
-            cancelled_at = (
-                signup + timedelta(days=rng.randrange(1, max(2, (today - signup).days - 30))) if cancelled else None
-            )
-            pw.writerow(
-                [
-                    pid,
-                    name,
-                    email,
-                    phone,
-                    push,
-                    locale,
-                    region,
-                    birth.isoformat(),
-                    *guardian,
-                    address,
-                    "cancelled" if cancelled else "active",
-                    cancelled_at.isoformat() if cancelled_at else "",
-                ]
-            )
-            shard = "member-db-" + "abcd"[n % 4]
-            until = cancelled_at.isoformat() if cancelled_at else ""
-            hw.writerow([pid, shard, "phone", signup.isoformat(), until])
-            hw.writerow([pid, shard, "password", signup.isoformat(), until])
-            system, category = THIRD[rng.randrange(len(THIRD))]
-            hw.writerow([pid, system, category, signup.isoformat(), until])
-            if cancelled_at is not None:
-                hw.writerow([pid, "archive-backup", "phone", cancelled_at.isoformat(), ""])
+            row, signup, cancelled_at = _person(rng, n, today)
+            pw.writerow(row)
+            hw.writerows(_holdings(rng, n, signup, cancelled_at))
     return files
