@@ -22,11 +22,14 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In the PostgreSQL pass, tests about the embedded SQLite file itself are skipped, with the reason."""
+    """In the PostgreSQL pass, tests about the embedded SQLite file itself, and tests that touch no database, are
+    skipped with the reason."""
     if BACKEND != "postgresql":
         return
     for item in items:
-        if item.get_closest_marker("sqlite_only"):
+        if item.get_closest_marker("nodb") and not item.get_closest_marker("needs_db"):
+            item.add_marker(pytest.mark.skip(reason="touches no database: the SQLite pass covers it"))
+        elif item.get_closest_marker("sqlite_only"):
             item.add_marker(
                 pytest.mark.skip(reason="works on the embedded SQLite file directly (its mode, or copies of it)")
             )
