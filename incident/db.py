@@ -136,14 +136,24 @@ def database_error(exc: BaseException) -> IncidentError | None:
     return IncidentError(f"database error: {detail}")
 
 
+# Every module that defines tables, by name: the base may not import the domains, yet a unit of work needs the
+# whole schema loaded (foreign keys name other domains' tables). Like the transport core and its schemes.
+TABLE_MODULES = (
+    "incident.inventory",
+    "incident.incidents.models",
+    "incident.assess.models",
+    "incident.notices.models",
+    "incident.dispatch.models",
+    "incident.reports.models",
+    "incident.audit.models",
+)
+
+
 def _import_models() -> None:
-    from incident import inventory  # noqa: F401
-    from incident.assess import models as _assess  # noqa: F401
-    from incident.audit import models as _audit  # noqa: F401
-    from incident.dispatch import models as _dispatch  # noqa: F401
-    from incident.incidents import models as _incidents  # noqa: F401
-    from incident.notices import models  # noqa: F401
-    from incident.reports import models as _reports  # noqa: F401
+    import importlib
+
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
 
 
 def create_schema(ws: Workspace) -> None:
