@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from incident.cli import print_json, state
+from incident.privacy import terminal_safe as safe
 
 
 def register(app: typer.Typer) -> None:
@@ -35,26 +36,6 @@ def _when(text: str | None, option: str) -> Any:
         return parse_when(text)
     except ValueError:
         raise InvalidArgument(f"{option}: not an ISO date or time: {text!r}") from None
-
-
-_CONTROL = {
-    c: "\ufffd"
-    for c in (
-        *range(0x00, 0x09),
-        *range(0x0B, 0x20),
-        *range(0x7F, 0xA0),
-        0x200B,
-        0x200E,
-        0x200F,
-        *range(0x202A, 0x202F),
-        *range(0x2066, 0x206A),
-    )
-}
-
-
-def safe(text: object) -> str:
-    """Responder text for the terminal: escape sequences and bidi overrides cannot reach it."""
-    return str(text).translate(_CONTROL)
 
 
 def _csv(text: str | None) -> list[str] | None:

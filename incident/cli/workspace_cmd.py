@@ -118,7 +118,7 @@ def config_show(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Print the configuration in effect with every secret and credential masked."""
-    from incident.config import masked
+    from incident.privacy import masked_config as masked
 
     ws = state(ctx).ws()
     data = masked({"workspace": str(ws.root), "database_url": ws.database_url, **ws.config})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import re
 from datetime import datetime
 from hashlib import sha256
 from pathlib import Path
@@ -17,6 +16,7 @@ from incident import catalog
 from incident.config import Workspace
 from incident.incidents import models as incidents
 from incident.incidents.models import Incident
+from incident.privacy import clean_text as clean
 
 MONTHS = (
     "January",
@@ -32,12 +32,6 @@ MONTHS = (
     "November",
     "December",
 )
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def clean(text: str | None) -> str:
-    """Responder text as data: strip control and bidi-override characters, keep newlines."""
-    return CONTROL.sub("", text or "").strip()
 
 
 def day(value: datetime, locale: str) -> str:

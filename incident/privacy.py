@@ -1,0 +1,129 @@
+"""What may be shown of personal data and secrets: masked contacts, masked URLs, and text cleaned of the control,
+invisible and direction characters that could forge what a reader sees (in a notice, a report or a terminal)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# One table of the characters no reader should receive as they are. Tab and line feed are ordinary text.
+_C0 = [*range(0x00, 0x09), *range(0x0B, 0x20)]
+_DEL_C1 = list(range(0x7F, 0xA0))
+# Zero-width characters and marks, bidi embeddings/overrides (U+202A–E) and isolates (U+2066–9): each can make a
+# text read differently from what it says (CVE-2021-42574, "Trojan Source").
+_INVISIBLE = [*range(0x200B, 0x2010), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+UNSAFE_CHARS = frozenset(map(chr, [*_C0, *_DEL_C1, *_INVISIBLE]))
+_UNSAFE = re.compile("[" + "".join(re.escape(c) for c in sorted(UNSAFE_CHARS)) + "]")
+_TERMINAL = {ord(c): "\ufffd" for c in UNSAFE_CHARS}
+# In an identifier or a one-line field, line breaks are control characters too.
+_CONTROL_IN_FIELD = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\n|\r")
+
+
+def clean_text(text: str | None) -> str:
+    """Responder or inventory text fit for a notice or report: unsafe characters removed, ends trimmed."""
+    return _UNSAFE.sub("", text or "").strip()
+
+
+def terminal_safe(text: object) -> str:
+    """Text for the terminal: every unsafe character shows as U+FFFD, so no escape sequence reaches it."""
+    return str(text).translate(_TERMINAL)
+
+
+def has_control_chars(value: str) -> bool:
+    """Whether a one-line field holds a C0 control character, DEL, CR or LF (refused on import)."""
+    return _CONTROL_IN_FIELD.search(value) is not None
+
+
+def mask_name(name: str | None) -> str:
+    """张三丰 → 张**, Anna Smith → A*** S****."""
+    if not name:
+        return ""
+    if " " in name:
+        return " ".join(mask_name(part) for part in name.split())
+    return name[0] + "*" * (len(name) - 1)
+
+
+def mask_email(email: str | None) -> str:
+    """u***@example.com: the domain stays (it tells a bounce's cause), the mailbox goes."""
+    if not email:
+        return ""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def mask_phone(phone: str | None) -> str:
+    """+8613*****0001: country and carrier prefix and the last four digits, never the whole number."""
+    if not phone:
+        return ""
+    return phone[:5] + "*" * max(0, len(phone) - 9) + phone[-4:] if len(phone) > 9 else "****"
+
+
+def mask_address(channel: str, address: str) -> str:
+    """A masked address for logs and proof rows: u***@example.com, +8613*****0001, tok-****."""
+    if not address:
+        return ""
+    if channel == "email" and "@" in address:
+        return mask_email(address)
+    if channel == "sms":
+        return mask_phone(address)
+    return address[:4] + "****"
+
+
+SECRET_KEYS = (
+    "pass",
+    "password",
+    "token",
+    "secret",
+    "key",
+    "apikey",
+    "api_key",
+    "auth",
+    "authorization",
+    "credential",
+    "signature",
+    "sig",
+)
+
+
+def mask_url(url: str) -> str:
+    """Hide credentials in a URL: user:password@, secret-looking query values and header values."""
+    import re
+    from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    try:
+        odd_port = parts.port is None and parts.netloc.rsplit("@", 1)[-1].rsplit("]", 1)[-1].count(":") > 0
+    except ValueError:
+        odd_port = True  # tgram://BOT_ID:TOKEN/...: a credential where a port would be
+    if "@" not in parts.netloc and not parts.query and len(parts.path) < 25 and not odd_port:
+        return url
+    netloc = parts.netloc
+    if odd_port:
+        head, at, host = netloc.rpartition("@")
+        netloc = f"{head}{at}{host.rsplit(':', 1)[0]}:****"
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{'****' if ':' in userinfo or not user.startswith('$') else user}:****@{host}"
+    query = []
+    # In apprise URLs a leading + names a header, not a space.
+    for key, value in parse_qsl(parts.query.replace("+", "%2B"), keep_blank_values=True):
+        bare = key.lstrip("+:-").lower()
+        secret = any(s in bare for s in SECRET_KEYS) or key.startswith("+")
+        query.append(f"{key}={'****' if secret and value else quote(value, safe='@{}$')}")
+    path = re.sub(r"/[A-Za-z0-9_-]{24,}", "/****", parts.path)  # long path tokens (webhook keys)
+    return urlunsplit((parts.scheme, netloc, path, "&".join(query), ""))
+
+
+def masked_config(value: Any, key: str = "") -> Any:
+    """The configuration with every secret and credential masked, for printing."""
+    if isinstance(value, dict):
+        return {k: masked_config(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked_config(v, key) for v in value]
+    if isinstance(value, str):
+        if "://" in value:
+            return mask_url(value)
+        if any(s in key.lower() for s in SECRET_KEYS) and value:
+            return "****"
+    return value
