@@ -12,7 +12,7 @@ from incident import assess, clock, incidents
 from incident.config import Workspace
 from incident.db import unit_of_work
 from incident.errors import IncidentError, InvalidArgument
-from incident.rows import safe_cell
+from incident.files import safe_cell
 
 
 def open_incident(ws: Workspace, req: incidents.OpenRequest, actor: str) -> str:
@@ -164,7 +164,7 @@ def export_affected_to(ws: Workspace, incident_id: str, fmt: str, output: Path |
     """Write the affected list to a private file (0600) or to stdout."""
     if output is None:
         return export_affected(ws, incident_id, fmt, stdout)
-    from incident.rows import open_private
+    from incident.files import open_private
 
     with open_private(output) as fh:
         return export_affected(ws, incident_id, fmt, fh)
@@ -266,7 +266,7 @@ def letters(ws: Workspace, incident_id: str, actor: str) -> Any:
 def export_deliveries(ws: Workspace, incident_id: str, fmt: str, output: Path | None, stdout: TextIO) -> int:
     """Export every attempt as proof of delivery."""
     from incident.dispatch.proof import export_attempts
-    from incident.rows import open_private
+    from incident.files import open_private
 
     if fmt not in ("csv", "jsonl"):
         raise InvalidArgument("--format: use csv or jsonl")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from incident import cases, clock, publish
 from incident.errors import InvalidArgument
+from incident.files import open_private
 from incident.incidents import OpenRequest
-from incident.rows import open_private
 from incident.synthetic import write_inventory
 from incident.workspace import import_files, init_workspace
 

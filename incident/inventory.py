@@ -21,7 +21,8 @@ from sqlmodel import Field, Session, SQLModel
 from incident import catalog, clock
 from incident.datafiles import load_yaml
 from incident.errors import BadInput, ManyBadRows
-from incident.rows import Cells, Row, open_private, read_records, safe_cell
+from incident.files import open_private, safe_cell
+from incident.rows import Cells, Row, read_records
 
 PEOPLE_COLUMNS = (
     "person_id",

@@ -1,4 +1,4 @@
-"""Read CSV or JSON Lines files row by row, counting bytes for progress, and write safe CSV."""
+"""Read CSV or JSON Lines files row by row, counting bytes for progress."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import operator
-import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -161,44 +159,3 @@ def _jsonl_records(name: str, text: io.TextIOWrapper, columns: tuple[str, ...]) 
             if value is not None and not isinstance(value, str | int):
                 raise BadInput(name, line, key, "must be a string")
         yield line, tuple("" if obj.get(col) is None else str(obj[col]).strip() for col in columns)
-
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-
-
-def safe_cell(value: object) -> str:
-    """Neutralise spreadsheet formula injection: a cell that could run as a formula gets a leading quote.
-
-    A bare E.164 phone number is left alone: it cannot call a function, and mail merges need it intact.
-    """
-    text = "" if value is None else str(value)
-    if text.startswith(FORMULA_START) and not E164.match(text):
-        return "'" + text
-    return text
-
-
-def private_dir(folder: Path) -> Path:
-    """Create folder and every missing parent readable by the owner only (mkdir's mode= covers only the leaf)."""
-    missing = []
-    current = folder
-    while not current.is_dir():
-        missing.append(current)
-        current = current.parent
-    for step in reversed(missing):
-        try:
-            step.mkdir(mode=0o700)
-        except FileExistsError:
-            continue  # made by a concurrent writer, which makes it private too
-        os.chmod(step, 0o700)  # whatever the umask
-    return folder
-
-
-def open_private(path: Path, mode: str = "w") -> Any:
-    """Open a file that will hold personal data, readable by its owner only."""
-    private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.chmod(path, 0o600)
-    return os.fdopen(fd, mode, encoding="utf-8", newline="")
