@@ -131,7 +131,8 @@ def configure_channels(
 def prepare(ctx: Context) -> dict[str, Any]:
     """One workspace with three approved incidents (email, SMS, latency), nothing sent yet."""
     from incident import db
-    from incident.workspace import import_files, init_workspace
+    from incident.inventory.flows import import_files
+    from incident.workspace import init_workspace
 
     size = sizes(ctx)
     root = ctx.run / "dispatch-ws"

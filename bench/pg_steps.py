@@ -94,8 +94,9 @@ def prepare(ctx: Context) -> dict[str, Any]:
     """Start PostgreSQL; build the schema template and the enqueued dispatch of the workers row (not timed)."""
     from incident import cases, db
     from incident.config import find_workspace
+    from incident.inventory.flows import import_files
     from incident.pgtemp import start_temp_postgres
-    from incident.workspace import import_files, init_workspace
+    from incident.workspace import init_workspace
 
     print("starting a throwaway PostgreSQL ...", flush=True)
     server = start_temp_postgres()
@@ -198,7 +199,7 @@ def import_baseline(ctx: Context) -> Measure:
 
 
 def import_ours(ctx: Context) -> Measure:
-    """incident.workspace.import_files on a fresh PostgreSQL workspace (COPY into staging, then upserts)."""
+    """incident.inventory.flows.import_files on a fresh PostgreSQL workspace (COPY into staging, then upserts)."""
     from incident.workspace import init_workspace
 
     root = ctx.run / "pg-ws"

@@ -16,7 +16,7 @@ from incident import audit, catalog, clock
 from incident.db import UTCDateTime
 from incident.errors import IncidentError, InvalidArgument, NotAssessed
 from incident.incidents import Incident, Status, get, transition
-from incident.inventory import child_cutoff
+from incident.inventory.models import child_cutoff
 
 
 class Affected(SQLModel, table=True):

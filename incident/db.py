@@ -137,8 +137,9 @@ def database_error(exc: BaseException) -> IncidentError | None:
 
 
 def _import_models() -> None:
-    from incident import assess, audit, incidents, inventory  # noqa: F401
+    from incident import assess, audit, incidents  # noqa: F401
     from incident.dispatch import models as _dispatch  # noqa: F401
+    from incident.inventory import models as _inventory  # noqa: F401
     from incident.notices import models  # noqa: F401
     from incident.reports import models as _reports  # noqa: F401
 

@@ -12,8 +12,9 @@ from incident import cases, clock, publish
 from incident.errors import InvalidArgument
 from incident.files import open_private
 from incident.incidents import OpenRequest
+from incident.inventory.flows import import_files
 from incident.synthetic import write_inventory
-from incident.workspace import import_files, init_workspace
+from incident.workspace import init_workspace
 
 DEMO_REVIEWER = "DEMO REVIEWER (auto-approved, not a legal review)"
 # Where `incident demo --until` may stop: after assessment, after dispatch and letters, after the announcement.

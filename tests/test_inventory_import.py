@@ -14,7 +14,7 @@ import pytest
 from freezegun import freeze_time
 from support import HOLDINGS_CSV, PEOPLE_CSV, PEOPLE_HEADER, SYSTEMS_YAML, WorkspaceDir
 
-import incident.inventory
+import incident.inventory.importer
 
 
 def test_importing_the_hand_inventory_counts_everything(workspace: WorkspaceDir) -> None:
@@ -275,7 +275,7 @@ def test_a_duplicate_across_batches_is_refused(
 ) -> None:
     """Given batches of two rows, when a person_id from the first batch comes again in the second, then the
     import is refused on the second occurrence's line and nothing changes."""
-    monkeypatch.setattr(incident.inventory, "BATCH", 2)
+    monkeypatch.setattr(incident.inventory.importer, "BATCH", 2)
     before = inventory_with_backups.tables()
     files = people_file("other,另一人,,,,,,,,,,,,", NEWCOMER.replace("新人", "新人二"))
 

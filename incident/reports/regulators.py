@@ -137,8 +137,9 @@ def report_context(
     loc = static["locales"]
     regions = aggregates.by_region(session, incident.id)
     events = assess.anchors(session, incident)
-    from incident.inventory import System
+    from incident.inventory.models import systems_by_name
 
+    known = systems_by_name(session, incident.system_list)
     systems = [
         {
             "name": name,
@@ -147,7 +148,7 @@ def report_context(
             "location": s.location if s else None,
         }
         for name in incident.system_list
-        for s in [session.get(System, name)]
+        for s in [known.get(name)]
     ]
     cats = static["categories"]
     figures = aggregates.regime_figures(counts, regions, regime)

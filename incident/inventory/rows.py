@@ -1,4 +1,4 @@
-"""Read CSV or JSON Lines files row by row, counting bytes for progress."""
+"""Read inventory files (CSV or JSON Lines) row by row as tuples of cells, counting bytes for progress."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ csv.field_size_limit(1 << 20)  # a 1 MiB cell is already absurd; larger ones are
 
 
 class _CountingRaw(io.RawIOBase):
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: io.BufferedIOBase) -> None:
         self.raw, self.count = raw, 0
 
     def readable(self) -> bool:
@@ -36,18 +36,13 @@ Row = dict[str, str]
 Cells = tuple[str, ...]
 
 
-def read_rows(
-    path: Path, columns: tuple[str, ...], required: tuple[str, ...], progress: Callable[[int], None] | None = None
-) -> Iterator[tuple[int, Row]]:
-    """Yield (line number, row) with every known column present ('' when absent); bad files raise BadInput."""
-    for line, cells in read_records(path, columns, required, progress):
-        yield line, dict(zip(columns, cells, strict=True))
-
-
 def read_records(
-    path: Path, columns: tuple[str, ...], required: tuple[str, ...], progress: Callable[[int], None] | None = None
+    path: Path, columns: tuple[str, ...], required: tuple[str, ...], *, progress: Callable[[int], None] | None = None
 ) -> Iterator[tuple[int, Cells]]:
-    """Like read_rows, but each row is a tuple of cells in `columns` order: no dict per row, for bulk imports."""
+    """Yield (line number, cells in `columns` order, '' where absent); a bad file raises BadInput at its line.
+
+    A tuple per row, no dict: bulk imports read millions. `progress` is told how many bytes were read, every MiB.
+    """
     name = str(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
@@ -64,12 +59,11 @@ def read_records(
             yield from rows
             return
         for item in rows:
-            if progress is not None and raw.count - reported >= 1 << 20:
+            if raw.count - reported >= 1 << 20:
                 progress(raw.count - reported)
                 reported = raw.count
             yield item
-        if progress is not None:
-            progress(raw.count - reported)
+        progress(raw.count - reported)
     finally:
         text.close()
 
