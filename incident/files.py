@@ -14,10 +14,8 @@ CHUNK = 1 << 20
 
 
 def safe_cell(value: object) -> str:
-    """Neutralise spreadsheet formula injection: a cell that could run as a formula gets a leading quote.
-
-    A bare E.164 phone number is left alone: it cannot call a function, and mail merges need it intact.
-    """
+    """Return the cell as CSV text no spreadsheet runs as a formula: a risky first character gets a leading quote."""
+    # A bare E.164 phone number is left alone: it cannot call a function, and mail merges need it intact.
     text = "" if value is None else str(value)
     if text.startswith(FORMULA_START) and not E164.match(text):
         return "'" + text
@@ -49,11 +47,8 @@ def open_private(path: Path, mode: str = "w") -> IO[Any]:
 
 
 def write_private(path: Path, data: bytes, *, atomic: bool) -> None:
-    """Write bytes to an owner-only file; when atomic, readers see the whole file or the previous one, never half.
-
-    Atomic writes go to `NAME.part` and are renamed over `path`; a failed write removes the part file. There is no
-    fsync: whole-or-absent survives a killed process, not a power cut.
-    """
+    """Write bytes to a file only its owner can read; when atomic, readers see the old file or the new one whole."""
+    # Atomic: write NAME.part, then rename it over NAME. No fsync: this survives a killed process, not a power cut.
     if not path.parent.is_dir():
         private_dir(path.parent)
     target = path.with_name(path.name + ".part") if atomic else path

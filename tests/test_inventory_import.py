@@ -397,3 +397,20 @@ def test_an_import_with_no_files_is_a_usage_error(workspace: WorkspaceDir) -> No
 
     assert result.exit_code != 0, result.output
     assert "give at least one of --people, --holdings, --systems" in result.output
+
+
+def test_other_domains_ask_the_inventory_by_name(inventory_with_backups: WorkspaceDir) -> None:
+    """Given the hand inventory, when an incident or a report asks about systems, then the inventory's named
+    queries answer: which exist, which are unknown (in the order asked), and each known one's description."""
+    from incident.config import find_workspace
+    from incident.db import unit_of_work
+    from incident.inventory.models import system_exists, system_names, systems_by_name, unknown_systems
+
+    with unit_of_work(find_workspace(inventory_with_backups.root), write=False) as session:
+        assert system_exists(session, "member-db") and not system_exists(session, "crm")
+        assert unknown_systems(session, ["crm", "member-db", "ledger"]) == ["crm", "ledger"]
+        found = systems_by_name(session, ["pay-partner", "crm"])
+        assert {name: (s.kind, s.description) for name, s in found.items()} == {
+            "pay-partner": ("partner", "支付机构 (payment company)")
+        }
+        assert system_names(session) == {"member-db", "order-db", "archive-backup", "pay-partner"}

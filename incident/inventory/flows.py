@@ -19,8 +19,7 @@ PROGRESS_FROM_BYTES = 8 << 20
 
 @contextmanager
 def _progress_bar(total: int) -> Iterator[OnBytes | None]:
-    """Show a byte-counting bar on stderr while `total` bytes are imported; yield what advances it, or None when
-    the files are small or stderr is not a terminal."""
+    """Show a bar on a terminal's stderr while `total` bytes (8 MiB or more) are imported; yield what advances it."""
     if total < PROGRESS_FROM_BYTES or not sys.stderr.isatty():
         yield None
         return
@@ -52,8 +51,8 @@ def import_files(
     skip_invalid: bool = False,
     rejects: Path | None = None,
 ) -> ImportReport:
-    """Import the given files in one transaction and audit what landed; any bad row refuses them all unless
-    skip_invalid, which writes the bad rows to `rejects` (by default a dated file in the workspace's rejected/)."""
+    """Import the files in one transaction and audit it; a bad row refuses all, unless skip_invalid sets it aside."""
+    # --skip-invalid without --rejects writes the bad rows to a dated file in the workspace's rejected/ folder.
     total = sum(p.stat().st_size for p in (people, holdings) if p is not None and p.is_file())
     if skip_invalid and rejects is None:
         stamp = clock.now().strftime("%Y%m%dT%H%M%S")

@@ -39,10 +39,8 @@ Cells = tuple[str, ...]
 def read_records(
     path: Path, columns: tuple[str, ...], required: tuple[str, ...], *, progress: Callable[[int], None] | None = None
 ) -> Iterator[tuple[int, Cells]]:
-    """Yield (line number, cells in `columns` order, '' where absent); a bad file raises BadInput at its line.
-
-    A tuple per row, no dict: bulk imports read millions. `progress` is told how many bytes were read, every MiB.
-    """
+    """Yield (line, cells in `columns` order, '' where absent) of a CSV or JSON Lines file; bad files raise BadInput."""
+    # A tuple per row, not a dict: bulk imports read millions. `progress` hears of every MiB read.
     name = str(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):

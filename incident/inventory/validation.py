@@ -193,8 +193,7 @@ def _free_text_suspect(pid: str, name: str, guardian_name: str, push_token: str,
 
 
 def _check_free_text(pid: str, fields: tuple[tuple[str, str], ...]) -> None:
-    """Raise the first problem of the free-text cells: too long, or control characters (a newline is fine in an
-    address)."""
+    """Raise the first problem of the free-text cells: too long, or control characters (an address may span lines)."""
     for col, value in fields:
         if len(value) > MAX_TEXT:
             raise BadCell(col, "is longer than 1000 characters")
@@ -210,11 +209,9 @@ def _check_free_text(pid: str, fields: tuple[tuple[str, str], ...]) -> None:
 
 
 def person_values(cells: Cells, today: str | None = None) -> tuple[Any, ...]:
-    """Return one people row as stored (cells in PEOPLE_COLUMNS order), or raise BadCell for its first bad field.
-
-    Fields are checked in a fixed order, so a row with several problems always names the same one. `today` is
-    clock.now()'s date, passed in so a million rows do not read the clock a million times.
-    """
+    """Return one people row as stored (cells in PEOPLE_COLUMNS order), or raise BadCell for its first bad field."""
+    # The fields are checked in a fixed order, so a row with several problems always names the same one. `today`
+    # is clock.now()'s date, passed in so that a million rows do not read the clock a million times.
     pid, name, email, phone, push_token, locale, region, birth, g_name, g_email, g_phone, address, status, gone = cells
     _check_person_id(pid)
     region_code = _region(region)
