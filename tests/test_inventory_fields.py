@@ -56,6 +56,10 @@ FIELD_ERRORS = {
         people("tok,x,,,\x1b[2Jtok,,,,,,,,,"),
         "people.csv:3: push_token: contains control characters",
     ),
+    "carriage return in postal_address": (
+        people('post,x,,,,,,,,,,"Line 1\rLine 2",,'),
+        "people.csv:3: postal_address: contains control characters",
+    ),
     "postal_address over 1000 characters": (
         people(f"post,x,,,,,,,,,,{LONG},,"),
         "people.csv:3: postal_address: is longer than 1000 characters",

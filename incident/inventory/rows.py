@@ -113,13 +113,11 @@ def _csv_records(
     indices = [header.index(col) if col in header else width for col in columns]
     pick = operator.itemgetter(*indices) if len(indices) > 1 else lambda v: (v[indices[0]],)
     while True:
-        line = reader.line_num + 1
+        line = reader.line_num + 1  # where the record starts, even if quoted line breaks carry it further
         try:
             values = _decode_guard(name, line, reader)
         except StopIteration:
             return
-        if reader.line_num != line:  # a quoted newline: report the line the record starts on
-            line = reader.line_num - (sum(v.count("\n") for v in values) if values else 0)
         if not values or values == [""]:
             continue
         if len(values) != width:
