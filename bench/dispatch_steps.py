@@ -134,7 +134,7 @@ def prepare(ctx: Context) -> dict[str, Any]:
     """One workspace with three approved incidents (email, SMS, latency), nothing sent yet."""
     from incident import db
     from incident.audit.flows import init_workspace
-    from incident.workspace import import_files
+    from incident.inventory.flows import import_files
 
     size = sizes(ctx)
     root = ctx.run / "dispatch-ws"

@@ -103,7 +103,7 @@ def import_baseline(ctx: Context) -> Measure:
 
 
 def import_ours(ctx: Context) -> Measure:
-    """incident.workspace.import_files on the fresh workspace: validation, upserts, audit, one transaction."""
+    """incident.inventory.flows.import_files on the fresh workspace: validation, upserts, audit, one transaction."""
     from incident.audit.flows import init_workspace
 
     shutil.rmtree(ctx.workspace, ignore_errors=True)
@@ -112,7 +112,7 @@ def import_ours(ctx: Context) -> Measure:
 
 def timed_import(ws: Any, data: Path) -> Measure:
     """import_files of the generated inventory into a new workspace, timed."""
-    from incident.workspace import import_files
+    from incident.inventory.flows import import_files
 
     start = time.perf_counter()
     report = import_files(
@@ -185,7 +185,7 @@ def timed_affected(ws: Any) -> Measure:
 
 
 METHOD = [
-    "Import: ours is `incident.workspace.import_files` (validation, normalisation, upserts, duplicate and "
+    "Import: ours is `incident.inventory.flows.import_files` (validation, normalisation, upserts, duplicate and "
     "unknown-person checks, audit entry, one transaction) on a freshly initialised workspace; the baseline feeds "
     "`csv.reader` rows unchanged into `executemany` in one transaction (no validation, empty cells stay empty "
     "strings).",

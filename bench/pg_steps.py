@@ -99,7 +99,7 @@ def prepare(ctx: Context) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' throwaway server
     from pgtemp import start_temp_postgres
 
-    from incident.workspace import import_files
+    from incident.inventory.flows import import_files
 
     print("starting a throwaway PostgreSQL ...", flush=True)
     server = start_temp_postgres()
@@ -202,7 +202,7 @@ def import_baseline(ctx: Context) -> Measure:
 
 
 def import_ours(ctx: Context) -> Measure:
-    """incident.workspace.import_files on a fresh PostgreSQL workspace (COPY into staging, then upserts)."""
+    """incident.inventory.flows.import_files on a fresh PostgreSQL workspace (COPY into staging, then upserts)."""
     from incident.audit.flows import init_workspace
 
     root = ctx.run / "pg-ws"

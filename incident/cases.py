@@ -148,7 +148,7 @@ def letters(ws: Workspace, incident_id: str, actor: str) -> Any:
 def export_deliveries(ws: Workspace, incident_id: str, fmt: str, output: Path | None, stdout: TextIO) -> int:
     """Export every attempt as proof of delivery."""
     from incident.dispatch.proof import export_attempts
-    from incident.rows import open_private
+    from incident.files import open_private
 
     if fmt not in ("csv", "jsonl"):
         raise InvalidArgument("--format: use csv or jsonl")

@@ -139,7 +139,7 @@ def database_error(exc: BaseException) -> IncidentError | None:
 # Every module that defines tables, by name: the base may not import the domains, yet a unit of work needs the
 # whole schema loaded (foreign keys name other domains' tables). Like the transport core and its schemes.
 TABLE_MODULES = (
-    "incident.inventory",
+    "incident.inventory.models",
     "incident.incidents.models",
     "incident.assess.models",
     "incident.notices.models",

@@ -14,7 +14,7 @@ import pytest
 from freezegun import freeze_time
 from support import HOLDINGS_CSV, PEOPLE_CSV, PEOPLE_HEADER, SYSTEMS_YAML, WorkspaceDir
 
-import incident.inventory
+import incident.inventory.importer
 
 
 def test_importing_the_hand_inventory_counts_everything(workspace: WorkspaceDir) -> None:
@@ -275,7 +275,7 @@ def test_a_duplicate_across_batches_is_refused(
 ) -> None:
     """Given batches of two rows, when a person_id from the first batch comes again in the second, then the
     import is refused on the second occurrence's line and nothing changes."""
-    monkeypatch.setattr(incident.inventory, "BATCH", 2)
+    monkeypatch.setattr(incident.inventory.importer, "BATCH", 2)
     before = inventory_with_backups.tables()
     files = people_file("other,另一人,,,,,,,,,,,,", NEWCOMER.replace("新人", "新人二"))
 
@@ -397,3 +397,20 @@ def test_an_import_with_no_files_is_a_usage_error(workspace: WorkspaceDir) -> No
 
     assert result.exit_code != 0, result.output
     assert "give at least one of --people, --holdings, --systems" in result.output
+
+
+def test_other_domains_ask_the_inventory_by_name(inventory_with_backups: WorkspaceDir) -> None:
+    """Given the hand inventory, when an incident or a report asks about systems, then the inventory's named
+    queries answer: which exist, which are unknown (in the order asked), and each known one's description."""
+    from incident.config import find_workspace
+    from incident.db import unit_of_work
+    from incident.inventory.models import system_exists, system_names, systems_by_name, unknown_systems
+
+    with unit_of_work(find_workspace(inventory_with_backups.root), write=False) as session:
+        assert system_exists(session, "member-db") and not system_exists(session, "crm")
+        assert unknown_systems(session, ["crm", "member-db", "ledger"]) == ["crm", "ledger"]
+        found = systems_by_name(session, ["pay-partner", "crm"])
+        assert {name: (s.kind, s.description) for name, s in found.items()} == {
+            "pay-partner": ("partner", "支付机构 (payment company)")
+        }
+        assert system_names(session) == {"member-db", "order-db", "archive-backup", "pay-partner"}

@@ -39,7 +39,9 @@ EVALUATED = re.compile(
     r"666666|LOOPLOOP|<class |<function |<built-in|<module |object at 0x|__builtins__|"
     r"\{'__name__'|<bound method|<jinja2\."
 )
-UNSAFE_CHARACTER = content.CONTROL  # control and bidi characters the notices strip
+UNSAFE_CHARACTER = re.compile(  # control, invisible and bidi characters the notices strip (written here, not imported)
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def literal(field: str) -> str:

@@ -13,8 +13,8 @@ from incident.assess import models as assess
 from incident.config import Workspace
 from incident.db import unit_of_work
 from incident.errors import InvalidArgument, NotAssessed
+from incident.files import open_private, safe_cell
 from incident.incidents import models as incidents
-from incident.rows import open_private, safe_cell
 
 
 def list_incidents(ws: Workspace) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
 from incident.incidents.models import Incident
-from incident.inventory import child_cutoff
+from incident.inventory.models import child_cutoff
 
 AFFECTED_INSERT = """
 INSERT INTO affected (incident_id, person_id, subject_name, audience, to_name, to_email, to_phone, to_push,

@@ -70,7 +70,7 @@ def export_audit(ws: Workspace, incident_id: str, output: Path) -> str:
     with unit_of_work(ws, write=False) as session:
         get(session, incident_id)
         data = audit.export_chain(session, incident_id)
-    from incident.rows import open_private
+    from incident.files import open_private
 
     with open_private(output) as fh:  # the chain names actors and people ids: owner-only, like every export
         fh.write(json.dumps(data, ensure_ascii=False, indent=1))

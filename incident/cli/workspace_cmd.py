@@ -67,7 +67,7 @@ def inventory_import(
     rejects: Annotated[Path | None, typer.Option(help="Where --skip-invalid writes rejected rows")] = None,
 ) -> None:
     """Import people, holdings and systems in one transaction; any bad row refuses the whole import."""
-    from incident.workspace import import_files
+    from incident.inventory.flows import import_files
 
     st = state(ctx)
     if people is None and holdings is None and systems is None:
@@ -91,7 +91,7 @@ def inventory_stats(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Count people, holdings by system and category, children, cancelled accounts, the unreachable."""
-    from incident.workspace import inventory_stats as compute
+    from incident.inventory.flows import inventory_stats as compute
 
     data = compute(state(ctx).ws())
     if as_json:

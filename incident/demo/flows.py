@@ -13,10 +13,10 @@ from incident.assess import flows as assess_flows
 from incident.audit.flows import init_workspace
 from incident.demo.synthetic import write_inventory
 from incident.errors import InvalidArgument
+from incident.files import open_private
 from incident.incidents import flows as incident_flows
 from incident.incidents.service import OpenRequest
-from incident.rows import open_private
-from incident.workspace import import_files
+from incident.inventory.flows import import_files
 
 DEMO_REVIEWER = "DEMO REVIEWER (auto-approved, not a legal review)"
 # Where `incident demo --until` may stop: after assessment, after dispatch and letters, after the announcement.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from incident.rows import open_private, private_dir
+from incident.files import open_private, private_dir
 
 SYSTEMS_YAML = """\
 # Systems of the synthetic platform: where personal information lives (privacy policy §二, §四).

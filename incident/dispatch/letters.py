@@ -13,8 +13,8 @@ from sqlmodel import Session
 from incident import clock
 from incident.audit import chain as audit
 from incident.config import Workspace
+from incident.files import open_private, private_dir, safe_cell
 from incident.notices.models import unpack_content
-from incident.rows import open_private, private_dir, safe_cell
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
-from incident.rows import safe_cell
+from incident.files import safe_cell
 
 FIELDS = (
     "attempt",

@@ -66,7 +66,7 @@ def _report(outcome: Outcome) -> bool:
 
 def _write_private(path: Path, data: bytes) -> None:
     if not path.parent.is_dir():
-        from incident.rows import private_dir
+        from incident.files import private_dir
 
         private_dir(path.parent)  # outbox/, outbox/ID/ and outbox/ID/KIND/ alike, not just the last one
     tmp = path.with_suffix(path.suffix + ".part")

@@ -46,10 +46,10 @@ def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Pat
             raise InvalidArgument(f"--categories: unknown category {cat!r}")
     if not req.systems:
         raise InvalidArgument("--systems: name at least one system")
-    from incident.inventory import System
+    from incident.inventory.models import system_exists
 
     for name in req.systems:
-        if session.get(System, name) is None:
+        if not system_exists(session, name):
             raise InvalidArgument(f"--systems: unknown system {name!r} (import it with `incident inventory import`)")
     if req.exposure_to < req.exposure_from:
         raise InvalidArgument("--to: the exposure window ends before it starts")

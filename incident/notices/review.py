@@ -137,7 +137,7 @@ class Bundle:
 
     @contextmanager
     def manifest_writer(self) -> Iterator[ManifestWriter]:
-        from incident.rows import private_dir
+        from incident.files import private_dir
 
         private_dir(self.folder)  # review/ too: mkdir(parents=True) would leave it at the umask's default
         os.chmod(self.folder, 0o700)

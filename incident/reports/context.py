@@ -118,8 +118,9 @@ def _delay(
 
 def _systems(session: Session, incident: incidents.Incident) -> list[dict[str, Any]]:
     """The breached systems as the inventory describes them (GB/T 35273 §10.1: the systems involved)."""
-    from incident.inventory import System
+    from incident.inventory.models import systems_by_name
 
+    known = systems_by_name(session, incident.system_list)
     return [
         {
             "name": name,
@@ -128,7 +129,7 @@ def _systems(session: Session, incident: incidents.Incident) -> list[dict[str, A
             "location": s.location if s else None,
         }
         for name in incident.system_list
-        for s in [session.get(System, name)]
+        for s in [known.get(name)]
     ]
 
 

@@ -1,4 +1,4 @@
-"""Read CSV or JSON Lines files row by row, counting bytes for progress, and write safe CSV."""
+"""Read inventory files (CSV or JSON Lines) row by row as tuples of cells, counting bytes for progress."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import operator
-import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ csv.field_size_limit(1 << 20)  # a 1 MiB cell is already absurd; larger ones are
 
 
 class _CountingRaw(io.RawIOBase):
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: io.BufferedIOBase) -> None:
         self.raw, self.count = raw, 0
 
     def readable(self) -> bool:
@@ -38,18 +36,11 @@ Row = dict[str, str]
 Cells = tuple[str, ...]
 
 
-def read_rows(
-    path: Path, columns: tuple[str, ...], required: tuple[str, ...], progress: Callable[[int], None] | None = None
-) -> Iterator[tuple[int, Row]]:
-    """Yield (line number, row) with every known column present ('' when absent); bad files raise BadInput."""
-    for line, cells in read_records(path, columns, required, progress):
-        yield line, dict(zip(columns, cells, strict=True))
-
-
 def read_records(
-    path: Path, columns: tuple[str, ...], required: tuple[str, ...], progress: Callable[[int], None] | None = None
+    path: Path, columns: tuple[str, ...], required: tuple[str, ...], *, progress: Callable[[int], None] | None = None
 ) -> Iterator[tuple[int, Cells]]:
-    """Like read_rows, but each row is a tuple of cells in `columns` order: no dict per row, for bulk imports."""
+    """Yield (line, cells in `columns` order, '' where absent) of a CSV or JSON Lines file; bad files raise BadInput."""
+    # A tuple per row, not a dict: bulk imports read millions. `progress` hears of every MiB read.
     name = str(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
@@ -66,12 +57,11 @@ def read_records(
             yield from rows
             return
         for item in rows:
-            if progress is not None and raw.count - reported >= 1 << 20:
+            if raw.count - reported >= 1 << 20:
                 progress(raw.count - reported)
                 reported = raw.count
             yield item
-        if progress is not None:
-            progress(raw.count - reported)
+        progress(raw.count - reported)
     finally:
         text.close()
 
@@ -123,13 +113,11 @@ def _csv_records(
     indices = [header.index(col) if col in header else width for col in columns]
     pick = operator.itemgetter(*indices) if len(indices) > 1 else lambda v: (v[indices[0]],)
     while True:
-        line = reader.line_num + 1
+        line = reader.line_num + 1  # where the record starts, even if quoted line breaks carry it further
         try:
             values = _decode_guard(name, line, reader)
         except StopIteration:
             return
-        if reader.line_num != line:  # a quoted newline: report the line the record starts on
-            line = reader.line_num - (sum(v.count("\n") for v in values) if values else 0)
         if not values or values == [""]:
             continue
         if len(values) != width:
@@ -161,44 +149,3 @@ def _jsonl_records(name: str, text: io.TextIOWrapper, columns: tuple[str, ...]) 
             if value is not None and not isinstance(value, str | int):
                 raise BadInput(name, line, key, "must be a string")
         yield line, tuple("" if obj.get(col) is None else str(obj[col]).strip() for col in columns)
-
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-
-
-def safe_cell(value: object) -> str:
-    """Neutralise spreadsheet formula injection: a cell that could run as a formula gets a leading quote.
-
-    A bare E.164 phone number is left alone: it cannot call a function, and mail merges need it intact.
-    """
-    text = "" if value is None else str(value)
-    if text.startswith(FORMULA_START) and not E164.match(text):
-        return "'" + text
-    return text
-
-
-def private_dir(folder: Path) -> Path:
-    """Create folder and every missing parent readable by the owner only (mkdir's mode= covers only the leaf)."""
-    missing = []
-    current = folder
-    while not current.is_dir():
-        missing.append(current)
-        current = current.parent
-    for step in reversed(missing):
-        try:
-            step.mkdir(mode=0o700)
-        except FileExistsError:
-            continue  # made by a concurrent writer, which makes it private too
-        os.chmod(step, 0o700)  # whatever the umask
-    return folder
-
-
-def open_private(path: Path, mode: str = "w") -> Any:
-    """Open a file that will hold personal data, readable by its owner only."""
-    private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.chmod(path, 0o600)
-    return os.fdopen(fd, mode, encoding="utf-8", newline="")
