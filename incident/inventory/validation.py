@@ -13,6 +13,7 @@ from typing import Any
 
 from incident import clock
 from incident.inventory.rows import Cells
+from incident.privacy import has_control_chars
 
 PEOPLE_COLUMNS = (
     "person_id",
@@ -38,7 +39,6 @@ EMAIL_RE = re.compile(
 )
 # NUL and other C0 controls (PostgreSQL refuses NUL in text; none belongs in a name); a postal address may
 # span lines.
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\n|\r")
 E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 CN_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 REGION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
@@ -188,7 +188,7 @@ def _free_text_suspect(pid: str, name: str, guardian_name: str, push_token: str,
         or len(guardian_name) > MAX_TEXT
         or len(push_token) > MAX_TEXT
         or len(address) > MAX_TEXT
-        or CONTROL_CHARS.search(f"{pid}{name}{guardian_name}{push_token}{address.replace(chr(10), '')}") is not None
+        or has_control_chars(f"{pid}{name}{guardian_name}{push_token}{address.replace(chr(10), '')}")
     )
 
 
@@ -197,11 +197,11 @@ def _check_free_text(pid: str, fields: tuple[tuple[str, str], ...]) -> None:
     for col, value in fields:
         if len(value) > MAX_TEXT:
             raise BadCell(col, "is longer than 1000 characters")
-        if CONTROL_CHARS.search(value) and not (
-            col == "postal_address" and not CONTROL_CHARS.search(value.replace("\n", ""))
+        if has_control_chars(value) and not (
+            col == "postal_address" and not has_control_chars(value.replace("\n", ""))
         ):
             raise BadCell(col, "contains control characters")
-    if CONTROL_CHARS.search(pid):
+    if has_control_chars(pid):
         raise BadCell("person_id", "contains control characters")
 
 
