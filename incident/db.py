@@ -17,7 +17,7 @@ from incident.config import Workspace
 from incident.errors import BadConfig, DatabaseBusy, IncidentError, SchemaOutOfDate
 
 # Alembic revisions in incident/migrations/versions, oldest first; the last one is what this code needs.
-SCHEMA_REVISIONS = ("0001", "0002", "0003")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
 
@@ -137,7 +137,7 @@ def database_error(exc: BaseException) -> IncidentError | None:
 
 
 def _import_models() -> None:
-    from incident import assess, audit, incidents, inventory  # noqa: F401
+    from incident import approvals, assess, audit, incidents, inventory  # noqa: F401
     from incident.dispatch import models as _dispatch  # noqa: F401
     from incident.notices import models  # noqa: F401
     from incident.reports import models as _reports  # noqa: F401

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-from incident import cases, clock, publish
+from incident import cases, clock
 from incident.errors import InvalidArgument
 from incident.incidents import OpenRequest
+from incident.notices import flows as notices
+from incident.reports import flows as publish
 from incident.rows import open_private
 from incident.synthetic import write_inventory
 from incident.workspace import import_files, init_workspace
@@ -94,13 +96,18 @@ def run_demo(
         yield f"next: incident --workspace {ws.root} show {incident_id}"
         return
 
-    rendered = cases.render_notices(ws, incident_id, actor)
+    rendered = notices.render_notices(ws, incident_id, actor)
     yield (
         f"notices:   {rendered.notices:,} rendered for {rendered.people:,} people in {len(rendered.variants)} "
         f"variants; review bundle {rendered.bundle / 'index.html'}"
     )
-    cases.decide_notices(
-        ws, incident_id, DEMO_REVIEWER, "approved", "tabletop exercise: no lawyer has read these", actor
+    notices.decide_notices(
+        ws,
+        incident_id,
+        DEMO_REVIEWER,
+        decision="approved",
+        comment="tabletop exercise: no lawyer has read these",
+        actor=actor,
     )
     yield f"approved:  by {DEMO_REVIEWER}"
     sent = cases.dispatch(ws, incident_id, actor, workers=16, channel=None, hold_unknown=False)
@@ -120,7 +127,9 @@ def run_demo(
     yield f"announcement: {'required' if announced.required else 'voluntary'}"
     for reason in announced.reasons:
         yield f"  - {reason}"
-    publish.decide_announcement(ws, incident_id, DEMO_REVIEWER, "approved", "tabletop exercise", actor)
+    publish.decide_announcement(
+        ws, incident_id, DEMO_REVIEWER, decision="approved", comment="tabletop exercise", actor=actor
+    )
     posted = publish.publish_announcement(ws, incident_id, actor)
     yield f"  approved by {DEMO_REVIEWER}; published to {posted.folder}"
     if until == "announced":
@@ -133,7 +142,16 @@ def run_demo(
         ("us-ca-ag", ["md"], {"law_enforcement_delay": "No."}),
         ("us-tx-ag", ["md"], {}),
     ):
-        made = publish.generate_report(ws, incident_id, regulator, "initial", formats, fields, None, actor)
+        made = publish.generate_report(
+            ws,
+            incident_id,
+            regulator,
+            stage="initial",
+            formats=formats,
+            fields=fields,
+            delay_reason=None,
+            actor=actor,
+        )
         for r in made.reports:
             yield f"  {regulator:<9} {r.path}"
 

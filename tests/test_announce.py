@@ -251,7 +251,7 @@ def test_publishing_needs_a_current_approval_of_this_render(rendered: OpenedInci
     assert shown["announcement"]["state"] == "published" and shown["announcement"]["published_at"]
     posting = rendered.obligations()["ca-posting"]
     assert posting["state"] == "in progress" and posting["due"] is not None
-    assert ws.sql("SELECT decision, reviewer FROM announcement_decision ORDER BY id") == [
+    assert ws.sql("SELECT decision, reviewer FROM approval WHERE artefact = 'announcement' ORDER BY id") == [
         ("rejected", "Legal"),
         ("approved", "Legal (Li Na)"),
     ]

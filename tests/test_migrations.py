@@ -78,8 +78,8 @@ def test_db_upgrade_brings_the_first_release_to_the_current_schema_keeping_the_d
 
     out = ws.ok("db", "upgrade")
 
-    assert "schema 0001 → 0003" in out
-    assert ws.ok("db", "upgrade").strip() == "schema already at 0003"
+    assert "schema 0001 → 0004" in out
+    assert ws.ok("db", "upgrade").strip() == "schema already at 0004"
     shown = ws.json("show", "INC-2026-0001")
     assert shown["title"] == "old incident" and shown["status"] == "open"
     ws.ok("assess", "INC-2026-0001")
@@ -113,8 +113,8 @@ def test_init_stamps_the_current_revision(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--actor", ACTOR, "init", str(tmp_path / "new")])
     assert result.exit_code == 0, result.output
     ws = WorkspaceDir((tmp_path / "new").resolve())
-    assert ws.sql("SELECT version_num FROM alembic_version") == [("0003",)]
-    assert ws.ok("db", "upgrade").strip() == "schema already at 0003"
+    assert ws.sql("SELECT version_num FROM alembic_version") == [("0004",)]
+    assert ws.ok("db", "upgrade").strip() == "schema already at 0004"
 
 
 def test_revision_0003_folds_exposure_into_the_snapshot_and_a_downgrade_rebuilds_it(tmp_path: Path) -> None:

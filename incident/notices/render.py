@@ -185,7 +185,7 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
         previous = [n for n in (person["to_name"], person["subject_name"]) if n]
         if problems:
             break
-    from incident.notices.review import manifest_lines
+    from incident.notices.bundle import manifest_lines
 
     return {
         "rows": rows,
@@ -324,7 +324,8 @@ def render_notices(
     session: Session, ws: Workspace, incident_id: str, actor: str, workers: int | None = None
 ) -> RenderResult:
     """Render every notice of the incident into the database and write review/ID/ (stops on any lint failure)."""
-    from incident.notices import review
+    from incident.notices.bundle import Bundle
+    from incident.notices.models import workspace_secret
 
     incident = incidents.get(session, incident_id, for_update=True)
     if assess.latest(session, incident_id) is None:
@@ -353,8 +354,8 @@ def render_notices(
     people = int(
         conn.execute(text("SELECT COUNT(*) FROM affected WHERE incident_id = :iid"), {"iid": incident_id}).scalar_one()
     )
-    secret = review.workspace_secret(session)
-    bundle = review.Bundle(ws, incident_id)
+    secret = workspace_secret(session)
+    bundle = Bundle(ws, incident_id)
     affected_digest = hashlib.sha256()
     variants: Counter[str] = Counter()
     examples: dict[str, dict[str, Any]] = {}
@@ -396,7 +397,16 @@ def render_notices(
         "failures": 0,
         "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data"],
     }
-    bundle.write_index(session, static, today, variants, examples, lint_summary, manifest_hash, incident)
+    bundle.write_index(
+        session,
+        static,
+        today,
+        variants=variants,
+        examples=examples,
+        lint_summary=lint_summary,
+        manifest_hash=manifest_hash,
+        incident=incident,
+    )
     record.manifest_hash, record.fingerprint = manifest_hash, json.dumps(prints, sort_keys=True)
     record.notices, record.people = total, people
     record.variants, record.lint = json.dumps(variants, ensure_ascii=False), json.dumps(lint_summary)
