@@ -92,6 +92,7 @@ def approved_incident(ws: Any, system: str, title: str) -> str:
     """Open, assess, render and approve an incident on one system; return its id."""
     from incident import cases, clock
     from incident.incidents import OpenRequest
+    from incident.notices import flows as notices
 
     now = clock.now()
     incident_id = cases.open_incident(
@@ -108,9 +109,14 @@ def approved_incident(ws: Any, system: str, title: str) -> str:
         "bench",
     )
     cases.assess_incident(ws, incident_id, "bench")
-    cases.render_notices(ws, incident_id, "bench")
-    cases.decide_notices(
-        ws, incident_id, "Benchmark reviewer", "approved", "benchmark data, not a legal review", "bench"
+    notices.render_notices(ws, incident_id, "bench")
+    notices.decide_notices(
+        ws,
+        incident_id,
+        "Benchmark reviewer",
+        decision="approved",
+        comment="benchmark data, not a legal review",
+        actor="bench",
     )
     return incident_id
 

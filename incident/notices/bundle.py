@@ -147,7 +147,6 @@ class Bundle:
         session: Session,
         static: dict[str, Any],
         today: dict[str, str],
-        *,
         variants: dict[str, int],
         examples: dict[str, dict[str, Any]],
         lint_summary: dict[str, Any],

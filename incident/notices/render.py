@@ -397,16 +397,7 @@ def render_notices(
         "failures": 0,
         "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data"],
     }
-    bundle.write_index(
-        session,
-        static,
-        today,
-        variants=variants,
-        examples=examples,
-        lint_summary=lint_summary,
-        manifest_hash=manifest_hash,
-        incident=incident,
-    )
+    bundle.write_index(session, static, today, variants, examples, lint_summary, manifest_hash, incident)
     record.manifest_hash, record.fingerprint = manifest_hash, json.dumps(prints, sort_keys=True)
     record.notices, record.people = total, people
     record.variants, record.lint = json.dumps(variants, ensure_ascii=False), json.dumps(lint_summary)
