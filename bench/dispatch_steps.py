@@ -90,10 +90,11 @@ def write_dispatch_inventory(folder: Path, groups: list[tuple[str, str, int]], s
 
 def approved_incident(ws: Any, system: str, title: str) -> str:
     """Open, assess, render and approve an incident on one system; return its id."""
-    from incident import cases, clock
+    from incident import clock
     from incident.assess import flows as assess_flows
     from incident.incidents import flows as incident_flows
     from incident.incidents.service import OpenRequest
+    from incident.notices import flows as notices
 
     now = clock.now()
     incident_id = incident_flows.open_incident(
@@ -110,9 +111,14 @@ def approved_incident(ws: Any, system: str, title: str) -> str:
         "bench",
     )
     assess_flows.assess_incident(ws, incident_id, "bench")
-    cases.render_notices(ws, incident_id, "bench")
-    cases.decide_notices(
-        ws, incident_id, "Benchmark reviewer", "approved", "benchmark data, not a legal review", "bench"
+    notices.render_notices(ws, incident_id, "bench")
+    notices.decide_notices(
+        ws,
+        incident_id,
+        "Benchmark reviewer",
+        decision="approved",
+        comment="benchmark data, not a legal review",
+        actor="bench",
     )
     return incident_id
 

@@ -1,6 +1,6 @@
 """PostgreSQL rows: inventory import and affected people beside COPY and a plain SELECT, and dispatch workers.
 
-prepare() starts a throwaway PostgreSQL (incident.pgtemp) that lives until cleanup(). It keeps two template
+prepare() starts a throwaway PostgreSQL (tests/pgtemp.py) that lives until cleanup(). It keeps two template
 databases: a freshly initialised workspace schema (the baseline's tables are a copy of it, so the DDL is the
 real one) and an enqueued dispatch for the workers row (each run works on a fresh copy, CREATE DATABASE ...
 TEMPLATE). The steps reach it through run/pg.json.
@@ -411,7 +411,7 @@ def _workers(ctx: Context, kind: str, processes: int) -> Measure:
 
 
 METHOD = [
-    "PostgreSQL: a throwaway server from the machine's binaries (`incident.pgtemp`: fsync off, as in the tests). "
+    "PostgreSQL: a throwaway server from the machine's binaries (`tests/pgtemp.py`: fsync off, as in the tests). "
     "Import: ours is `import_files` into a fresh database through INCIDENT_DATABASE_URL (COPY into a staging "
     "table, then upserts, with the same validation as on SQLite); the baseline streams the same CSV files "
     "unchanged through psycopg `COPY ... FROM STDIN (FORMAT csv)` into a copy (CREATE DATABASE ... TEMPLATE) of a "

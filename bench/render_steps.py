@@ -128,10 +128,10 @@ def _ours(ctx: Context, size: str) -> Measure:
 
 def ours_render(ws: Any, incident_id: str) -> Measure:
     """notices.render.render_notices in its unit of work: both cores, lint, hashes, rows, manifest, bundle."""
-    from incident import cases
+    from incident.notices.flows import render_notices
 
     start = time.perf_counter()
-    result = cases.render_notices(ws, incident_id, "bench")
+    result = render_notices(ws, incident_id, "bench")
     seconds = time.perf_counter() - start
     pool = children_peak_mb()
     workers = 2 if pool else 0

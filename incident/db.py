@@ -17,7 +17,7 @@ from incident.config import Workspace
 from incident.errors import BadConfig, DatabaseBusy, IncidentError, SchemaOutOfDate
 
 # Alembic revisions in incident/migrations/versions, oldest first; the last one is what this code needs.
-SCHEMA_REVISIONS = ("0001", "0002", "0003")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
 
@@ -146,6 +146,7 @@ TABLE_MODULES = (
     "incident.dispatch.models",
     "incident.reports.models",
     "incident.audit.models",
+    "incident.approvals",
 )
 
 

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from killed import kill_once_received
 from servers import gateway
 from snapshots import Snapshot
 from support import MEMBER_DB_YAML, OpenedIncident, WorkspaceDir, open_incident, people_csv
 
 from incident.reports.announcement import about
+from incident.reports.publishing import owner_gone
 
 CAST = [
     {
@@ -251,7 +257,7 @@ def test_publishing_needs_a_current_approval_of_this_render(rendered: OpenedInci
     assert shown["announcement"]["state"] == "published" and shown["announcement"]["published_at"]
     posting = rendered.obligations()["ca-posting"]
     assert posting["state"] == "in progress" and posting["due"] is not None
-    assert ws.sql("SELECT decision, reviewer FROM announcement_decision ORDER BY id") == [
+    assert ws.sql("SELECT decision, reviewer FROM approval WHERE artefact = 'announcement' ORDER BY id") == [
         ("rejected", "Legal"),
         ("approved", "Legal (Li Na)"),
     ]
@@ -320,3 +326,65 @@ def test_publish_sends_to_each_target_once_and_retries_only_the_failed(rendered:
         (f"json://127.0.0.1:{gw.port}/hook", "transient"),
         (f"json://127.0.0.1:{gw.port}/hook", "sent"),
     ]
+
+
+def set_targets(ws: WorkspaceDir, urls: list[str]) -> None:
+    config = ws.root / "incident.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("targets = []", f"targets = {json.dumps(urls)}"), encoding="utf-8")
+
+
+def test_a_publish_killed_after_its_send_re_sends_that_one_once_and_says_so(rendered: OpenedIncident) -> None:
+    """Given an approved announcement and two targets, when the publishing process is killed -9 after the status
+    page took the message in and before the answer was recorded, then the re-run finds that send in flight, marks
+    it unknown, re-sends it once and says so; the status page got it twice at most, the other target once, and the
+    audit chain verifies."""
+    ws, iid = rendered.ws, rendered.id
+    ws.ok("notices", "approve", iid, "--announcement", "--reviewer", "Legal (Li Na)")
+    with gateway(hang={"status": 1}) as gw:
+        status, feed = f"json://127.0.0.1:{gw.port}/status", f"json://127.0.0.1:{gw.port}/feed"
+        set_targets(ws, [f"{status}?:to=status", f"{feed}?:to=feed"])
+
+        kill_once_received(ws.root, "announce", iid, "--publish", gateway=gw, to="status")
+        in_flight = ws.sql("SELECT target, outcome FROM announcement_send ORDER BY id")
+        again = ws.ok("announce", iid, "--publish")
+
+    assert in_flight == [(status, "sending")]
+    assert len(gw.received_for("status")) == 2 and len(gw.received_for("feed")) == 1
+    assert "1 announcement send(s) were in flight when a previous run stopped: re-sent once" in again
+    assert f"target {status}: sent (re-sent once: it was in flight when a previous run stopped)" in again
+    assert f"target {feed}: sent\n" in again
+    assert ws.sql("SELECT target, outcome FROM announcement_send ORDER BY id") == [
+        (status, "unknown"),
+        (status, "sent"),
+        (feed, "sent"),
+    ]
+    assert f"{iid}: ok" in ws.ok("audit", "verify", iid)
+    assert "announcement-send-recovered" in {row[0] for row in ws.sql("SELECT action FROM audit_entry")}
+
+
+@pytest.mark.parametrize(
+    ("owner", "lease_seconds", "gone"),
+    [
+        ("this-host-live", 60, False),
+        ("this-host-dead", 60, True),
+        ("other-host", 60, False),
+        ("other-host", -1, True),
+        ("this-host-live", -1, True),
+    ],
+)
+def test_a_send_in_flight_is_taken_over_only_when_its_process_stopped_or_its_lease_ran_out(
+    owner: str, lease_seconds: int, gone: bool
+) -> None:
+    """Given a send recorded 'sending', then a later run treats it as in doubt when its process on this host is
+    gone or its lease ran out; a live process's send, or another host's within its lease, is left alone."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # reaped: its pid is free
+    owners = {
+        "this-host-live": f"{socket.gethostname()}:{os.getpid()}:1",
+        "this-host-dead": f"{socket.gethostname()}:{dead.pid}:1",
+        "other-host": "a-host-that-is-not-this-one:1:1",
+    }
+    now = datetime.now(UTC)
+
+    assert owner_gone(owners[owner], now + timedelta(seconds=lease_seconds), now) is gone

@@ -12,6 +12,7 @@ owed is settled and it is closed, so it is off the board.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from typing import Any
 import pytest
 import yaml
 from freezegun import freeze_time
+from killed import kill_once_received
 from servers import gateway
 from snapshots import Snapshot
-from support import WorkspaceDir, people_csv
+from support import MEMBER_DB_YAML, WorkspaceDir, open_incident, people_csv
 
 from incident.assess.models import settle
 from incident.config import find_workspace
@@ -280,3 +282,37 @@ def test_a_failed_warning_is_sent_again_on_the_next_run(board_ws: WorkspaceDir) 
 
 def test_notify_without_on_call_configured_says_how(board_ws: WorkspaceDir) -> None:
     board_ws.refuse("status", "--notify", error="incident.toml: [oncall] url: give an apprise URL for --notify")
+
+
+def test_a_notify_killed_after_its_send_re_sends_that_warning_once_and_says_so(workspace: WorkspaceDir) -> None:
+    """Given two relatively major incidents discovered an hour ago, when `status --notify` is killed -9 after
+    on-call took in the first warning and before the answer was recorded, then the next run finds that warning in
+    flight, re-sends it once and says so, sends the other warning once, and the audit chain verifies."""
+    workspace.import_inventory(
+        people=people_csv([{"person_id": "cn-1", "email": "p1@example.cn", "region": "CN-FJ", "locale": "zh-CN"}]),
+        holdings="person_id,system,category,since,until\ncn-1,member-db,phone,2020-01-01,\n",
+        systems=MEMBER_DB_YAML,
+    )
+    discovered = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
+    ids = [open_incident(workspace, systems="member-db", categories="phone", discovered=discovered).id for _ in "ab"]
+    for iid in ids:
+        workspace.ok("assess", iid, "--grade", "relatively-major", "--reason", "qualitative criteria")
+    with gateway(hang={"oncall": 1}) as gw:
+        oncall(workspace, gw.port)
+
+        kill_once_received(workspace.root, "status", "--notify", gateway=gw, to="oncall")
+        in_flight = workspace.sql("SELECT key, level, state FROM deadline_warning")
+        again = workspace.run("status", "--notify")
+
+    assert again.exit_code == 0, again.output
+    titles = Counter(r.body["title"].split(" (")[0] for r in gw.requests)  # the time left moves with the clock
+    first = gw.requests[0].body["title"].split(" (")[0]
+    assert in_flight == [("cn-cac-initial", "due-soon", "sending")]
+    assert set(titles) == {f"[due-soon] {iid}: cn-cac-initial" for iid in ids}, titles
+    assert titles[first] == 2 and sum(titles.values()) == 3, "only the warning in flight may arrive twice"
+    assert "1 on-call warning(s) were in flight when a previous run stopped: re-sent once" in again.stdout
+    assert (
+        workspace.sql("SELECT key, level, state FROM deadline_warning") == [("cn-cac-initial", "due-soon", "sent")] * 2
+    )
+    for iid in ids:
+        assert f"{iid}: ok" in workspace.ok("audit", "verify", iid)

@@ -47,9 +47,11 @@ class Action(StrEnum):
     ANNOUNCEMENT_APPROVED = "announcement-approved"
     ANNOUNCEMENT_REJECTED = "announcement-rejected"
     ANNOUNCEMENT_PUBLISHED = "announcement-published"
+    ANNOUNCEMENT_SEND_RECOVERED = "announcement-send-recovered"
     REPORT_GENERATED = "report-generated"
     REPORT_SUBMITTED = "report-submitted"
     DEADLINE_WARNING = "deadline-warning"
+    DEADLINE_WARNING_RECOVERED = "deadline-warning-recovered"
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Show an incident: facts, timeline, counts, and every deadline with the time left."""
-    from incident.cases import describe
+    from incident.reports.flows import describe
 
     d = describe(state(ctx).ws(), incident_id)
     if as_json:

@@ -20,10 +20,10 @@ def render(
     workers: Annotated[int | None, typer.Option(help="Render processes (default: up to 2 cores)")] = None,
 ) -> None:
     """Render every affected person's notices per channel and write the review bundle review/ID/."""
-    from incident.cases import render_notices
+    from incident.notices.flows import render_notices
 
     st = state(ctx)
-    r = render_notices(st.ws(), incident_id, st.who(), workers)
+    r = render_notices(st.ws(), incident_id, st.who(), workers=workers)
     typer.echo(
         f"rendered {r.notices:,} notices for {r.people:,} people in {len(r.variants)} variants "
         f"({', '.join(f'{k} {v:,}' for k, v in sorted(r.by_channel.items()))})"
@@ -52,13 +52,13 @@ def _decide(
 ) -> None:
     st = state(ctx)
     if announcement:
-        from incident.publish import decide_announcement
+        from incident.reports.flows import decide_announcement
 
-        decide_announcement(st.ws(), incident_id, reviewer, decision, comment, st.who())
+        decide_announcement(st.ws(), incident_id, reviewer, decision=decision, comment=comment, actor=st.who())
     else:
-        from incident.cases import decide_notices
+        from incident.notices.flows import decide_notices
 
-        decide_notices(st.ws(), incident_id, reviewer, decision, comment, st.who())
+        decide_notices(st.ws(), incident_id, reviewer, decision=decision, comment=comment, actor=st.who())
     what = "announcement" if announcement else "notices"
     typer.echo(
         f"approved {incident_id} {what} (reviewer {reviewer})"
@@ -88,9 +88,9 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Print one person's rendered notice (contains personal data)."""
-    from incident.cases import show_notice
+    from incident.notices.flows import show_notice
 
-    found = show_notice(state(ctx).ws(), incident_id, person, channel)
+    found = show_notice(state(ctx).ws(), incident_id, person, channel=channel)
     if as_json:
         print_json(found)
         return

@@ -37,7 +37,7 @@ def announce(
 ) -> None:
     """Render the public announcement (substitute notice) in zh-CN and en, HTML and Markdown, for review; with
     --publish, post the approved one."""
-    from incident import publish as use
+    from incident.reports import flows as use
 
     st = state(ctx)
     ws = st.ws()
@@ -53,6 +53,8 @@ def announce(
             typer.echo(
                 f"  target {send['target']}: {send['outcome']}" + (f" ({send['reason']})" if send["reason"] else "")
             )
+        if done.resent:
+            typer.echo(f"{done.resent} announcement send(s) were in flight when a previous run stopped: re-sent once")
         if done.failed:
             typer.echo(
                 f"error: {len(done.failed)} announcement target(s) failed; run `incident announce "
@@ -107,7 +109,7 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (with --list)")] = False,
 ) -> None:
     """Generate a regulator report from the incident's aggregates, list the reports, or mark one submitted."""
-    from incident import publish as use
+    from incident.reports import flows as use
 
     st = state(ctx)
     ws = st.ws()
@@ -132,13 +134,26 @@ def report(
         raise InvalidArgument("--reference: goes with --submitted-at")
     if submitted_at is not None:
         ids, settled = use.submit_report(
-            ws, incident_id, regulator, stage, _when(submitted_at, "--submitted-at"), reference, st.who()
+            ws,
+            incident_id,
+            regulator,
+            stage=stage,
+            submitted_at=_when(submitted_at, "--submitted-at"),
+            reference=reference,
+            actor=st.who(),
         )
         typer.echo(f"marked {regulator} {stage} submitted (report files {', '.join(map(str, ids))})")
         typer.echo("settled: " + (", ".join(settled) or "no obligation names this report"))
         return
     made = use.generate_report(
-        ws, incident_id, regulator, stage, fmt or ["md"], _fields(field or []), delay_reason, st.who()
+        ws,
+        incident_id,
+        regulator,
+        stage=stage,
+        formats=fmt or ["md"],
+        fields=_fields(field or []),
+        delay_reason=delay_reason,
+        actor=st.who(),
     )
     for r in made.reports:
         typer.echo(f"{r.path}  (sha256 {r.sha256[:12]})")
@@ -163,8 +178,8 @@ def status(
 ) -> None:
     """The deadline board: every obligation of every open incident with its due time, time left and state. Exits
     4 when anything is overdue (for cron)."""
-    from incident import publish as use
     from incident.cli.incidents_cmd import print_obligations
+    from incident.reports import flows as use
 
     st = state(ctx)
     board = use.status_board(st.ws(), st.who(), notify=notify)
@@ -182,6 +197,8 @@ def status(
             print_obligations(inc["obligations"])
         for w in board.warnings:
             typer.echo(f"warned {w['target']}: {w['incident']} {w['key']} {w['level']}: {w['outcome']}")
+        if board.resent:
+            typer.echo(f"{board.resent} on-call warning(s) were in flight when a previous run stopped: re-sent once")
     for w in board.failed_warnings:
         typer.echo(f"error: on-call warning for {w['incident']} {w['key']} failed: {w['reason']}", err=True)
     if board.overdue:
@@ -198,10 +215,10 @@ def settle(
     reference: Annotated[str | None, typer.Option(help="A receipt, case number or where the proof is")] = None,
 ) -> None:
     """Mark an obligation done by hand (e.g. a regulator notified outside this tool)."""
-    from incident import publish as use
+    from incident.reports import flows as use
 
     st = state(ctx)
-    done = use.settle_obligation(st.ws(), incident_id, key, st.who(), _when(at, "--at"), reference)
+    done = use.settle_obligation(st.ws(), incident_id, key, actor=st.who(), at=_when(at, "--at"), reference=reference)
     typer.echo(
         f"settled {incident_id} {done['key']} at {done['at'][:16].replace('T', ' ')}Z"
         + (f" (reference {done['reference']})" if done["reference"] else "")

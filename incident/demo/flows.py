@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-from incident import cases, clock, publish
+from incident import cases, clock
 from incident.assess import flows as assess_flows
 from incident.audit.flows import init_workspace
 from incident.demo.synthetic import write_inventory
@@ -17,6 +17,8 @@ from incident.files import open_private
 from incident.incidents import flows as incident_flows
 from incident.incidents.service import OpenRequest
 from incident.inventory.flows import import_files
+from incident.notices import flows as notices
+from incident.reports import flows as publish
 
 DEMO_REVIEWER = "DEMO REVIEWER (auto-approved, not a legal review)"
 # Where `incident demo --until` may stop: after assessment, after dispatch and letters, after the announcement.
@@ -99,13 +101,18 @@ def run_demo(
         yield f"next: incident --workspace {ws.root} show {incident_id}"
         return
 
-    rendered = cases.render_notices(ws, incident_id, actor)
+    rendered = notices.render_notices(ws, incident_id, actor)
     yield (
         f"notices:   {rendered.notices:,} rendered for {rendered.people:,} people in {len(rendered.variants)} "
         f"variants; review bundle {rendered.bundle / 'index.html'}"
     )
-    cases.decide_notices(
-        ws, incident_id, DEMO_REVIEWER, "approved", "tabletop exercise: no lawyer has read these", actor
+    notices.decide_notices(
+        ws,
+        incident_id,
+        DEMO_REVIEWER,
+        decision="approved",
+        comment="tabletop exercise: no lawyer has read these",
+        actor=actor,
     )
     yield f"approved:  by {DEMO_REVIEWER}"
     sent = cases.dispatch(ws, incident_id, actor, workers=16, channel=None, hold_unknown=False)
@@ -125,7 +132,9 @@ def run_demo(
     yield f"announcement: {'required' if announced.required else 'voluntary'}"
     for reason in announced.reasons:
         yield f"  - {reason}"
-    publish.decide_announcement(ws, incident_id, DEMO_REVIEWER, "approved", "tabletop exercise", actor)
+    publish.decide_announcement(
+        ws, incident_id, DEMO_REVIEWER, decision="approved", comment="tabletop exercise", actor=actor
+    )
     posted = publish.publish_announcement(ws, incident_id, actor)
     yield f"  approved by {DEMO_REVIEWER}; published to {posted.folder}"
     if until == "announced":
@@ -138,7 +147,16 @@ def run_demo(
         ("us-ca-ag", ["md"], {"law_enforcement_delay": "No."}),
         ("us-tx-ag", ["md"], {}),
     ):
-        made = publish.generate_report(ws, incident_id, regulator, "initial", formats, fields, None, actor)
+        made = publish.generate_report(
+            ws,
+            incident_id,
+            regulator,
+            stage="initial",
+            formats=formats,
+            fields=fields,
+            delay_reason=None,
+            actor=actor,
+        )
         for r in made.reports:
             yield f"  {regulator:<9} {r.path}"
 

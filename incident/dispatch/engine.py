@@ -33,8 +33,8 @@ from incident.errors import IncidentError
 from incident.incidents import models as incidents
 from incident.incidents.models import Status
 from incident.notices import render as rendering
+from incident.notices.approval import require_current_approval
 from incident.notices.models import unpack_content
-from incident.notices.review import require_current_approval
 
 LEASE = timedelta(seconds=120)
 # A claim holds about CLAIM_SECONDS of work at the measured rate (at most CLAIM_MAX deliveries); a settle

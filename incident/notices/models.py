@@ -1,12 +1,14 @@
-"""Tables owned by notices: renders, rendered notices, approvals."""
+"""Tables owned by notices (renders, rendered notices) and their named queries."""
 
 from __future__ import annotations
 
+import secrets
 import zlib
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint, text
+from sqlmodel import Field, Session, SQLModel, select
 
 from incident.db import UTCDateTime
 
@@ -50,20 +52,6 @@ class Notice(SQLModel, table=True):
     sha256: str
 
 
-class Approval(SQLModel, table=True):
-    """A reviewer's decision on one render, bound to its manifest hash."""
-
-    __tablename__ = "approval"
-    id: int | None = Field(default=None, primary_key=True)
-    incident_id: str = Field(foreign_key="incident.id", index=True)
-    render_id: int = Field(foreign_key="render.id")
-    decision: str  # approved | rejected
-    reviewer: str
-    comment: str | None = Field(default=None, sa_column=Column(Text))
-    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
-    manifest_hash: str
-
-
 def pack_content(body: str, html: str | None) -> tuple[bytes, bytes | None]:
     """A notice's text and HTML as stored: zlib-compressed UTF-8, the HTML with the text as preset dictionary.
 
@@ -86,3 +74,37 @@ def unpack_content(body: bytes, html: bytes | None) -> tuple[str, str | None]:
         return raw.decode(), None
     decompressor = zlib.decompressobj(zdict=raw)
     return raw.decode(), (decompressor.decompress(html) + decompressor.flush()).decode()
+
+
+def stored_notice(session: Session, incident_id: str, person_id: str, channel: str | None) -> list[dict[str, Any]]:
+    """One person's rendered notices (on one channel, or all), decompressed, in the order they were rendered."""
+    stmt = select(Notice).where(Notice.incident_id == incident_id, Notice.person_id == person_id)
+    if channel:
+        stmt = stmt.where(Notice.channel == channel)
+    out = []
+    for n in session.exec(stmt.order_by(Notice.id)):  # type: ignore[arg-type]
+        body, html = unpack_content(n.body, n.html)
+        out.append(
+            {
+                "channel": n.channel,
+                "locale": n.locale,
+                "audience": n.audience,
+                "ref": n.ref,
+                "subject": n.subject,
+                "body": body,
+                "html": html,
+                "sha256": n.sha256,
+            }
+        )
+    return out
+
+
+def workspace_secret(session: Session) -> str:
+    """The workspace's secret for notice references (created once, kept in the database)."""
+    conn = session.connection()
+    found = conn.execute(text("SELECT value FROM schema_meta WHERE key = 'notice_secret'")).scalar()
+    if found:
+        return str(found)
+    value = secrets.token_hex(32)
+    conn.execute(text("INSERT INTO schema_meta (key, value) VALUES ('notice_secret', :v)"), {"v": value})
+    return value

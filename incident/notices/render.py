@@ -187,7 +187,7 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
         previous = [n for n in (person["to_name"], person["subject_name"]) if n]
         if problems:
             break
-    from incident.notices.review import manifest_lines
+    from incident.notices.bundle import manifest_lines
 
     return {
         "rows": rows,
@@ -328,7 +328,8 @@ def render_notices(
     session: Session, ws: Workspace, incident_id: str, actor: str, workers: int | None = None
 ) -> RenderResult:
     """Render every notice of the incident into the database and write review/ID/ (stops on any lint failure)."""
-    from incident.notices import review
+    from incident.notices.bundle import Bundle
+    from incident.notices.models import workspace_secret
 
     incident = incidents.get(session, incident_id, for_update=True)
     if assess.latest(session, incident_id) is None:
@@ -357,8 +358,8 @@ def render_notices(
     people = int(
         conn.execute(text("SELECT COUNT(*) FROM affected WHERE incident_id = :iid"), {"iid": incident_id}).scalar_one()
     )
-    secret = review.workspace_secret(session)
-    bundle = review.Bundle(ws, incident_id)
+    secret = workspace_secret(session)
+    bundle = Bundle(ws, incident_id)
     affected_digest = hashlib.sha256()
     variants: Counter[str] = Counter()
     examples: dict[str, dict[str, Any]] = {}

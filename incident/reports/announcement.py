@@ -1,4 +1,5 @@
-"""The public announcement (substitute notice): what it says, its lint, its manifest, approval and publication."""
+"""The public announcement (substitute notice): what it says, its lint, its render and manifest, and what voids
+its approval (publishing is in reports.publishing)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ from jinja2 import meta
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from incident import catalog, clock
+from incident import approvals, catalog, clock
 from incident.assess import models as assess
 from incident.audit import chain as audit
 from incident.config import Workspace
-from incident.errors import BadConfig, IncidentError, InvalidArgument
+from incident.errors import IncidentError
 from incident.incidents import models as incidents
 from incident.notices import content, lint, templates
-from incident.reports import aggregates, broadcast
-from incident.reports.models import AnnouncementDecision, AnnouncementRender, AnnouncementSend
+from incident.reports import aggregates
+from incident.reports.models import AnnouncementRender
 
 KINDS = ("html", "md")
 MANIFEST = "announcement-manifest.json"
@@ -50,7 +51,7 @@ def public_counts(counts: dict[str, Any]) -> dict[str, Any]:
 
 
 def public_context(
-    session: Session, ws: Workspace, incident: incidents.Incident, counts: dict[str, Any]
+    session: Session, ws: Workspace, incident: incidents.Incident, *, counts: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Per locale, everything the announcement says: no person's data, head-counts rounded."""
     static = content.static_context(session, ws, incident)
@@ -137,7 +138,7 @@ def _phone_keys(full: str) -> set[str]:
     return {k for k in keys if len(k) >= 10}
 
 
-def lint_public(session: Session, incident_id: str, files: dict[str, str], officer: dict[str, Any]) -> list[str]:
+def lint_public(session: Session, incident_id: str, files: dict[str, str], *, officer: dict[str, Any]) -> list[str]:
     """Problems, one line each: an address or number that is not the officer's (naming the file), or any affected
     person's or guardian's name, email or phone anywhere in the text (streamed, looked up in one pass)."""
     problems: list[str] = []
@@ -195,7 +196,7 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
     """Render the announcement in every locale as HTML and Markdown into review/ID/announcement/, with a manifest."""
     incident = incidents.get(session, incident_id, for_update=True)
     view = aggregates.picture(session, ws, incident)
-    facts = public_context(session, ws, incident, view.counts)
+    facts = public_context(session, ws, incident, counts=view.counts)
     env = templates.environment(ws.root)
     now = clock.now()
     texts: dict[str, str] = {}
@@ -203,7 +204,7 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
         ctx = {**facts[loc], "announcement": {"date": content.day(now, loc)}}
         for kind in KINDS:
             texts[file_name(loc, kind)] = templates.render(env, f"{loc}/announcement.{kind}.j2", ctx)
-    problems = lint_public(session, incident_id, texts, facts["en"]["officer"])
+    problems = lint_public(session, incident_id, texts, officer=facts["en"]["officer"])
     if problems:
         raise IncidentError("announcement lint failed, nothing was written: " + "; ".join(problems[:3]))
     folder = ws.path("review", incident_id, "announcement")
@@ -255,26 +256,16 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
 
 
 def current_render(session: Session, incident_id: str) -> AnnouncementRender | None:
+    """The newest render of an incident's announcement."""
     stmt = (
         select(AnnouncementRender)
         .where(AnnouncementRender.incident_id == incident_id)
-        .order_by(AnnouncementRender.id.desc())
-    )  # type: ignore[union-attr]
+        .order_by(AnnouncementRender.id.desc())  # type: ignore[union-attr]
+    )
     return session.exec(stmt).first()
 
 
-def latest_decision(session: Session, render_id: int) -> AnnouncementDecision | None:
-    stmt = (
-        select(AnnouncementDecision)
-        .where(AnnouncementDecision.render_id == render_id)
-        .order_by(AnnouncementDecision.id.desc())
-    )  # type: ignore[union-attr]
-    return session.exec(stmt).first()
-
-
-def changes_since(
-    session: Session, ws: Workspace, incident: incidents.Incident, render: AnnouncementRender
-) -> list[str]:
+def changes_since(session: Session, ws: Workspace, render: AnnouncementRender) -> list[str]:
     """Name what changed since the render: the files, templates, facts or counts."""
     path = Path(render.folder) / MANIFEST
     try:
@@ -289,8 +280,9 @@ def changes_since(
         file = Path(render.folder) / name
         if not file.is_file() or hashlib.sha256(file.read_bytes()).hexdigest() != sha:
             changed.append(f"{name} was edited or removed after rendering")
+    incident = incidents.get(session, render.incident_id)
     counts = json.loads(assess.latest(session, incident.id).counts)  # type: ignore[union-attr]
-    now = fingerprint(ws, public_context(session, ws, incident, counts), counts)
+    now = fingerprint(ws, public_context(session, ws, incident, counts=counts), counts)
     for name in sorted(set(before["templates"]) | set(now["templates"])):
         if before["templates"].get(name) != now["templates"].get(name):
             changed.append(f"template {name} changed")
@@ -301,171 +293,48 @@ def changes_since(
     return changed
 
 
-def approval_state(session: Session, ws: Workspace, incident: incidents.Incident) -> dict[str, Any]:
-    """Where the announcement stands: not rendered, awaiting review, rejected, approved, stale or published."""
-    render = current_render(session, incident.id)
-    if render is None:
-        return {"state": "not rendered", "changes": []}
-    base: dict[str, Any] = {
+def _summary(render: AnnouncementRender) -> dict[str, Any]:
+    return {
         "render": render.id,
         "manifest": render.manifest_hash,
         "folder": render.folder,
         "published_at": render.published_at.isoformat() if render.published_at else None,
         "changes": [],
     }
-    decision = latest_decision(session, render.id)  # type: ignore[arg-type]
-    if decision is None:
-        return {**base, "state": "awaiting review"}
-    base |= {"reviewer": decision.reviewer, "at": decision.at.isoformat(), "comment": decision.comment}
-    if decision.decision == "rejected":
-        return {**base, "state": "rejected"}
-    changes = changes_since(session, ws, incident, render)
-    state = "stale" if changes else "published" if render.published_at else "approved"
-    return {**base, "state": state, "changes": changes}
 
 
-def decide(
-    session: Session, ws: Workspace, incident_id: str, reviewer: str, decision: str, comment: str | None, actor: str
-) -> AnnouncementDecision:
-    """Record a reviewer's approval of the current announcement (bound to its manifest) or its rejection."""
-    if not reviewer.strip():
-        raise InvalidArgument("--reviewer: name the reviewer")
-    incident = incidents.get(session, incident_id, for_update=True)
-    render = current_render(session, incident_id)
+def _nothing_to_decide(incident: incidents.Incident, render: AnnouncementRender | None) -> str | None:
     if render is None:
-        raise IncidentError(f"{incident_id} has no rendered announcement (run `incident announce {incident_id}`)")
-    if decision == "approved":
-        changes = changes_since(session, ws, incident, render)
-        if changes:
-            raise IncidentError(
-                "cannot approve the announcement: "
-                + "; ".join(changes)
-                + f" (re-render with `incident announce {incident_id}`)"
-            )
-    elif not (comment or "").strip():
-        raise InvalidArgument("--comment: say why the announcement is rejected")
-    record = AnnouncementDecision(
-        incident_id=incident_id,
-        render_id=render.id,
-        decision=decision,  # type: ignore[arg-type]
-        reviewer=reviewer,
-        comment=comment,
-        at=clock.now(),
-        manifest_hash=render.manifest_hash,
-    )
-    session.add(record)
-    audit.record(
-        session,
-        incident_id,
-        audit.Event(
-            audit.Action(f"announcement-{decision}"),
-            {"render": render.id, "manifest": render.manifest_hash, "reviewer": reviewer, "comment": comment},
-        ),
-        actor,
-    )
-    return record
+        return f"{incident.id} has no rendered announcement (run `incident announce {incident.id}`)"
+    return None
 
 
-# ---- publish -----------------------------------------------------------------------------------
+def _current_state(render: AnnouncementRender) -> str:
+    return "published" if render.published_at else "approved"
 
 
-@dataclass
-class PublishResult:
-    folder: Path
-    files: list[Path]
-    published_at: str
-    first_time: bool
-    sends: list[dict[str, str]] = field(default_factory=list)
+# The announcement's decisions move no incident status: the notices and the announcement are reviewed apart.
+ANNOUNCEMENT = approvals.Artefact[AnnouncementRender](
+    name="announcement",
+    current_render=current_render,
+    changes_since=changes_since,
+    summary=_summary,
+    nothing_to_decide=_nothing_to_decide,
+    cannot_approve="cannot approve the announcement: {changes} (re-render with `incident announce {id}`)",
+    stale=(
+        "the announcement approval is stale: {changes} (re-render with `incident announce {id}` and have it "
+        "approved again)"
+    ),
+    not_approved=(
+        "{id} announcement is not approved ({state}): run `incident notices approve {id} --announcement "
+        "--reviewer NAME` after reviewing it"
+    ),
+    reject_needs_comment="--comment: say why the announcement is rejected",
+    current_state=_current_state,
+    accepted=("approved", "published"),
+)
 
-    @property
-    def failed(self) -> list[dict[str, str]]:
-        return [s for s in self.sends if s["outcome"] != "sent"]
 
-
-def targets(ws: Workspace) -> list[str]:
-    """The [announcement] targets of incident.toml: apprise URLs (a status-page webhook, a newsroom feed)."""
-    found = ws.config.get("announcement", {}).get("targets", [])
-    if not isinstance(found, list) or not all(isinstance(t, str) and "://" in t for t in found):
-        raise BadConfig("incident.toml: [announcement] targets: give a list of apprise URLs")
-    return found
-
-
-def publish(session: Session, ws: Workspace, incident_id: str, actor: str) -> PublishResult:
-    """Copy the approved announcement to public/ID/, send it to every target not yet reached, record it."""
-    incident = incidents.get(session, incident_id, for_update=True)
-    state = approval_state(session, ws, incident)
-    if state["state"] == "stale":
-        raise IncidentError(
-            "the announcement approval is stale: "
-            + "; ".join(state["changes"])
-            + f" (re-render with `incident announce {incident_id}` and have it approved again)"
-        )
-    if state["state"] not in ("approved", "published"):
-        raise IncidentError(
-            f"{incident_id} announcement is not approved ({state['state']}): run `incident notices "
-            f"approve {incident_id} --announcement --reviewer NAME` after reviewing it"
-        )
-    render = current_render(session, incident_id)
-    assert render is not None and render.id is not None
-    public = ws.path("public", incident_id)
-    public.mkdir(parents=True, exist_ok=True)
-    written = []
-    for loc in catalog.LOCALES:
-        for kind in KINDS:
-            name = file_name(loc, kind)
-            (public / name).write_bytes((Path(render.folder) / name).read_bytes())
-            written.append(public / name)
-    now = clock.now()
-    first = render.published_at is None
-    if first:
-        render.published_at = now
-        session.add(render)
-        assess.settle(session, incident_id, "announcement-published", actor, now, f"announcement {render.id}")
-    result = PublishResult(public, written, render.published_at.isoformat(), first)  # type: ignore[union-attr]
-    done = {
-        s.target_hash
-        for s in session.exec(
-            select(AnnouncementSend).where(AnnouncementSend.render_id == render.id, AnnouncementSend.outcome == "sent")
-        )
-    }
-    bodies = {loc: (Path(render.folder) / file_name(loc, "md")).read_text(encoding="utf-8") for loc in catalog.LOCALES}
-    title = " / ".join(bodies[loc].splitlines()[0].lstrip("# ").strip() for loc in catalog.LOCALES)
-    for url in targets(ws):
-        masked = broadcast.mask_url(url)
-        if broadcast.url_hash(url) in done:
-            result.sends.append({"target": masked, "outcome": "sent", "reason": "already sent"})
-            continue
-        outcome = broadcast.send_text(
-            url,
-            f"{incident_id}.announcement.{render.id}",
-            title,
-            "\n\n---\n\n".join(bodies.values()),
-            ws.path("outbox", incident_id),
-        )
-        session.add(
-            AnnouncementSend(
-                incident_id=incident_id,
-                render_id=render.id,
-                target=masked,
-                target_hash=broadcast.url_hash(url),
-                at=clock.now(),
-                outcome=outcome.status,
-                reason=outcome.reason or None,
-            )
-        )
-        result.sends.append({"target": masked, "outcome": outcome.status, "reason": outcome.reason})
-    audit.record(
-        session,
-        incident_id,
-        audit.Event(
-            audit.Action.ANNOUNCEMENT_PUBLISHED,
-            {
-                "render": render.id,
-                "manifest": render.manifest_hash,
-                "first": first,
-                "targets": [{"target": s["target"], "outcome": s["outcome"]} for s in result.sends],
-            },
-        ),
-        actor,
-    )
-    return result
+def approval_state(session: Session, ws: Workspace, incident: incidents.Incident) -> dict[str, Any]:
+    """Where the announcement stands: not rendered, awaiting review, rejected, approved, stale or published."""
+    return approvals.approval_state(session, ws, incident, artefact=ANNOUNCEMENT)

@@ -1,4 +1,8 @@
-"""Tables owned by reports: regulator reports, announcement renders, decisions and sends, deadline warnings."""
+"""Tables owned by reports: regulator reports, announcement renders and sends, deadline warnings.
+
+A send to an announcement target or to on-call is recorded before it is made (state 'sending', with its owner
+process and a lease) and settled after, each in its own transaction: no database lock is held while the network
+is slow, and a run that dies between the two leaves a row that says so."""
 
 from __future__ import annotations
 
@@ -58,20 +62,6 @@ class AnnouncementRender(SQLModel, table=True):
     counts: str = Field(sa_column=Column(Text, nullable=False))  # the aggregate counts it states (JSON)
 
 
-class AnnouncementDecision(SQLModel, table=True):
-    """A reviewer's decision on one announcement render, bound to its manifest hash."""
-
-    __tablename__ = "announcement_decision"
-    id: int | None = Field(default=None, primary_key=True)
-    incident_id: str = Field(foreign_key="incident.id", index=True)
-    render_id: int = Field(foreign_key="announcement_render.id")
-    decision: str  # approved | rejected
-    reviewer: str
-    comment: str | None = Field(default=None, sa_column=Column(Text))
-    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
-    manifest_hash: str
-
-
 class AnnouncementSend(SQLModel, table=True):
     """One call to one configured announcement target (a re-publish retries only the failed ones)."""
 
@@ -82,8 +72,10 @@ class AnnouncementSend(SQLModel, table=True):
     target: str  # privacy-masked URL
     target_hash: str  # sha256 of the URL as configured, to recognise it again
     at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
-    outcome: str  # sent | transient | permanent | unknown
+    outcome: str  # sending | sent | transient | permanent | unknown
     reason: str | None = Field(default=None, sa_column=Column(Text))
+    owner: str | None = None  # host:pid:token of the process sending it, while 'sending'
+    lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
 
 
 class DeadlineWarning(SQLModel, table=True):
@@ -94,3 +86,6 @@ class DeadlineWarning(SQLModel, table=True):
     key: str = Field(primary_key=True)
     level: str = Field(primary_key=True)
     at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    state: str  # sending | sent | unknown (in flight when its run stopped, and no longer due)
+    owner: str | None = None  # host:pid:token of the process sending it, while 'sending'
+    lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))

@@ -1,0 +1,193 @@
+"""One approval for every reviewed artefact (the notices, the announcement, later a call-centre pack or a
+correction notice): render → manifest → decide → stale.
+
+A decision binds to one render of one artefact through the render's manifest hash; anything the manifest covers
+that changes afterwards voids it. Each artefact says, in an `Artefact`, how to find its current render, what
+changed since, how its messages read and what a decision does beyond being recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy import Column, Index, Text
+from sqlmodel import Field, Session, SQLModel, select
+
+from incident import clock
+from incident.audit import chain as audit
+from incident.config import Workspace
+from incident.db import UTCDateTime
+from incident.errors import IncidentError, InvalidArgument
+from incident.incidents import models as incidents
+
+
+class Decision(StrEnum):
+    """What a reviewer decided about a render."""
+
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Approval(SQLModel, table=True):
+    """A reviewer's decision on one render of one artefact, bound to its manifest hash."""
+
+    __tablename__ = "approval"
+    __table_args__ = (Index("ix_approval_key", "incident_id", "artefact", "version", "manifest_hash"),)
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id")
+    artefact: str  # notices | announcement
+    version: int  # the wave of notices or the version of the announcement: 1 until there are several
+    manifest_hash: str
+    render_id: int  # the artefact's own render row (notices: render, announcement: announcement_render)
+    decision: str  # a Decision
+    reviewer: str
+    comment: str | None = Field(default=None, sa_column=Column(Text))
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class Rendered(Protocol):
+    """What every artefact's render row has: an id, its incident and the hash of the manifest it wrote."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def incident_id(self) -> str: ...
+
+    @property
+    def manifest_hash(self) -> str: ...
+
+
+R = TypeVar("R", bound=Rendered)
+
+
+def _approved(_: Any) -> str:
+    return "approved"
+
+
+def _first_version(_: Any) -> int:
+    return 1
+
+
+@dataclass(frozen=True)
+class Artefact(Generic[R]):
+    """How one reviewed artefact plugs into the approval: its renders, its staleness and its wording.
+
+    The messages are templates over {id} (the incident), {state} and {changes} (what changed, `; `-joined)."""
+
+    name: str  # stored in approval.artefact and named in the audit events (notices-approved)
+    current_render: Callable[[Session, str], R | None]
+    changes_since: Callable[[Session, Workspace, R], list[str]]
+    summary: Callable[[R], dict[str, Any]]  # what approval_state shows of a render
+    nothing_to_decide: Callable[[incidents.Incident, R | None], str | None]  # why a decision is refused, if it is
+    cannot_approve: str
+    stale: str
+    not_approved: str
+    reject_needs_comment: str
+    on_decision: Callable[[Session, incidents.Incident, Decision, str, str], None] | None = None  # reviewer, actor
+    current_state: Callable[[R], str] = _approved  # the state of a current approval (the announcement: published)
+    accepted: tuple[str, ...] = ("approved",)  # the states require_current lets through
+    version: Callable[[R], int] = _first_version
+
+
+def latest_decision(session: Session, artefact: Artefact[R], render: R) -> Approval | None:
+    """The newest decision on exactly this render of the artefact (same version, same manifest)."""
+    stmt = (
+        select(Approval)
+        .where(
+            Approval.incident_id == render.incident_id,
+            Approval.artefact == artefact.name,
+            Approval.version == artefact.version(render),
+            Approval.manifest_hash == render.manifest_hash,
+            Approval.render_id == render.id,
+        )
+        .order_by(Approval.id.desc())  # type: ignore[union-attr]
+    )
+    return session.exec(stmt).first()
+
+
+def approval_state(
+    session: Session, ws: Workspace, incident: incidents.Incident, *, artefact: Artefact[R]
+) -> dict[str, Any]:
+    """Where the artefact stands: not rendered, awaiting review, rejected, approved (or the artefact's own word for
+    a current approval) or stale, naming what changed."""
+    render = artefact.current_render(session, incident.id)
+    if render is None:
+        return {"state": "not rendered", "changes": []}
+    base = artefact.summary(render)
+    decision = latest_decision(session, artefact, render)
+    if decision is None:
+        return {**base, "state": "awaiting review", "changes": []}
+    base |= {"reviewer": decision.reviewer, "at": decision.at.isoformat(), "comment": decision.comment}
+    if decision.decision == Decision.REJECTED:
+        return {**base, "state": "rejected", "changes": []}
+    changes = artefact.changes_since(session, ws, render)
+    return {**base, "state": "stale" if changes else artefact.current_state(render), "changes": changes}
+
+
+def decide(
+    session: Session,
+    ws: Workspace,
+    incident_id: str,
+    *,
+    artefact: Artefact[R],
+    reviewer: str,
+    decision: Decision,
+    comment: str | None,
+    actor: str,
+) -> Approval:
+    """Record a reviewer's decision on the current render: an approval only while nothing has changed since it
+    was rendered, a rejection only with a comment; either bound to the render's manifest hash and audited."""
+    if not reviewer.strip():
+        raise InvalidArgument("--reviewer: name the reviewer")
+    incident = incidents.get(session, incident_id, for_update=True)
+    render = artefact.current_render(session, incident_id)
+    refused = artefact.nothing_to_decide(incident, render)
+    if refused is not None or render is None:
+        raise IncidentError(refused or f"{incident_id} has nothing rendered to review")
+    if decision == Decision.APPROVED:
+        changes = artefact.changes_since(session, ws, render)
+        if changes:
+            raise IncidentError(artefact.cannot_approve.format(id=incident_id, changes="; ".join(changes)))
+    elif not (comment or "").strip():
+        raise InvalidArgument(artefact.reject_needs_comment)
+    assert render.id is not None
+    approval = Approval(
+        incident_id=incident_id,
+        artefact=artefact.name,
+        version=artefact.version(render),
+        manifest_hash=render.manifest_hash,
+        render_id=render.id,
+        decision=decision,
+        reviewer=reviewer,
+        comment=comment,
+        at=clock.now(),
+    )
+    session.add(approval)
+    if artefact.on_decision is not None:
+        artefact.on_decision(session, incident, decision, reviewer, actor)
+    audit.record(
+        session,
+        incident_id,
+        audit.Event(
+            audit.Action(f"{artefact.name}-{decision}"),
+            {"render": render.id, "manifest": render.manifest_hash, "reviewer": reviewer, "comment": comment},
+        ),
+        actor,
+    )
+    return approval
+
+
+def require_current(session: Session, ws: Workspace, incident: incidents.Incident, *, artefact: Artefact[R]) -> R:
+    """Return the render a current approval holds, or refuse naming what is missing or what changed."""
+    state = approval_state(session, ws, incident, artefact=artefact)
+    if state["state"] in artefact.accepted:
+        render = artefact.current_render(session, incident.id)
+        assert render is not None
+        return render
+    if state["state"] == "stale":
+        raise IncidentError(artefact.stale.format(id=incident.id, changes="; ".join(state["changes"])))
+    raise IncidentError(artefact.not_approved.format(id=incident.id, state=state["state"]))

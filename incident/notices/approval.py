@@ -1,0 +1,127 @@
+"""The notices as a reviewed artefact: what voids their approval, and the gate dispatch passes through."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from incident import approvals
+from incident.approvals import Decision
+from incident.config import Workspace
+from incident.incidents import models as incidents
+from incident.incidents.models import Status
+from incident.notices import render as rendering
+from incident.notices.bundle import file_sha256, manifest_tail
+from incident.notices.models import Render, unpack_content
+
+CHANGE_LABELS = {
+    "playbook": "the playbook",
+    "categories": "the data-category catalogue",
+    "organisation": "the organisation details in incident.toml",
+    "facts": "the incident facts or logged actions",
+    "affected": "the affected set (re-assessed)",
+}
+
+
+def current_render(session: Session, incident_id: str) -> Render | None:
+    """The newest render of an incident's notices."""
+    stmt = select(Render).where(Render.incident_id == incident_id).order_by(Render.id.desc())  # type: ignore[union-attr]
+    return session.exec(stmt).first()
+
+
+def changes_since(session: Session, ws: Workspace, render: Render) -> list[str]:
+    """Name everything that changed since the render: templates, playbook, facts, affected set, notices."""
+    incident = incidents.get(session, render.incident_id)
+    before = json.loads(render.fingerprint)
+    now = rendering.fingerprint(session, ws, incident)
+    changed: list[str] = []
+    old_t, new_t = before.get("templates", {}), now["templates"]
+    for name in sorted(set(old_t) | set(new_t)):
+        if old_t.get(name) != new_t.get(name):
+            changed.append(
+                f"template {name} changed"
+                if name in old_t and name in new_t
+                else f"template {name} {'added' if name in new_t else 'removed'}"
+            )
+    for key, label in CHANGE_LABELS.items():
+        if before.get(key) != now[key]:
+            changed.append(f"{label} changed")
+    if notices_digest(session, incident.id) != before_digest(render):
+        changed.append("rendered notices in the database differ from the approved manifest")
+    return changed
+
+
+def notices_digest(session: Session, incident_id: str) -> str:
+    """Recompute the manifest's notices digest from the stored notices and their content."""
+    digest = hashlib.sha256()
+    rows = session.connection().execute(
+        text(
+            "SELECT person_id, channel, subject, body, html, sha256 FROM notice WHERE incident_id = :iid "
+            "ORDER BY person_id, id"
+        ),
+        {"iid": incident_id},
+        execution_options={"stream_results": True, "yield_per": 2000},
+    )
+    for person_id, channel, subject, body, html, sha in rows:
+        actual = rendering.notice_sha(subject, *unpack_content(body, html))
+        digest.update(f"{person_id}\x1f{channel}\x1f{actual if actual == sha else 'TAMPERED'}\n".encode())
+    return digest.hexdigest()
+
+
+def before_digest(render: Render) -> str | None:
+    """The notices digest of the manifest the render wrote, if that file is still the one it hashed."""
+    path = Path(render.bundle) / "manifest.json"
+    try:
+        if file_sha256(path) != render.manifest_hash:
+            return None
+        return str(manifest_tail(path).get("notices_digest"))
+    except (OSError, ValueError):
+        return None
+
+
+def _summary(render: Render) -> dict[str, Any]:
+    return {"render": render.id, "manifest": render.manifest_hash, "notices": render.notices, "bundle": render.bundle}
+
+
+def _nothing_to_decide(incident: incidents.Incident, render: Render | None) -> str | None:
+    if render is None or Status(incident.status) not in (Status.RENDERED, Status.APPROVED):
+        return f"{incident.id} has no rendered notices awaiting review (status '{incident.status}')"
+    return None
+
+
+def _move_status(session: Session, incident: incidents.Incident, decision: Decision, reviewer: str, actor: str) -> None:
+    # Approved notices may be dispatched; rejected ones go back to be rendered again.
+    to = Status.APPROVED if decision == Decision.APPROVED else Status.ASSESSED
+    incidents.transition(session, incident, to, actor, f"notices {decision} by {reviewer}")
+
+
+NOTICES = approvals.Artefact[Render](
+    name="notices",
+    current_render=current_render,
+    changes_since=changes_since,
+    summary=_summary,
+    nothing_to_decide=_nothing_to_decide,
+    cannot_approve="cannot approve: {changes} (re-render with `incident notices render {id}`)",
+    stale="the approval is stale: {changes} (re-render and have legal approve again: `incident notices render {id}`)",
+    not_approved=(
+        "{id} notices are not approved ({state}): run `incident notices approve {id} --reviewer NAME` after "
+        "reviewing the bundle"
+    ),
+    reject_needs_comment="--comment: say why the notices are rejected",
+    on_decision=_move_status,
+)
+
+
+def approval_state(session: Session, ws: Workspace, incident: incidents.Incident) -> dict[str, Any]:
+    """Where the notices' approval stands: none, rejected, approved (current) or stale (naming what changed)."""
+    return approvals.approval_state(session, ws, incident, artefact=NOTICES)
+
+
+def require_current_approval(session: Session, ws: Workspace, incident: incidents.Incident) -> Render:
+    """Return the approved render, or refuse naming what is missing or what changed."""
+    return approvals.require_current(session, ws, incident, artefact=NOTICES)
