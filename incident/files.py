@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -63,6 +65,36 @@ def write_private(path: Path, data: bytes, *, atomic: bool) -> None:
         if atomic:
             target.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def replacing_private(path: Path) -> Iterator[tuple[IO[str], Path]]:
+    """Stream a private text file that replaces `path` only once whole: written as NAME.part, renamed on success."""
+    private_dir(path.parent)
+    part = path.with_name(path.name + ".part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh, part
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, path)
+
+
+def write_public(path: Path, data: bytes) -> str:
+    """Write a text meant for the public (an announcement), readable by all, whole or not at all; return its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(data).hexdigest()
 
 
 def file_sha256(path: Path) -> str:

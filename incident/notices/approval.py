@@ -13,10 +13,11 @@ from sqlmodel import Session, select
 from incident import approvals
 from incident.approvals import Decision
 from incident.config import Workspace
+from incident.files import file_sha256
 from incident.incidents import models as incidents
 from incident.incidents.models import Status
 from incident.notices import render as rendering
-from incident.notices.bundle import file_sha256, manifest_tail
+from incident.notices.bundle import manifest_tail
 from incident.notices.models import Render, unpack_content
 
 CHANGE_LABELS = {

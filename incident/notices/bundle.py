@@ -17,33 +17,11 @@ from sqlmodel import Session
 
 from incident import clock
 from incident.config import Workspace
+from incident.files import file_sha256, private_dir, replacing_private, write_private
 from incident.incidents import models as incidents
 from incident.notices import content
 from incident.notices import render as rendering
-
-
-def mask_name(name: str | None) -> str:
-    """张三丰 → 张**, Anna Smith → A*** S****."""
-    if not name:
-        return ""
-    if " " in name:
-        return " ".join(mask_name(part) for part in name.split())
-    return name[0] + "*" * (len(name) - 1)
-
-
-def mask_email(email: str | None) -> str:
-    """zhang.wei@example.cn → z***@example.cn."""
-    if not email:
-        return ""
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}"
-
-
-def mask_phone(phone: str | None) -> str:
-    """13800000001 → 1380***0001: enough to recognise a number, not to call it."""
-    if not phone:
-        return ""
-    return phone[:4] + "*" * max(0, len(phone) - 8) + phone[-4:] if len(phone) > 8 else "****"
+from incident.privacy import mask_email, mask_name, mask_phone
 
 
 def mask_person(person: dict[str, Any]) -> dict[str, Any]:
@@ -57,15 +35,6 @@ def mask_person(person: dict[str, Any]) -> dict[str, Any]:
     masked["to_address"] = "*** (masked)" if person["to_address"] else None
     masked["person_id"] = mask_phone(person["person_id"]) if len(person["person_id"]) > 8 else "****"
     return masked
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file read in chunks (a manifest of 200,000 people is tens of MB)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -127,21 +96,11 @@ class Bundle:
 
     @contextmanager
     def manifest_writer(self) -> Iterator[ManifestWriter]:
-        from incident.files import private_dir
-
         private_dir(self.folder)  # review/ too: mkdir(parents=True) would leave it at the umask's default
         os.chmod(self.folder, 0o700)
-        path = self.folder / "manifest.json"
-        part = path.with_name("manifest.json.part")
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                yield ManifestWriter(fh, part)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
         # Swap in only a whole manifest: a failed render must not break the one an approval is bound to.
-        os.replace(part, path)
+        with replacing_private(self.folder / "manifest.json") as (fh, part):
+            yield ManifestWriter(fh, part)
 
     def write_index(
         self,
@@ -191,9 +150,7 @@ class Bundle:
             )
         )
         path = self.folder / "index.html"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(page)
+        write_private(path, page.encode("utf-8"), atomic=False)
         return path
 
 

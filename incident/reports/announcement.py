@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from incident.assess import models as assess
 from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.errors import IncidentError
+from incident.files import write_public
 from incident.incidents import models as incidents
 from incident.notices import content, lint, templates
 from incident.reports import aggregates
@@ -186,10 +186,7 @@ class AnnouncementResult:
 
 
 def _write(path: Path, data: str) -> str:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(data if data.endswith("\n") else data + "\n")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return write_public(path, (data if data.endswith("\n") else data + "\n").encode("utf-8"))
 
 
 def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> AnnouncementResult:

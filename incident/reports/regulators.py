@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -15,6 +14,7 @@ from incident.assess import models as assess
 from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.errors import IncidentError, InvalidArgument
+from incident.files import write_private
 from incident.incidents import models as incidents
 from incident.notices import templates
 from incident.reports import aggregates, formats, kinds
@@ -93,9 +93,7 @@ def generate(
         session.add(row)
         session.flush()
         path = folder / f"{regulator}-{stage}-{stamp}-{row.id}.{fmt}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
+        write_private(path, blob, atomic=True)
         row.path = str(path)
         rows.append(row)
     audit.record(
