@@ -256,8 +256,8 @@ def render_baseline(ctx: Context) -> Measure:
     """The SQLite row's plain Jinja loop, the affected people read with a psycopg server-side cursor."""
     import psycopg
 
+    from incident.assess.models import AFFECTED_COLUMNS
     from incident.config import find_workspace
-    from incident.notices.render import AFFECTED_COLUMNS
 
     with _database_env(_url(ctx, OURS_DB)):
         incident_id = _render_incident(ctx)

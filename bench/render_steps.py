@@ -49,8 +49,8 @@ def _incident(ctx: Context, size: str) -> dict[str, Any]:
 
 def _baseline(ctx: Context, size: str) -> Measure:
     """The plain loop over the SQLite workspace's affected people (sqlite3, every row fetched)."""
+    from incident.assess.models import AFFECTED_COLUMNS
     from incident.config import find_workspace
-    from incident.notices.render import AFFECTED_COLUMNS
 
     incident_id = _incident(ctx, size)["id"]
     conn = sqlite3.connect(ctx.workspace / "incident.db")
@@ -74,11 +74,11 @@ def plain_render(ws: Any, incident_id: str, affected: Callable[[], Iterable[tupl
     from sqlalchemy import text
 
     from incident import clock
+    from incident.assess.models import AFFECTED_COLUMNS
     from incident.db import unit_of_work
     from incident.incidents import models as incidents
     from incident.notices import content, templates
     from incident.notices.lint import ELEMENTS
-    from incident.notices.render import AFFECTED_COLUMNS
 
     with unit_of_work(ws, write=False) as session:
         static = content.static_context(session, ws, incidents.get(session, incident_id))

@@ -26,7 +26,7 @@ from support import MEMBER_DB_YAML, WorkspaceDir, open_incident, people_csv
 from incident.config import find_workspace
 from incident.db import unit_of_work
 from incident.incidents.models import get
-from incident.notices import content, render, templates
+from incident.notices import compose, content, templates
 from incident.notices.lint import PUSH_BODY_MAX, PUSH_TITLE_MAX, SMS_MAX_SEGMENTS, lint_notice, sms_segments
 
 REPO = Path(__file__).resolve().parents[1]
@@ -488,7 +488,7 @@ def test_the_push_template_also_speaks_to_a_guardian(rendered_notices: Story):
             "categories": "phone",
             "ref": "NABCDEFGHIJ",
         }
-        parts, rendered = render.render_person(env, static, person, NOTICE_DATE)
+        parts, rendered = compose.render_person(env, static, person, NOTICE_DATE)
         (push,) = rendered
         assert push["channel"] == "push" and expected in push["body"]
         problems = lint_notice(

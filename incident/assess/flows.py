@@ -6,7 +6,7 @@ import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 from incident.assess import grading
 from incident.assess import models as assess
@@ -71,7 +71,7 @@ AFFECTED_FIELDS = (
 )
 
 
-def export_affected(ws: Workspace, incident_id: str, fmt: str, out: TextIO) -> int:
+def export_affected(ws: Workspace, incident_id: str, fmt: str, out: IO[str]) -> int:
     """Stream the stored snapshot as CSV or JSON Lines; return how many people were written."""
     if fmt not in ("csv", "jsonl"):
         raise InvalidArgument("--format: use csv or jsonl")
@@ -99,7 +99,7 @@ def _rows(session: Any, incident_id: str) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def export_affected_to(ws: Workspace, incident_id: str, fmt: str, output: Path | None, stdout: TextIO) -> int:
+def export_affected_to(ws: Workspace, incident_id: str, fmt: str, output: Path | None, stdout: IO[str]) -> int:
     """Write the affected list to a private file (0600) or to stdout."""
     if output is None:
         return export_affected(ws, incident_id, fmt, stdout)

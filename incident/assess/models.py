@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Column, Text, text
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -150,3 +151,39 @@ def affected_people(session: Session, incident_id: str, batch: int = 2000) -> It
     """Stream the snapshot in person order, a batch at a time."""
     stmt = select(Affected).where(Affected.incident_id == incident_id).order_by(Affected.person_id)
     yield from session.exec(stmt.execution_options(yield_per=batch))
+
+
+# What a notice may use of each affected person, in the order the render hashes them.
+AFFECTED_COLUMNS = (
+    "person_id",
+    "audience",
+    "subject_name",
+    "to_name",
+    "to_email",
+    "to_phone",
+    "to_push",
+    "to_address",
+    "locale",
+    "region",
+    "categories",
+)
+
+
+def affected_dicts(session: Session, incident_id: str, batch: int = 500) -> Iterator[dict[str, Any]]:
+    """Stream the snapshot as plain dicts, in person order, without ORM objects."""
+    result = session.connection().execute(
+        text(f"SELECT {', '.join(AFFECTED_COLUMNS)} FROM affected WHERE incident_id = :iid ORDER BY person_id"),
+        {"iid": incident_id},
+        execution_options={"stream_results": True, "yield_per": batch},
+    )
+    for row in result:
+        yield dict(zip(AFFECTED_COLUMNS, row, strict=True))
+
+
+def count_affected(session: Session, incident_id: str) -> int:
+    """How many people the incident's snapshot holds."""
+    return int(
+        session.connection()
+        .execute(text("SELECT COUNT(*) FROM affected WHERE incident_id = :iid"), {"iid": incident_id})
+        .scalar_one()
+    )

@@ -32,7 +32,7 @@ from incident.dispatch.models import Attempt, Delivery
 from incident.errors import IncidentError
 from incident.incidents import models as incidents
 from incident.incidents.models import Status
-from incident.notices import render as rendering
+from incident.notices import compose as rendering
 from incident.notices.approval import require_current_approval
 from incident.notices.models import unpack_content
 

@@ -16,9 +16,10 @@ from incident.config import Workspace
 from incident.files import file_sha256
 from incident.incidents import models as incidents
 from incident.incidents.models import Status
-from incident.notices import render as rendering
+from incident.notices import compose
 from incident.notices.bundle import manifest_tail
 from incident.notices.models import Render, unpack_content
+from incident.notices.render import fingerprint as render_fingerprint
 
 CHANGE_LABELS = {
     "playbook": "the playbook",
@@ -39,7 +40,7 @@ def changes_since(session: Session, ws: Workspace, render: Render) -> list[str]:
     """Name everything that changed since the render: templates, playbook, facts, affected set, notices."""
     incident = incidents.get(session, render.incident_id)
     before = json.loads(render.fingerprint)
-    now = rendering.fingerprint(session, ws, incident)
+    now = render_fingerprint(session, ws, incident)
     changed: list[str] = []
     old_t, new_t = before.get("templates", {}), now["templates"]
     for name in sorted(set(old_t) | set(new_t)):
@@ -69,7 +70,7 @@ def notices_digest(session: Session, incident_id: str) -> str:
         execution_options={"stream_results": True, "yield_per": 2000},
     )
     for person_id, channel, subject, body, html, sha in rows:
-        actual = rendering.notice_sha(subject, *unpack_content(body, html))
+        actual = compose.notice_sha(subject, *unpack_content(body, html))
         digest.update(f"{person_id}\x1f{channel}\x1f{actual if actual == sha else 'TAMPERED'}\n".encode())
     return digest.hexdigest()
 

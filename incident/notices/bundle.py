@@ -19,8 +19,7 @@ from incident import clock
 from incident.config import Workspace
 from incident.files import file_sha256, private_dir, replacing_private, write_private
 from incident.incidents import models as incidents
-from incident.notices import content
-from incident.notices import render as rendering
+from incident.notices import compose, content
 from incident.privacy import mask_email, mask_name, mask_phone
 
 
@@ -121,7 +120,7 @@ class Bundle:
         for key in sorted(variants):
             locale, channel, audience, cats = key.split("|")
             masked = mask_person(examples[key])
-            _, rendered = rendering.render_person(env, static, masked, today)
+            _, rendered = compose.render_person(env, static, masked, today)
             notice = next(r for r in rendered if r["channel"] == channel)
             shown.append(
                 {

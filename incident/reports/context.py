@@ -14,7 +14,7 @@ from incident.config import Workspace
 from incident.errors import IncidentError, InvalidArgument
 from incident.incidents import models as incidents
 from incident.notices import content, templates
-from incident.notices.render import render_person
+from incident.notices.compose import render_person
 from incident.reports import aggregates, kinds
 
 
