@@ -108,14 +108,10 @@ def print_json(data: Any) -> None:
 
 
 def _register() -> None:
-    from incident.cli import audit_cmd, db_cmd, dispatch_cmd, incidents_cmd, notices_cmd, reports_cmd, workspace_cmd
+    # One CLI module per domain; each adds its own commands (the order is the help screen's).
+    from incident.cli import assess, audit, db, demo, dispatch_cmd, incidents, inventory, notices, reports, workspace
 
-    app.add_typer(workspace_cmd.inventory_app, name="inventory")
-    app.add_typer(workspace_cmd.config_app, name="config")
-    app.add_typer(notices_cmd.notices_app, name="notices")
-    app.add_typer(audit_cmd.audit_app, name="audit")
-    app.add_typer(db_cmd.db_app, name="db")
-    for module in (workspace_cmd, incidents_cmd, dispatch_cmd, reports_cmd):
+    for module in (workspace, inventory, incidents, assess, notices, dispatch_cmd, reports, audit, db, demo):
         module.register(app)
 
 

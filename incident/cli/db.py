@@ -18,3 +18,8 @@ def upgrade(ctx: typer.Context) -> None:
 
     before, after = upgrade_database(state(ctx).ws(), state(ctx).who())
     typer.echo(f"schema {before} → {after}" if before != after else f"schema already at {after}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.add_typer(db_app, name="db")

@@ -53,3 +53,8 @@ def export(
 
     head = export_audit(state(ctx).ws(), incident_id, output)
     typer.echo(f"wrote {output} (head {head})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.add_typer(audit_app, name="audit")

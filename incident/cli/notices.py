@@ -100,3 +100,8 @@ def show(
             typer.echo(f"Subject: {n['subject']}")
         typer.echo(n["body"])
         typer.echo("")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.add_typer(notices_app, name="notices")

@@ -1,4 +1,4 @@
-"""Commands that set up a workspace and its data inventory."""
+"""Commands that load and inspect the data inventory (people, systems, holdings)."""
 
 from __future__ import annotations
 
@@ -9,52 +9,9 @@ import typer
 
 from incident.cli import print_json, state
 
-config_app = typer.Typer(
-    help="Show the workspace configuration (secrets masked).", no_args_is_help=True, rich_markup_mode=None
-)
 inventory_app = typer.Typer(
     help="Load and inspect the data inventory (people, systems, holdings).", no_args_is_help=True, rich_markup_mode=None
 )
-
-
-def register(app: typer.Typer) -> None:
-    app.command("init")(init)
-    app.command("demo")(demo)
-
-
-def init(
-    ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(help="Folder for the new workspace")] = Path("."),
-) -> None:
-    """Create a workspace: incident.toml (pre-filled from the privacy policy) and an empty database."""
-    from incident.audit.flows import init_workspace
-
-    ws = init_workspace(directory, state(ctx).who())
-    typer.echo(f"workspace ready: {ws.root}")
-    typer.echo(f"  config:   {ws.path('incident.toml')}")
-    typer.echo(f"  database: {ws.database_url.split('@')[-1]}")
-
-
-def demo(
-    ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(help="Folder for the demo workspace")] = Path("incident-demo"),
-    people: Annotated[int, typer.Option(help="How many synthetic people")] = 10_000,
-    seed: Annotated[int, typer.Option(help="Random seed (the inventory is deterministic)")] = 7,
-    until: Annotated[
-        str,
-        typer.Option(
-            help="Stop after: assessed, notified (dispatch and letters), announced, or "
-            "all (reports and the status board too)"
-        ),
-    ] = "all",
-) -> None:
-    """Run the whole story on a synthetic platform: inventory, incident, assessment, notices (auto-approved, clearly
-    labelled), dispatch to the file outbox with failures and fallbacks, letters, announcement, regulator reports and
-    the status board; print where each artefact is."""
-    from incident.demo.flows import run_demo
-
-    for line in run_demo(directory, people=people, seed=seed, actor=state(ctx).who(), until=until):
-        typer.echo(line)
 
 
 @inventory_app.command("import")
@@ -112,24 +69,6 @@ def inventory_stats(
         typer.echo(f"  {key:<26} {c['people']:>9} people")
 
 
-@config_app.command("show")
-def config_show(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
-) -> None:
-    """Print the configuration in effect with every secret and credential masked."""
-    from incident.privacy import masked_config as masked
-
-    ws = state(ctx).ws()
-    data = masked({"workspace": str(ws.root), "database_url": ws.database_url, **ws.config})
-    if as_json:
-        print_json(data)
-        return
-    for line in _flatten(data):
-        typer.echo(line)
-
-
-def _flatten(data: object, prefix: str = "") -> list[str]:
-    if isinstance(data, dict):
-        return [line for k, v in data.items() for line in _flatten(v, f"{prefix}{k}.")]
-    return [f"{prefix[:-1]} = {data}"]
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.add_typer(inventory_app, name="inventory")

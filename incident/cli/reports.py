@@ -18,8 +18,8 @@ def register(app: typer.Typer) -> None:
     app.command("settle")(settle)
 
 
-def _when(text: str | None, option: str) -> Any:
-    from incident.cli.incidents_cmd import _when as parse
+def parse_time(text: str | None, option: str) -> Any:
+    from incident.cli.output import parse_time as parse
 
     return parse(text, option)
 
@@ -118,7 +118,7 @@ def report(
         if as_json:
             print_json(rows)
             return
-        from incident.cli.incidents_cmd import submission
+        from incident.cli.output import submission
 
         for r in rows:
             typer.echo(
@@ -138,7 +138,7 @@ def report(
             incident_id,
             regulator,
             stage=stage,
-            submitted_at=_when(submitted_at, "--submitted-at"),
+            submitted_at=parse_time(submitted_at, "--submitted-at"),
             reference=reference,
             actor=st.who(),
         )
@@ -178,7 +178,7 @@ def status(
 ) -> None:
     """The deadline board: every obligation of every open incident with its due time, time left and state. Exits
     4 when anything is overdue (for cron)."""
-    from incident.cli.incidents_cmd import print_obligations
+    from incident.cli.output import print_obligations
     from incident.reports import flows as use
 
     st = state(ctx)
@@ -218,7 +218,9 @@ def settle(
     from incident.reports import flows as use
 
     st = state(ctx)
-    done = use.settle_obligation(st.ws(), incident_id, key, actor=st.who(), at=_when(at, "--at"), reference=reference)
+    done = use.settle_obligation(
+        st.ws(), incident_id, key, actor=st.who(), at=parse_time(at, "--at"), reference=reference
+    )
     typer.echo(
         f"settled {incident_id} {done['key']} at {done['at'][:16].replace('T', ' ')}Z"
         + (f" (reference {done['reference']})" if done["reference"] else "")

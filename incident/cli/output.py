@@ -1,0 +1,79 @@
+"""How the CLI prints what several commands share: times given as options, obligations, reviews, assessments."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import typer
+
+
+def parse_time(text: str | None, option: str) -> Any:
+    from incident.clock import parse_when
+    from incident.errors import InvalidArgument
+
+    if text is None:
+        return None
+    try:
+        return parse_when(text)
+    except ValueError:
+        raise InvalidArgument(f"{option}: not an ISO date or time: {text!r}") from None
+
+
+def split_csv(text: str | None) -> list[str] | None:
+    return [p.strip() for p in text.split(",") if p.strip()] if text else None
+
+
+def _left(seconds: float | None) -> str:
+    from incident.clock import humanize
+
+    if seconds is None:
+        return ""
+    text = humanize(timedelta(seconds=seconds))
+    return f"overdue by {text[1:]}" if text.startswith("-") else f"{text} left"
+
+
+def print_obligations(obligations: list[dict[str, Any]]) -> None:
+    """Print a deadline table."""
+    for o in obligations:
+        due = o["due"][:16].replace("T", " ") + "Z" if o["due"] else "-"
+        typer.echo(f"  {o['state']:<17} {due:<18} {_left(o['left_seconds']):<24} {o['key']:<22} {o['title']}")
+
+
+def print_assessment(a: dict[str, Any]) -> None:
+    """Print an assessment for humans."""
+    c = a["counts"]
+    typer.echo(f"affected people:   {c['people']:,}  ({c['records']:,} exposed records)")
+    typer.echo(f"  sensitive:       {c['sensitive']:,}")
+    typer.echo(f"  children (<14):  {c['children']:,}  (told through their guardians)")
+    typer.echo(f"  cancelled:       {c['cancelled']:,}")
+    typer.echo(f"  no usable channel: {c['no_usable_channel']:,}   letter only: {c['letter_only']:,}")
+    typer.echo("  by region:       " + ", ".join(f"{k} {v:,}" for k, v in c["by_region"].items()))
+    typer.echo("  by category:     " + ", ".join(f"{k} {v:,}" for k, v in c["by_category"].items()))
+    g = a["grade"]
+    override = f" (override of {g['computed']}: {g['override_reason']})" if g["override_reason"] else ""
+    typer.echo(f"grade (CAC 分级指南): {g['key']} / {g['name']}{override}")
+    typer.echo("regimes:           " + ", ".join(f"{r['key']} ({r['residents']:,})" for r in a["regimes"]))
+    n = a["individual_notice"]
+    typer.echo(f"individual notice: {'required' if n['required'] else 'not required'} ({n['reason']})")
+    ann = a["announcement"]
+    typer.echo(f"announcement:      {'required' if ann['required'] else 'not required'}")
+    for reason in ann["reasons"]:
+        typer.echo(f"  - {reason}")
+    typer.echo("obligations:")
+    print_obligations(a["obligations"])
+
+
+def print_review(label: str, review: dict[str, Any], extra: str) -> None:
+    """Print where a review stands (notices or announcement) and what changed since its approval."""
+    by = f" by {review['reviewer']} at {review['at'][:16]}" if review.get("reviewer") else ""
+    typer.echo(f"{label}{review['state']}{by}{extra}")
+    for change in review["changes"]:
+        typer.echo(f"  changed since approval: {change}")
+
+
+def submission(report: dict[str, Any]) -> str:
+    """Whether and when a stored regulator report was submitted."""
+    if not report["submitted_at"]:
+        return "not submitted"
+    return f"submitted {report['submitted_at'][:16]} ref {report['reference'] or '-'}"
