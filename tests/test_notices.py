@@ -880,7 +880,7 @@ def test_the_manifest_lists_the_hash_of_every_template_the_playbook_the_facts_an
 def test_the_approval_check_reads_the_manifest_digest_from_the_end_of_the_file(rendered_notices: Story):
     """The staleness check reads only the object after the notices list (a manifest for 200,000 people is tens
     of MB): read backwards in chunks of any size, it is the whole manifest without the list."""
-    from incident.notices.bundle import manifest_tail
+    from incident.notices.manifest import manifest_tail
 
     path = rendered_notices.bundle / "manifest.json"
     whole = json.loads(path.read_text(encoding="utf-8"))

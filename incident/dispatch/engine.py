@@ -32,9 +32,8 @@ from incident.dispatch.models import Attempt, Delivery
 from incident.errors import IncidentError
 from incident.incidents import models as incidents
 from incident.incidents.models import Status
-from incident.notices import compose as rendering
 from incident.notices.approval import require_current_approval
-from incident.notices.models import unpack_content
+from incident.notices.models import notice_sha, unpack_content
 
 LEASE = timedelta(seconds=120)
 # A claim holds about CLAIM_SECONDS of work at the measured rate (at most CLAIM_MAX deliveries); a settle
@@ -302,7 +301,7 @@ def claim(session: Session, incident_id: str, owner: str, limit: int, only: str 
 
 def send_work(item: Work, cfg: ChannelConfig, limiter: RateLimiter | None = None) -> transports.Outcome:
     """Verify the notice is exactly the approved content, prepare the call, wait for the rate slot, send."""
-    actual = rendering.notice_sha(item.message.subject, item.message.text, item.message.html)
+    actual = notice_sha(item.message.subject, item.message.text, item.message.html)
     if actual != item.expected_sha:
         return transports.Outcome(transports.PERMANENT, "notice content differs from the approved hash: not sent")
     prepared = transports.prepare(cfg.url, item.message)

@@ -16,10 +16,9 @@ from incident.config import Workspace
 from incident.files import file_sha256
 from incident.incidents import models as incidents
 from incident.incidents.models import Status
-from incident.notices import compose
-from incident.notices.bundle import manifest_tail
-from incident.notices.models import Render, unpack_content
-from incident.notices.render import fingerprint as render_fingerprint
+from incident.notices.fingerprint import fingerprint as render_fingerprint
+from incident.notices.manifest import manifest_tail
+from incident.notices.models import Render, notice_sha, unpack_content
 
 CHANGE_LABELS = {
     "playbook": "the playbook",
@@ -70,7 +69,7 @@ def notices_digest(session: Session, incident_id: str) -> str:
         execution_options={"stream_results": True, "yield_per": 2000},
     )
     for person_id, channel, subject, body, html, sha in rows:
-        actual = compose.notice_sha(subject, *unpack_content(body, html))
+        actual = notice_sha(subject, *unpack_content(body, html))
         digest.update(f"{person_id}\x1f{channel}\x1f{actual if actual == sha else 'TAMPERED'}\n".encode())
     return digest.hexdigest()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import weakref
 from typing import Any
 
@@ -24,11 +23,6 @@ def channels_for(person: dict[str, Any], allowed: list[str]) -> list[str]:
 
 def variant_key(locale: str, channel: str, audience: str, categories: str) -> str:
     return f"{locale}|{channel}|{audience}|{categories}"
-
-
-def notice_sha(subject: str, body: str, html: str | None) -> str:
-    """The hash an approval binds to, for one notice."""
-    return hashlib.sha256("\x1f".join((subject, body, html or "")).encode("utf-8")).hexdigest()
 
 
 _compiled: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import zlib
 from datetime import datetime
@@ -108,3 +109,8 @@ def workspace_secret(session: Session) -> str:
     value = secrets.token_hex(32)
     conn.execute(text("INSERT INTO schema_meta (key, value) VALUES ('notice_secret', :v)"), {"v": value})
     return value
+
+
+def notice_sha(subject: str, body: str, html: str | None) -> str:
+    """The hash an approval binds to, for one notice."""
+    return hashlib.sha256("\x1f".join((subject, body, html or "")).encode("utf-8")).hexdigest()

@@ -16,8 +16,8 @@ from incident.assess.models import AFFECTED_COLUMNS
 from incident.config import Workspace
 from incident.errors import IncidentError
 from incident.notices import content, lint, templates
-from incident.notices.compose import notice_sha, render_person, variant_key
-from incident.notices.models import pack_content
+from incident.notices.compose import render_person, variant_key
+from incident.notices.models import notice_sha, pack_content
 
 BATCH = 500
 
@@ -111,7 +111,7 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
         previous = [n for n in (person["to_name"], person["subject_name"]) if n]
         if problems:
             break
-    from incident.notices.bundle import manifest_lines
+    from incident.notices.manifest import manifest_lines
 
     return {
         "rows": rows,

@@ -1,4 +1,4 @@
-"""Render every notice of an incident into the database and write the review bundle; what an approval binds to."""
+"""Render every notice of an incident into the database and write the review bundle."""
 
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ from sqlmodel import Session
 
 from incident import clock
 from incident.assess import models as assess
-from incident.assess.models import AFFECTED_COLUMNS, affected_dicts, count_affected
+from incident.assess.models import affected_dicts, count_affected
 from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.db import insert_rows
 from incident.errors import IncidentError
 from incident.incidents import models as incidents
 from incident.incidents.models import Status
-from incident.notices import content, templates
+from incident.notices import content
+from incident.notices.fingerprint import fingerprint
 from incident.notices.models import Render
 from incident.notices.pool import batches, rendered_batches
 
@@ -40,33 +41,6 @@ NOTICE_COLUMNS = (
     "html",
     "sha256",
 )  # the order of _render_batch's rows
-
-
-def affected_hash(session: Session, incident_id: str) -> str:
-    """A hash of the affected set and everything about each person that a notice uses."""
-    digest = hashlib.sha256()
-    for person in affected_dicts(session, incident_id):
-        digest.update(json.dumps([person[c] for c in AFFECTED_COLUMNS], ensure_ascii=False).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def fingerprint(
-    session: Session, ws: Workspace, incident: incidents.Incident, affected: str | None = None
-) -> dict[str, Any]:
-    """The hashes of everything a render depends on; an approval goes stale when any of them changes."""
-    from incident import catalog
-
-    actions = [e.text for e in incidents.timeline(session, incident.id) if e.kind == "action"]
-    facts = json.dumps({**incidents.facts(incident), "actions": actions}, ensure_ascii=False, sort_keys=True)
-    return {
-        "templates": {k: v for k, v in templates.template_hashes(ws.root).items() if templates.is_notice_template(k)},
-        "playbook": content.file_sha(catalog.playbook_path(incident.playbook, ws.root)),
-        "categories": content.file_sha(catalog.data_file("categories.yaml", ws.root)),
-        "organisation": hashlib.sha256(json.dumps(ws.organisation, sort_keys=True).encode()).hexdigest(),
-        "facts": hashlib.sha256(facts.encode()).hexdigest(),
-        "affected": affected or affected_hash(session, incident.id),
-    }
 
 
 @dataclass

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import meta
 from sqlalchemy import text
 from sqlmodel import Session, select
 
@@ -21,7 +20,7 @@ from incident.config import Workspace
 from incident.errors import IncidentError
 from incident.files import write_public
 from incident.incidents import models as incidents
-from incident.notices import content, lint, templates
+from incident.notices import content, lint, template_files
 from incident.reports import aggregates
 from incident.reports.models import AnnouncementRender
 
@@ -86,7 +85,11 @@ def public_context(
 
 
 def template_names(ws: Workspace) -> list[str]:
-    """The announcement templates and every template they include (for the manifest and staleness)."""
+    """The announcement templates and every template they include (for the manifest)."""
+    from jinja2 import meta
+
+    from incident.notices import templates
+
     env = templates.environment(ws.root)
     todo = [f"{loc}/announcement.{kind}.j2" for loc in catalog.LOCALES for kind in KINDS]
     seen: set[str] = set()
@@ -98,16 +101,21 @@ def template_names(ws: Workspace) -> list[str]:
         source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
         for ref in meta.find_referenced_templates(env.parse(source)):
             if ref is None:  # a computed include: be safe and bind every template
-                return sorted(templates.template_files(ws.root))
+                return sorted(template_files.template_files(ws.root))
             todo.append(ref)
     return sorted(seen)
 
 
-def fingerprint(ws: Workspace, facts: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
-    """What an approval binds to besides the files: the templates in effect, the facts and the counts."""
-    hashes = templates.template_hashes(ws.root)
+def fingerprint(
+    ws: Workspace, facts: dict[str, Any], counts: dict[str, Any], names: list[str] | None = None
+) -> dict[str, Any]:
+    """What an approval binds to besides the files: the templates in effect, the facts and the counts.
+
+    `names`: the templates a render used, as its manifest lists them. Any change to what they include edits one
+    of them, so staleness needs no template parsing (and a read command no Jinja)."""
+    hashes = template_files.template_hashes(ws.root)
     return {
-        "templates": {name: hashes[name] for name in template_names(ws)},
+        "templates": {name: hashes.get(name) for name in (template_names(ws) if names is None else names)},
         "facts": hashlib.sha256(json.dumps(facts, ensure_ascii=False, sort_keys=True).encode()).hexdigest(),
         "counts": public_counts(counts),
     }
@@ -194,6 +202,8 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
     incident = incidents.get(session, incident_id, for_update=True)
     view = aggregates.picture(session, ws, incident)
     facts = public_context(session, ws, incident, counts=view.counts)
+    from incident.notices import templates
+
     env = templates.environment(ws.root)
     now = clock.now()
     texts: dict[str, str] = {}
@@ -279,7 +289,7 @@ def changes_since(session: Session, ws: Workspace, render: AnnouncementRender) -
             changed.append(f"{name} was edited or removed after rendering")
     incident = incidents.get(session, render.incident_id)
     counts = json.loads(assess.latest(session, incident.id).counts)  # type: ignore[union-attr]
-    now = fingerprint(ws, public_context(session, ws, incident, counts=counts), counts)
+    now = fingerprint(ws, public_context(session, ws, incident, counts=counts), counts, list(before["templates"]))
     for name in sorted(set(before["templates"]) | set(now["templates"])):
         if before["templates"].get(name) != now["templates"].get(name):
             changed.append(f"template {name} changed")

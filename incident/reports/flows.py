@@ -14,6 +14,7 @@ from incident.config import Workspace
 from incident.db import unit_of_work
 from incident.errors import IncidentError, InvalidArgument
 from incident.incidents import models as incidents
+from incident.reports import models as report_models
 
 
 def announce(ws: Workspace, incident_id: str, actor: str) -> Any:
@@ -83,11 +84,10 @@ def generate_report(
 
 def list_reports(ws: Workspace, incident_id: str) -> list[dict[str, Any]]:
     """What was generated and submitted, when."""
-    from incident.reports import regulators
 
     with unit_of_work(ws, write=False) as session:
         incidents.get(session, incident_id)
-        return [r.as_json() for r in regulators.list_reports(session, incident_id)]
+        return [r.as_json() for r in report_models.list_reports(session, incident_id)]
 
 
 def submit_report(
@@ -155,7 +155,7 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
     and the announcement stand, dispatch and reports."""
     from incident.dispatch.proof import channel_summary
     from incident.notices import approval as notices_approval
-    from incident.reports import aggregates, announcement, regulators
+    from incident.reports import aggregates, announcement
 
     with unit_of_work(ws, write=False) as session:
         inc = incidents.get(session, incident_id)
@@ -184,5 +184,5 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
         data["notices"] = notices_approval.approval_state(session, ws, inc)
         data["dispatch"] = channel_summary(session, incident_id)
         data["announcement"] = announcement.approval_state(session, ws, inc) if data["assessment"] else None
-        data["reports"] = [r.as_json() for r in regulators.list_reports(session, incident_id)]
+        data["reports"] = [r.as_json() for r in report_models.list_reports(session, incident_id)]
         return data

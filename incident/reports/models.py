@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, Text
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from incident.db import UTCDateTime
 
@@ -89,3 +89,8 @@ class DeadlineWarning(SQLModel, table=True):
     state: str  # sending | sent | unknown (in flight when its run stopped, and no longer due)
     owner: str | None = None  # host:pid:token of the process sending it, while 'sending'
     lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+
+
+def list_reports(session: Session, incident_id: str) -> list[Report]:
+    """Every generated report of an incident, oldest first."""
+    return list(session.exec(select(Report).where(Report.incident_id == incident_id).order_by(col(Report.id))))

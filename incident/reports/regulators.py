@@ -114,11 +114,6 @@ def generate(
     return Generated(rows, settles, notes)
 
 
-def list_reports(session: Session, incident_id: str) -> list[Report]:
-    """Every generated report of an incident, oldest first."""
-    return list(session.exec(select(Report).where(Report.incident_id == incident_id).order_by(Report.id)))  # type: ignore[arg-type]
-
-
 def submit(
     session: Session,
     ws: Workspace,
