@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Column, Index, Text, text
+from sqlmodel import Field, Session, SQLModel
 
 from incident.db import UTCDateTime
 
@@ -58,3 +58,13 @@ class RateBudget(SQLModel, table=True):
     __tablename__ = "rate_budget"
     channel: str = Field(primary_key=True)
     next_free: float
+
+
+def counts_by_state(session: Session, incident_id: str) -> dict[str, int]:
+    """Deliveries per state."""
+    return {
+        r[0]: int(r[1])
+        for r in session.connection().execute(
+            text("SELECT state, COUNT(*) FROM delivery WHERE incident_id = :i GROUP BY state"), {"i": incident_id}
+        )
+    }
