@@ -6,6 +6,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -60,8 +61,11 @@ def claim(
     limit: int,
     only: str | None = None,
     lease: timedelta = DEFAULT_LEASE,
+    outbox: Path | None = None,
 ) -> list[Work]:
-    """Lease up to `limit` due deliveries and write an in-flight attempt for each, before anything is sent."""
+    """Lease up to `limit` due deliveries and write an in-flight attempt for each, before anything is sent.
+
+    `outbox` is the folder outbox:// writes the messages into (the workspace's outbox/INCIDENT)."""
     now = clock.now()
     due = _due(session, incident_id, now, limit, only)
     if not due:
@@ -131,6 +135,7 @@ def claim(
             subject=r[4],
             text=body,
             html=html,
+            outbox=outbox,
         )
         work.append(
             Work(attempt_id, d.person_id, d.channel, message, r[7], d.channels, d.position, d.tries, d.has_letter, now)

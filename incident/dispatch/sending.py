@@ -118,7 +118,13 @@ class _Loop:
             return
         with unit_of_work(self.sender.ws) as session:
             claimed = claim(
-                session, self.incident_id, self.sender.owner, limit=room, only=self.only, lease=self.sender.lease
+                session,
+                self.incident_id,
+                self.sender.owner,
+                limit=room,
+                only=self.only,
+                lease=self.sender.lease,
+                outbox=self.sender.ws.path("outbox", self.incident_id),
             )
         for item in claimed:
             future = pool.submit(self.sender.task, item)
@@ -189,7 +195,6 @@ def pump(
 ) -> None:
     """Claim, send and settle until nothing of this incident is pending (taking over dead workers' attempts)."""
     ws = sender.ws
-    transports.OUTBOX_ROOT["root"] = ws.path("outbox", incident_id)
     total = _pending(ws, incident_id)
     loop = _Loop(sender, incident_id, actor, workers=workers, only=only, report=report, stop_after=stop_after)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="dispatch") as pool:
