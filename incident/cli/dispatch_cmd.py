@@ -57,6 +57,7 @@ def dispatch(
 ) -> None:
     """Send the approved notices: retries, fallback email → SMS → push → letter, resumable after a crash."""
     from incident.dispatch import flows
+    from incident.dispatch.models import DeliveryState
 
     st = state(ctx)
     ws = st.ws()
@@ -102,13 +103,14 @@ def dispatch(
         typer.echo(f"{report.recovered_unknown} attempts were in flight when a previous run stopped: {what}")
     typer.echo("attempts: " + (", ".join(f"{k} {v:,}" for k, v in sorted(report.tally.items())) or "none"))
     typer.echo("deliveries: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report.states.items())))
-    if report.states.get("letter"):
-        typer.echo(f"{report.states['letter']:,} people need a letter: run `incident letters {incident_id}`")
+    letters_due = report.states.get(DeliveryState.LETTER)
+    if letters_due:
+        typer.echo(f"{letters_due:,} people need a letter: run `incident letters {incident_id}`")
     if report.notified:
         typer.echo(f"{incident_id}: every person is notified or settled (status 'notified')")
     if report.halted:
         typer.echo(
-            f"error: dispatch stopped: {report.halted}; {report.states.get('pending', 0):,} deliveries are "
+            f"error: dispatch stopped: {report.halted}; {report.states.get(DeliveryState.PENDING, 0):,} deliveries are "
             f"still pending: fix it and run `incident dispatch {incident_id}` again",
             err=True,
         )

@@ -13,10 +13,9 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from incident import clock
-from incident.assess.models import Affected
-from incident.dispatch import proof, transports
+from incident.dispatch import models, proof, transports
 from incident.dispatch.channels import ChannelConfig, next_attempt_at
-from incident.dispatch.models import Attempt, Delivery
+from incident.dispatch.models import AttemptOutcome, DeliveryState
 from incident.notices import render as rendering
 from incident.notices.models import unpack_content
 
@@ -70,55 +69,28 @@ def claim(
     due = _due(session, incident_id, now, limit, only)
     if not due:
         return []
-    conn = session.connection()
-    n, a = (
-        sa.table(
-            "notice",
-            *(
-                sa.column(c)
-                for c in ("id", "incident_id", "person_id", "channel", "ref", "subject", "body", "html", "sha256")
-            ),
-        ),
-        Affected.__table__,
-    )
-    rows = conn.execute(
-        sa.select(
-            n.c.person_id,
-            n.c.channel,
-            n.c.id,
-            n.c.ref,
-            n.c.subject,
-            n.c.body,
-            n.c.html,
-            n.c.sha256,
-            a.c.to_email,
-            a.c.to_phone,
-            a.c.to_push,
-        )
-        .join(a, sa.and_(a.c.incident_id == n.c.incident_id, a.c.person_id == n.c.person_id))
-        .where(n.c.incident_id == incident_id, n.c.person_id.in_([x.person_id for x in due]))
-    )
-    notices = {(r[0], r[1]): r for r in rows}
+    notices = models.notices_to_claim(session, incident_id, [d.person_id for d in due])
     attempts, picked = [], []
     for d in due:
-        r = notices.get((d.person_id, d.channel))
-        if r is None:
+        notice = notices.get((d.person_id, d.channel))
+        if notice is None:
             continue
-        address = {"email": r[8], "sms": r[9], "push": r[10]}[d.channel]
+        address = notice.address(d.channel)
         attempts.append(
             {
                 "incident_id": incident_id,
                 "person_id": d.person_id,
-                "notice_id": r[2],
+                "notice_id": notice.id,
                 "channel": d.channel,
                 "address": transports.mask_address(d.channel, address),
                 "started": now,
-                "outcome": "in-flight",
+                "outcome": AttemptOutcome.IN_FLIGHT,
                 "worker": owner,
             }
         )
-        picked.append((d, r, address))
-    t, dt = Attempt.__table__, Delivery.__table__
+        picked.append((d, notice, address))
+    conn = session.connection()
+    t, dt = models.ATTEMPT, models.DELIVERY
     ids = conn.execute(sa.insert(t).returning(t.c.id, sort_by_parameter_order=True), attempts).scalars().all()
     conn.execute(
         sa.update(dt)
@@ -126,31 +98,42 @@ def claim(
         .values(lease_owner=owner, lease_until=now + lease)
     )
     work = []
-    for attempt_id, (d, r, address) in zip(ids, picked, strict=True):
-        body, html = unpack_content(r[5], r[6])
+    for attempt_id, (d, notice, address) in zip(ids, picked, strict=True):
+        body, html = unpack_content(notice.body, notice.html)
         message = transports.Message(
-            notice_id=f"{incident_id}.{r[3]}.{d.channel}",
+            notice_id=f"{incident_id}.{notice.ref}.{d.channel}",
             channel=d.channel,
             address=address,
-            subject=r[4],
+            subject=notice.subject,
             text=body,
             html=html,
             outbox=outbox,
         )
         work.append(
-            Work(attempt_id, d.person_id, d.channel, message, r[7], d.channels, d.position, d.tries, d.has_letter, now)
+            Work(
+                attempt_id,
+                d.person_id,
+                d.channel,
+                message,
+                notice.sha256,
+                d.channels,
+                d.position,
+                d.tries,
+                d.has_letter,
+                now,
+            )
         )
     return work
 
 
 def _due(session: Session, incident_id: str, now: datetime, limit: int, only: str | None) -> list[_Due]:
     """Pending deliveries whose time has come and whose lease (if any) ran out, locked against other workers."""
-    d = Delivery.__table__
+    d = models.DELIVERY
     stmt = (
         sa.select(d.c.person_id, d.c.channels, d.c.position, d.c.tries, d.c.has_letter)
         .where(
             d.c.incident_id == incident_id,
-            d.c.state == "pending",
+            d.c.state == DeliveryState.PENDING,
             d.c.next_at <= now,
             sa.or_(d.c.lease_until.is_(None), d.c.lease_until < now),
         )
@@ -182,19 +165,19 @@ def send_work(item: Work, cfg: ChannelConfig, limiter: RateLimiter | None = None
 
 def next_state(item: Work, outcome: transports.Outcome, cfg: ChannelConfig, *, now: datetime) -> dict[str, Any]:
     """The delivery after one outcome: sent; retry later on this channel; or fall back (letter, unreachable)."""
-    stay = {"state": "pending", "final_channel": None, "settled_at": None, "position": item.position}
+    stay = {"state": DeliveryState.PENDING, "final_channel": None, "settled_at": None, "position": item.position}
     if outcome.details.get(transports.HALT):
         # Our own fault (the outbox could not be written): no try is spent and the channel is kept.
         return {**stay, "tries": item.tries, "next_at": now}
     tries = item.tries + 1
     if outcome.status == transports.SENT:
-        sent = {"state": "sent", "final_channel": item.channel, "settled_at": now}
+        sent = {"state": DeliveryState.SENT, "final_channel": item.channel, "settled_at": now}
         return {**stay, **sent, "tries": tries, "next_at": now}
     if outcome.status in (transports.TRANSIENT, transports.UNKNOWN) and tries < cfg.retries:
         return {**stay, "tries": tries, "next_at": next_attempt_at(now, cfg, tries, retry_after=outcome.retry_after)}
     if item.position + 1 < len(item.channels):
         return {**stay, "position": item.position + 1, "tries": 0, "next_at": now}
-    last = "letter" if item.has_letter else "unreachable"
+    last = DeliveryState.LETTER if item.has_letter else DeliveryState.UNREACHABLE
     return {**stay, "state": last, "settled_at": now, "tries": tries, "next_at": now}
 
 
@@ -227,7 +210,7 @@ def settle(
     if log.isEnabledFor(logging.DEBUG):
         _log_outcomes(results)
     conn = session.connection()
-    t, d = Attempt.__table__, Delivery.__table__
+    t, d = models.ATTEMPT, models.DELIVERY
     conn.execute(
         sa.update(t)
         .where(t.c.id == sa.bindparam("aid"))
@@ -255,7 +238,7 @@ def settle(
         ),
         deliveries,
     )
-    proof.record_attempts(session, incident_id, [item.attempt_id for item, _ in results], actor)
+    proof.record_attempts(session, incident_id, [item.attempt_id for item, _ in results], actor=actor)
     return dict(tally)
 
 

@@ -14,7 +14,8 @@ from incident.config import Workspace
 from incident.db import unit_of_work
 from incident.dispatch import models, planning, proof, recovery
 from incident.dispatch.letters import LetterBatch, write_letters
-from incident.dispatch.sending import DispatchReport, make_sender, pump
+from incident.dispatch.models import DeliveryState
+from incident.dispatch.sending import DispatchReport, Sender, make_sender, pump
 from incident.errors import IncidentError, InvalidArgument
 from incident.incidents import models as incidents
 from incident.incidents.models import Status
@@ -111,10 +112,7 @@ def run_worker(
                 _require_notifying(ws, iid)
                 checked.add(iid)
             report = reports.setdefault(iid, DispatchReport())
-            before = sum(report.tally.values())
-            report.halted = None
-            pump(sender, iid, actor, workers=workers, only=None, hold_unknown=hold_unknown, report=report)
-            progressed = sum(report.tally.values()) > before and not report.halted
+            progressed = _serve(sender, iid, actor, workers=workers, hold_unknown=hold_unknown, report=report)
             worked = worked or progressed
             if progressed or not follow:
                 _finish(ws, iid, actor, report)
@@ -123,6 +121,16 @@ def run_worker(
         if not worked:
             time.sleep(poll)
     return reports
+
+
+def _serve(
+    sender: Sender, incident_id: str, actor: str, *, workers: int, hold_unknown: bool, report: DispatchReport
+) -> bool:
+    """Send what is due of one incident; True when something was settled and the run did not halt."""
+    before = sum(report.tally.values())
+    report.halted = None
+    pump(sender, incident_id, actor, workers=workers, only=None, hold_unknown=hold_unknown, report=report)
+    return sum(report.tally.values()) > before and not report.halted
 
 
 def notifying_incidents(ws: Workspace) -> list[str]:
@@ -150,7 +158,7 @@ def _start(ws: Workspace, incident_id: str, actor: str, *, hold_unknown: bool, r
         if Status(incident.status) not in (Status.APPROVED, Status.NOTIFYING, Status.NOTIFIED):
             raise IncidentError(f"{incident_id} is '{incident.status}': dispatch needs approved notices")
         report.planned = planning.plan(session, incident, planning.allowed_channels(ws, incident))
-        report.recovered_unknown = recovery.recover(session, incident_id, hold_unknown, actor)
+        report.recovered_unknown = recovery.recover(session, incident_id, hold_unknown=hold_unknown, actor=actor)
         if Status(incident.status) != Status.NOTIFYING:
             incidents.transition(session, incident, Status.NOTIFYING, actor)
         if report.planned:
@@ -162,8 +170,8 @@ def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport)
     with unit_of_work(ws) as session:
         incident = incidents.get(session, incident_id, for_update=True)
         states = models.counts_by_state(session, incident_id)
-        report.states, report.held = states, states.get("held", 0)
-        open_work = states.get("pending", 0) + states.get("held", 0)
+        report.states, report.held = states, states.get(DeliveryState.HELD, 0)
+        open_work = states.get(DeliveryState.PENDING, 0) + states.get(DeliveryState.HELD, 0)
         if open_work == 0 and Status(incident.status) == Status.NOTIFYING:
             incidents.transition(session, incident, Status.NOTIFIED, actor)
             assess.settle(session, incident_id, "individuals-notified", actor)
@@ -184,7 +192,7 @@ def dispatch_preview(ws: Workspace, incident_id: str, channel: str | None) -> di
     with unit_of_work(ws, write=False) as session:
         incident = incidents.get(session, incident_id)
         require_current_approval(session, ws, incident)
-        return planning.dry_run(session, ws, incident, channel)
+        return planning.dry_run(session, ws, incident, only=channel)
 
 
 def release_held(ws: Workspace, incident_id: str, actor: str) -> int:
@@ -198,7 +206,7 @@ def letters(ws: Workspace, incident_id: str, actor: str) -> LetterBatch:
     """Write the letter batch."""
     with unit_of_work(ws) as session:
         incidents.get(session, incident_id, for_update=True)
-        return write_letters(session, ws, incident_id, actor)
+        return write_letters(session, ws, incident_id, actor=actor)
 
 
 def export_deliveries(ws: Workspace, incident_id: str, *, fmt: str, output: Path | None, stdout: TextIO) -> int:
@@ -208,6 +216,6 @@ def export_deliveries(ws: Workspace, incident_id: str, *, fmt: str, output: Path
     with unit_of_work(ws, write=False) as session:
         incidents.get(session, incident_id)
         if output is None:
-            return proof.export_attempts(session, incident_id, fmt, stdout)
+            return proof.export_attempts(session, incident_id, fmt=fmt, out=stdout)
         with open_private(output) as fh:
-            return proof.export_attempts(session, incident_id, fmt, fh)
+            return proof.export_attempts(session, incident_id, fmt=fmt, out=fh)

@@ -43,6 +43,7 @@ class RateLimiter:
         return [start + i / self.rate for i in range(count)]
 
     def wait(self) -> None:
+        """Block until this thread may send one message on the channel (at once when it is unlimited)."""
         if self.rate <= 0:
             return
         late = 0.5 / self.rate  # a slot missed by more than this is dropped, never spent in a burst later

@@ -9,13 +9,12 @@ import time
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from incident import clock
 from incident.audit import chain as audit
-from incident.dispatch import proof
-from incident.dispatch.models import Attempt, Delivery
+from incident.dispatch import models, proof
+from incident.dispatch.models import Attempt, AttemptOutcome, Delivery, DeliveryState
 
 log = logging.getLogger("incident.dispatch")
 
@@ -47,7 +46,7 @@ def abandoned(attempt: Attempt, delivery: Delivery, now: datetime) -> bool:
     return alive is False or expired
 
 
-def recover(session: Session, incident_id: str, hold_unknown: bool, actor: str) -> int:
+def recover(session: Session, incident_id: str, *, hold_unknown: bool, actor: str) -> int:
     """Attempts left in flight by a dead process become 'unknown': re-sent once, or held for a human."""
     now = clock.now()
     stmt = (
@@ -59,26 +58,26 @@ def recover(session: Session, incident_id: str, hold_unknown: bool, actor: str) 
                 col(Delivery.person_id) == col(Attempt.person_id),
             ),
         )
-        .where(Attempt.incident_id == incident_id, Attempt.outcome == "in-flight")
+        .where(Attempt.incident_id == incident_id, Attempt.outcome == AttemptOutcome.IN_FLIGHT)
     )
     unknown_ids: list[int] = []
     for attempt, delivery in session.exec(stmt.with_for_update(skip_locked=True)):
         if not abandoned(attempt, delivery, now):
             continue
-        attempt.outcome, attempt.finished = "unknown", now
+        attempt.outcome, attempt.finished = AttemptOutcome.UNKNOWN, now
         attempt.reason = "in flight when its process stopped: it may or may not have been delivered"
         delivery.lease_owner, delivery.lease_until = None, None
         if hold_unknown:
-            delivery.state = "held"
+            delivery.state = DeliveryState.HELD
         else:
-            delivery.state, delivery.next_at = "pending", now
+            delivery.state, delivery.next_at = DeliveryState.PENDING, now
             delivery.unknown_resends += 1
         session.add(attempt)
         session.add(delivery)
         assert attempt.id is not None  # a stored row
         unknown_ids.append(attempt.id)
     session.flush()
-    proof.record_attempts(session, incident_id, unknown_ids, actor)
+    proof.record_attempts(session, incident_id, unknown_ids, actor=actor)
     if unknown_ids:
         log.info("%s: %d attempts left in flight by a stopped process are unknown", incident_id, len(unknown_ids))
         audit.record(
@@ -95,14 +94,13 @@ def recover(session: Session, incident_id: str, hold_unknown: bool, actor: str) 
 
 def release_held(session: Session, incident_id: str, actor: str) -> int:
     """Send held deliveries again (a human decided a duplicate is acceptable)."""
+    d = models.DELIVERY
     n = (
         session.connection()
         .execute(
-            text(
-                "UPDATE delivery SET state = 'pending', unknown_resends = unknown_resends + 1 WHERE incident_id = :i "
-                "AND state = 'held'"
-            ),
-            {"i": incident_id},
+            sa.update(d)
+            .where(d.c.incident_id == incident_id, d.c.state == DeliveryState.HELD)
+            .values(state=DeliveryState.PENDING, unknown_resends=d.c.unknown_resends + 1)
         )
         .rowcount
     )

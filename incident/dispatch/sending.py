@@ -10,14 +10,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-
-from sqlalchemy import text
+from datetime import timedelta
 
 from incident import clock
 from incident.config import Workspace
-from incident.db import unit_of_work
-from incident.dispatch import transports
+from incident.db import read_time, unit_of_work
+from incident.dispatch import models, transports
 from incident.dispatch.channels import ChannelConfig, channel_configs
 from incident.dispatch.claims import DEFAULT_LEASE, Work, claim, send_work, settle
 from incident.dispatch.ratelimit import RateLimiter
@@ -207,20 +205,14 @@ def pump(
             if loop.stopped():
                 break
             with unit_of_work(ws) as session:
-                report.recovered_unknown += recover(session, incident_id, hold_unknown, actor)
+                report.recovered_unknown += recover(session, incident_id, hold_unknown=hold_unknown, actor=actor)
             if not _wait_until_due(ws, incident_id, only=only, follow=follow):
                 break
 
 
 def _pending(ws: Workspace, incident_id: str) -> int:
     with unit_of_work(ws, write=False) as session:
-        return int(
-            session.connection()
-            .execute(
-                text("SELECT COUNT(*) FROM delivery WHERE incident_id = :i AND state = 'pending'"), {"i": incident_id}
-            )
-            .scalar_one()
-        )
+        return models.pending_count(session, incident_id)
 
 
 def _wait_until_due(ws: Workspace, incident_id: str, *, only: str | None, follow: bool) -> bool:
@@ -235,28 +227,13 @@ def _wait_until_due(ws: Workspace, incident_id: str, *, only: str | None, follow
 def _next_due(ws: Workspace, incident_id: str, only: str | None) -> float | None:
     """Seconds until the next pending delivery is due (None when nothing is pending)."""
     with unit_of_work(ws, write=False) as session:
-        rows = (
-            session.connection()
-            .execute(
-                text(
-                    "SELECT next_at, channels, position, lease_until FROM delivery WHERE incident_id = :i "
-                    "AND state = 'pending' ORDER BY next_at LIMIT 200"
-                ),
-                {"i": incident_id},
-            )
-            .all()
-        )
+        rows = models.pending_schedule(session, incident_id)
     now = clock.now()
     best: float | None = None
     for next_at, chans, position, lease_until in rows:
         if only and chans.split(",")[position] != only:
             continue
-        due = clock.as_utc(next_at) if isinstance(next_at, datetime) else clock.parse_when(str(next_at))
-        if lease_until is not None:
-            lease = (
-                clock.as_utc(lease_until) if isinstance(lease_until, datetime) else clock.parse_when(str(lease_until))
-            )
-            due = max(due, lease)
+        due = read_time(next_at) if lease_until is None else max(read_time(next_at), read_time(lease_until))
         wait_s = (due - now).total_seconds()
         best = wait_s if best is None else min(best, wait_s)
     return best
