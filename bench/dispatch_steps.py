@@ -198,7 +198,7 @@ def timed_dispatch(
 ) -> Measure:
     """run_dispatch on a prepared workspace; check the receiver got every message sent."""
     from incident.config import find_workspace
-    from incident.dispatch.engine import run_dispatch
+    from incident.dispatch.flows import run_dispatch
 
     ws = find_workspace(root)
     cpu = cpu_seconds()
@@ -343,9 +343,10 @@ def latency_many(ctx: Context) -> Measure:
 METHOD = [
     "Dispatch: prepare() builds a workspace of adults reachable by email only or by phone only, opens, assesses, "
     "renders and approves one incident per row (not timed). Each run of ours copies that workspace, points "
-    "`[channels.*]` at the receiver (no rate limit, no backoff) and times `engine.run_dispatch` whole: planning the "
-    "deliveries, claiming, the content-hash check, the apprise call through our `smtppool://` or `gateway://` "
-    "scheme, settling, the proof rows and the audit chain. The receiver's count must equal what ours reports sent.",
+    "`[channels.*]` at the receiver (no rate limit, no backoff) and times `dispatch.flows.run_dispatch` whole: "
+    "planning the deliveries, claiming, the content-hash check, the apprise call through our `smtppool://` or "
+    "`gateway://` scheme, settling, the proof rows and the audit chain. The receiver's count must equal what ours "
+    "reports sent.",
     "Email baseline: the same stored, approved bodies (read before the clock starts, decompressed in the loop) built "
     "into the same "
     "MIME message (From, To, Subject, Message-ID, X-Notice-Id, text and HTML alternatives) and sent with "

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-SYNTHETIC = BENCH.parent / "incident" / "synthetic.py"
+SYNTHETIC = BENCH.parent / "incident" / "demo" / "synthetic.py"
 COLUMNS = ("step", "baseline", "ours", "ratio", "target", "peak MB (ours)", "peak MB (baseline)", "verdict")
 
 

@@ -92,9 +92,10 @@ def _database_env(url: str) -> Iterator[None]:
 
 def prepare(ctx: Context) -> dict[str, Any]:
     """Start PostgreSQL; build the schema template and the enqueued dispatch of the workers row (not timed)."""
-    from incident import cases, db
+    from incident import db
     from incident.audit.flows import init_workspace
     from incident.config import find_workspace
+    from incident.dispatch import flows as dispatch_flows
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' throwaway server
     from pgtemp import start_temp_postgres
@@ -145,7 +146,7 @@ def prepare(ctx: Context) -> dict[str, Any]:
             )
         }
         for kind in ("one", "four"):  # SMS and email stay approved: run_dispatch plans them in the timed run
-            cases.dispatch(
+            dispatch_flows.dispatch(
                 find_workspace(root), ids[kind], "bench", workers=1, channel=None, hold_unknown=False, enqueue_only=True
             )
         db.engine_for(ws).dispose()

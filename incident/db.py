@@ -275,3 +275,19 @@ def insert_rows(session: Session, table: str, columns: tuple[str, ...], rows: li
         return
     marks = ", ".join("?" for _ in columns)
     session.connection().exec_driver_sql(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
+
+
+def db_time(session: Session, when: datetime) -> datetime:
+    """A datetime as a raw driver-level statement must bind it (raw SQL bypasses UTCDateTime): aware UTC on
+    PostgreSQL, naive UTC on SQLite. Only for measured bulk paths; everything else goes through the table."""
+    if when.tzinfo is None:
+        raise ValueError("naive datetime given to the database; use clock.now()")
+    when = when.astimezone(UTC)
+    return when.replace(tzinfo=None) if session.get_bind().dialect.name == "sqlite" else when
+
+
+def read_time(value: datetime | str) -> datetime:
+    """A datetime read by a raw statement, as aware UTC (SQLite hands back naive UTC text, PostgreSQL aware values)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

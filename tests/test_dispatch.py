@@ -30,7 +30,8 @@ from incident.config import find_workspace
 from incident.db import unit_of_work
 from incident.dispatch import transports
 from incident.dispatch.channels import ChannelConfig, next_attempt_at
-from incident.dispatch.engine import Work, claim, next_state, plan, settle
+from incident.dispatch.claims import Work, claim, next_state, settle
+from incident.dispatch.planning import plan
 from incident.incidents.models import get
 
 REPO = Path(__file__).resolve().parents[1]
@@ -464,20 +465,20 @@ class EdgeOfJitter(random.Random):
 def test_backoff_doubles_per_try_with_jitter_and_a_cap(tries: int, low: float, high: float):
     with freeze_time("2026-03-12 10:00:00"):
         now = clock.now()
-        assert next_attempt_at(now, CFG, tries, None, EdgeOfJitter("low")) == now + timedelta(seconds=low)
-        assert next_attempt_at(now, CFG, tries, None, EdgeOfJitter("high")) == now + timedelta(seconds=high)
+        assert next_attempt_at(now, CFG, tries, rng=EdgeOfJitter("low")) == now + timedelta(seconds=low)
+        assert next_attempt_at(now, CFG, tries, rng=EdgeOfJitter("high")) == now + timedelta(seconds=high)
         for _ in range(50):
-            assert (
-                now + timedelta(seconds=low) <= next_attempt_at(now, CFG, tries, None) <= now + timedelta(seconds=high)
-            )
+            assert now + timedelta(seconds=low) <= next_attempt_at(now, CFG, tries) <= now + timedelta(seconds=high)
 
 
 def test_retry_after_overrides_the_backoff_exactly():
     with freeze_time("2026-03-12 10:00:00"):
         now = clock.now()
-        assert next_attempt_at(now, CFG, 1, 1.0) == now + timedelta(seconds=1)
-        assert next_attempt_at(now, CFG, 3, 0.0) == now
-        assert next_attempt_at(now, CFG, 2, 120.0) == now + timedelta(seconds=120), "the provider knows best"
+        assert next_attempt_at(now, CFG, 1, retry_after=1.0) == now + timedelta(seconds=1)
+        assert next_attempt_at(now, CFG, 3, retry_after=0.0) == now
+        assert next_attempt_at(now, CFG, 2, retry_after=120.0) == now + timedelta(seconds=120), (
+            "the provider knows best"
+        )
 
 
 def work(
@@ -528,7 +529,7 @@ Out = transports.Outcome
 def test_next_state_after_one_outcome(item: Work, outcome: transports.Outcome, expected: dict[str, Any]):
     with freeze_time("2026-03-12 10:00:00"):
         now = clock.now()
-        state = next_state(item, outcome, CFG, now)
+        state = next_state(item, outcome, CFG, now=now)
     after = expected.pop("after")
     assert {k: state[k] for k in expected} == expected
     if after == "backoff":
@@ -549,16 +550,16 @@ def test_a_delivery_waiting_for_retry_after_is_claimed_at_that_instant_not_befor
         with unit_of_work(ws) as session:
             assert plan(session, get(session, d.id), ["email", "sms", "push"]) == 2
         with unit_of_work(ws) as session:
-            claimed = {w.person_id: w for w in claim(session, d.id, "test-worker", 10, None)}
+            claimed = {w.person_id: w for w in claim(session, d.id, "test-worker", limit=10)}
         assert set(claimed) == {"dan", "fay"}
         with unit_of_work(ws) as session:
-            settle(session, d.id, [(claimed["fay"], Out("transient", "HTTP 429", retry_after=1.0))], configs)
+            settle(session, d.id, [(claimed["fay"], Out("transient", "HTTP 429", retry_after=1.0))], configs=configs)
         frozen.tick(timedelta(microseconds=999_999))
         with unit_of_work(ws) as session:
-            assert claim(session, d.id, "test-worker", 10, None) == [], "claimed before Retry-After elapsed"
+            assert claim(session, d.id, "test-worker", limit=10) == [], "claimed before Retry-After elapsed"
         frozen.tick(timedelta(microseconds=1))
         with unit_of_work(ws) as session:
-            assert [w.person_id for w in claim(session, d.id, "test-worker", 10, None)] == ["fay"]
+            assert [w.person_id for w in claim(session, d.id, "test-worker", limit=10)] == ["fay"]
     assert d.servers.received() == 0
     with connect(d.ws.root) as conn:
         outcomes = conn.execute("SELECT person_id, outcome FROM attempt ORDER BY id").fetchall()

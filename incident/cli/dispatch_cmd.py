@@ -56,12 +56,13 @@ def dispatch(
     ] = False,
 ) -> None:
     """Send the approved notices: retries, fallback email → SMS → push → letter, resumable after a crash."""
-    from incident import cases
+    from incident.dispatch import flows
+    from incident.dispatch.models import DeliveryState
 
     st = state(ctx)
     ws = st.ws()
     if dry_run:
-        plan = cases.dispatch_preview(ws, incident_id, channel)
+        plan = flows.dispatch_preview(ws, incident_id, channel)
         total = 0
         for ch, variants in sorted(plan.items()):
             typer.echo(f"{ch}: {sum(variants.values()):,}")
@@ -71,7 +72,7 @@ def dispatch(
         typer.echo(f"would send {total:,} messages now (nothing was sent)")
         return
     if release_held:
-        typer.echo(f"released {cases.release_held(ws, incident_id, st.who())} held deliveries")
+        typer.echo(f"released {flows.release_held(ws, incident_id, st.who())} held deliveries")
     import time
 
     bar, task = _progress()
@@ -84,7 +85,7 @@ def dispatch(
     if bar is not None:
         bar.start()
     try:
-        report = cases.dispatch(
+        report = flows.dispatch(
             ws,
             incident_id,
             st.who(),
@@ -102,13 +103,14 @@ def dispatch(
         typer.echo(f"{report.recovered_unknown} attempts were in flight when a previous run stopped: {what}")
     typer.echo("attempts: " + (", ".join(f"{k} {v:,}" for k, v in sorted(report.tally.items())) or "none"))
     typer.echo("deliveries: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report.states.items())))
-    if report.states.get("letter"):
-        typer.echo(f"{report.states['letter']:,} people need a letter: run `incident letters {incident_id}`")
+    letters_due = report.states.get(DeliveryState.LETTER)
+    if letters_due:
+        typer.echo(f"{letters_due:,} people need a letter: run `incident letters {incident_id}`")
     if report.notified:
         typer.echo(f"{incident_id}: every person is notified or settled (status 'notified')")
     if report.halted:
         typer.echo(
-            f"error: dispatch stopped: {report.halted}; {report.states.get('pending', 0):,} deliveries are "
+            f"error: dispatch stopped: {report.halted}; {report.states.get(DeliveryState.PENDING, 0):,} deliveries are "
             f"still pending: fix it and run `incident dispatch {incident_id}` again",
             err=True,
         )
@@ -120,10 +122,10 @@ def letters(
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
 ) -> None:
     """Write printable letters and a mail-merge CSV for people reached only by post."""
-    from incident import cases
+    from incident.dispatch import flows
 
     st = state(ctx)
-    batch = cases.letters(st.ws(), incident_id, st.who())
+    batch = flows.letters(st.ws(), incident_id, st.who())
     typer.echo(f"wrote {batch.letters:,} letters to {batch.folder}")
     typer.echo(f"  mail merge: {batch.csv}")
     typer.echo(f"  print all:  {batch.print_file}")
@@ -136,9 +138,9 @@ def deliveries(
     output: Annotated[Path | None, typer.Option(help="Write to this file (owner-only) instead of stdout")] = None,
 ) -> None:
     """Export the proof of delivery: every attempt with channel, masked address, times, outcome and reason."""
-    from incident.cases import export_deliveries
+    from incident.dispatch.flows import export_deliveries
 
-    n = export_deliveries(state(ctx).ws(), incident_id, fmt, output, sys.stdout)
+    n = export_deliveries(state(ctx).ws(), incident_id, fmt=fmt, output=output, stdout=sys.stdout)
     if output is not None:
         typer.echo(f"wrote {n:,} attempts to {output}", err=True)
 
@@ -153,10 +155,10 @@ def worker(
     ] = False,
 ) -> None:
     """Send pending notices of notifying incidents; run on any number of hosts sharing one database."""
-    from incident import cases
+    from incident.dispatch import flows
 
     st = state(ctx)
-    reports = cases.work(
+    reports = flows.work(
         st.ws(), st.who(), incident_id=incident_id, workers=workers, hold_unknown=hold_unknown, follow=follow
     )
     for iid, report in reports.items():

@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-from incident import cases, clock
+from incident import clock
 from incident.assess import flows as assess_flows
 from incident.audit.flows import init_workspace
 from incident.demo.synthetic import write_inventory
+from incident.dispatch import flows as dispatch_flows
 from incident.errors import InvalidArgument
 from incident.files import open_private
 from incident.incidents import flows as incident_flows
@@ -115,7 +116,7 @@ def run_demo(
         actor=actor,
     )
     yield f"approved:  by {DEMO_REVIEWER}"
-    sent = cases.dispatch(ws, incident_id, actor, workers=16, channel=None, hold_unknown=False)
+    sent = dispatch_flows.dispatch(ws, incident_id, actor, workers=16, channel=None, hold_unknown=False)
     yield (
         "dispatched: attempts "
         + ", ".join(f"{k} {v:,}" for k, v in sorted(sent.tally.items()))
@@ -123,7 +124,7 @@ def run_demo(
         + ", ".join(f"{k} {v:,}" for k, v in sorted(sent.states.items()))
         + f" (outbox {ws.path('outbox', incident_id)})"
     )
-    batch = cases.letters(ws, incident_id, actor)
+    batch = dispatch_flows.letters(ws, incident_id, actor)
     yield f"letters:   {batch.letters:,} written to {batch.folder} (print {batch.print_file.name})"
     if until == "notified":
         return

@@ -15,6 +15,8 @@ PLACEHOLDERS = {"email": "{email}", "sms": "{phone}", "push": "{push_token}"}
 
 @dataclass(frozen=True)
 class ChannelConfig:
+    """One [channels.NAME] table: where to send, how fast, how often to retry before falling back."""
+
     name: str
     url: str
     rate: float  # messages per second, 0 = unlimited
@@ -54,7 +56,7 @@ def channel_configs(ws: Workspace) -> dict[str, ChannelConfig]:
 
 
 def next_attempt_at(
-    now: datetime, cfg: ChannelConfig, tries: int, retry_after: float | None, rng: random.Random | None = None
+    now: datetime, cfg: ChannelConfig, tries: int, *, retry_after: float | None = None, rng: random.Random | None = None
 ) -> datetime:
     """When to retry: Retry-After when the provider gave one, else exponential backoff with ±50% jitter."""
     if retry_after is not None:

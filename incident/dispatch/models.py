@@ -1,13 +1,42 @@
-"""Tables owned by dispatch: one delivery per person (the fallback chain) and one attempt per call (proof)."""
+"""Tables owned by dispatch (one delivery per person, one attempt per call, the rate budgets) and their named
+queries: what other domains read of them goes through the functions here, never through SQL of their own."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
+from enum import StrEnum
+from typing import Any, NamedTuple
 
-from sqlalchemy import Column, Index, Text
-from sqlmodel import Field, SQLModel
+import sqlalchemy as sa
+from sqlalchemy import Column, Index, Text, text
+from sqlmodel import Field, Session, SQLModel
 
 from incident.db import UTCDateTime
+
+POSTAL = "letter"  # the channel of notices sent by post: rendered, but written to a letter batch, never sent
+
+
+class DeliveryState(StrEnum):
+    """Where one person's notification stands (the value is what the delivery table stores)."""
+
+    PENDING = "pending"  # due on its current channel, now or after a backoff
+    SENT = "sent"
+    LETTER = "letter"  # no electronic channel left: a letter is queued
+    POSTED = "posted"  # the letter went into a letter batch
+    UNREACHABLE = "unreachable"  # no channel left and no postal address
+    HELD = "held"  # an attempt of unknown outcome waits for a human decision
+
+
+class AttemptOutcome(StrEnum):
+    """What one call did (the value is what the attempt table stores)."""
+
+    IN_FLIGHT = "in-flight"  # claimed, not settled: the call may be running
+    SENT = "sent"
+    TRANSIENT = "transient"  # retried on this channel, then fallen back
+    PERMANENT = "permanent"  # fallen back at once
+    UNKNOWN = "unknown"  # its process stopped mid-call: it may or may not have been delivered
+    PRINTED = "printed"  # written to the letter batch
 
 
 class Delivery(SQLModel, table=True):
@@ -21,7 +50,7 @@ class Delivery(SQLModel, table=True):
     has_letter: bool
     position: int = 0
     tries: int = 0
-    state: str  # pending | sent | letter | posted | unreachable | held
+    state: str  # a DeliveryState
     next_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     lease_owner: str | None = None
     lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
@@ -46,7 +75,7 @@ class Attempt(SQLModel, table=True):
     address: str  # masked
     started: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     finished: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
-    outcome: str  # in-flight | sent | transient | permanent | unknown | printed
+    outcome: str  # an AttemptOutcome
     reason: str | None = Field(default=None, sa_column=Column(Text))
     provider: str | None = Field(default=None, sa_column=Column(Text))
     worker: str
@@ -58,3 +87,231 @@ class RateBudget(SQLModel, table=True):
     __tablename__ = "rate_budget"
     channel: str = Field(primary_key=True)
     next_free: float
+
+
+DELIVERY: sa.Table = SQLModel.metadata.tables["delivery"]
+ATTEMPT: sa.Table = SQLModel.metadata.tables["attempt"]
+STREAM = {"stream_results": True, "yield_per": 5000}
+
+
+def _scalar(session: Session, sql: str, **params: Any) -> int:
+    return int(session.connection().execute(text(sql), params).scalar_one())
+
+
+def delivery_count(session: Session, incident_id: str) -> int:
+    """Deliveries planned for an incident (0 until its first dispatch)."""
+    return _scalar(session, "SELECT COUNT(*) FROM delivery WHERE incident_id = :i", i=incident_id)
+
+
+def pending_count(session: Session, incident_id: str) -> int:
+    """Deliveries still to be sent on some channel."""
+    return _scalar(
+        session,
+        "SELECT COUNT(*) FROM delivery WHERE incident_id = :i AND state = :pending",
+        i=incident_id,
+        pending=DeliveryState.PENDING,
+    )
+
+
+def counts_by_state(session: Session, incident_id: str) -> dict[str, int]:
+    """Deliveries per state."""
+    return {
+        r[0]: int(r[1])
+        for r in session.connection().execute(
+            text("SELECT state, COUNT(*) FROM delivery WHERE incident_id = :i GROUP BY state"), {"i": incident_id}
+        )
+    }
+
+
+def failed_everywhere(session: Session, incident_id: str) -> int:
+    """People dispatch tried on at least one channel, every one of which failed, and who have no postal address."""
+    return _scalar(
+        session,
+        "SELECT COUNT(*) FROM delivery WHERE incident_id = :i AND state = :unreachable AND channels <> ''",
+        i=incident_id,
+        unreachable=DeliveryState.UNREACHABLE,
+    )
+
+
+def attempts_by_channel(session: Session, incident_id: str) -> dict[str, dict[str, int]]:
+    """Attempts per channel and outcome."""
+    per_channel: dict[str, dict[str, int]] = {}
+    for channel, outcome, count in session.connection().execute(
+        text("SELECT channel, outcome, COUNT(*) FROM attempt WHERE incident_id = :i GROUP BY channel, outcome"),
+        {"i": incident_id},
+    ):
+        per_channel.setdefault(channel, {})[outcome] = int(count)
+    return per_channel
+
+
+def pending_by_channel(session: Session, incident_id: str) -> dict[str, int]:
+    """Pending deliveries per the channel each is due on now."""
+    pending: dict[str, int] = {}
+    for chans, position, count in session.connection().execute(
+        text(
+            "SELECT channels, position, COUNT(*) FROM delivery WHERE incident_id = :i AND state = :pending "
+            "GROUP BY channels, position"
+        ),
+        {"i": incident_id, "pending": DeliveryState.PENDING},
+    ):
+        channel = chans.split(",")[position]
+        pending[channel] = pending.get(channel, 0) + int(count)
+    return pending
+
+
+def unknown_resends(session: Session, incident_id: str) -> int:
+    """Messages sent once more after an attempt of unknown outcome (each may be a duplicate)."""
+    return _scalar(
+        session, "SELECT COALESCE(SUM(unknown_resends), 0) FROM delivery WHERE incident_id = :i", i=incident_id
+    )
+
+
+def pending_schedule(session: Session, incident_id: str, limit: int = 200) -> list[Any]:
+    """The soonest pending deliveries as raw rows (next_at, channels, position, lease_until)."""
+    return list(
+        session.connection().execute(
+            text(
+                "SELECT next_at, channels, position, lease_until FROM delivery WHERE incident_id = :i "
+                "AND state = :pending ORDER BY next_at LIMIT :n"
+            ),
+            {"i": incident_id, "pending": DeliveryState.PENDING, "n": limit},
+        )
+    )
+
+
+# ---- reads of affected/notice: to move to assess/notices named queries ----------------------------------------
+# Dispatch reads these two upstream tables; each read is one function here so that it can move to assess.models
+# or notices.models without touching its callers.
+
+_NOTICE = sa.table(
+    "notice",
+    *(
+        sa.column(c)
+        for c in ("id", "incident_id", "person_id", "channel", "ref", "subject", "body", "html", "sha256", "variant")
+    ),
+)
+_AFFECTED = sa.table(
+    "affected", *(sa.column(c) for c in ("incident_id", "person_id", "to_email", "to_phone", "to_push"))
+)
+
+
+class ClaimNotice(NamedTuple):
+    """The approved notice of one person on one channel, with the address it goes to."""
+
+    id: int
+    ref: str
+    subject: str
+    body: Any  # stored form: see notices.models.unpack_content
+    html: Any
+    sha256: str
+    to_email: str | None
+    to_phone: str | None
+    to_push: str | None
+
+    def address(self, channel: str) -> str:
+        """Where this notice goes on `channel` (email address, phone number or push token)."""
+        return {"email": self.to_email, "sms": self.to_phone, "push": self.to_push}[channel] or ""
+
+
+def channels_with_notice(session: Session, incident_id: str) -> Iterator[Any]:
+    """(person_id, channel or None) for every affected person and each channel they have a notice on, streamed in
+    person order."""
+    return iter(
+        session.connection().execute(
+            text(
+                "SELECT a.person_id, n.channel FROM affected a LEFT JOIN notice n ON n.incident_id = a.incident_id "
+                "AND n.person_id = a.person_id WHERE a.incident_id = :i ORDER BY a.person_id, n.id"
+            ),
+            {"i": incident_id},
+            execution_options=STREAM,
+        )
+    )
+
+
+def notices_to_claim(session: Session, incident_id: str, person_ids: list[str]) -> dict[tuple[str, str], ClaimNotice]:
+    """The notices of these people, by (person, channel), each with the person's addresses."""
+    n, a = _NOTICE, _AFFECTED
+    rows = session.connection().execute(
+        sa.select(
+            n.c.person_id,
+            n.c.channel,
+            n.c.id,
+            n.c.ref,
+            n.c.subject,
+            n.c.body,
+            n.c.html,
+            n.c.sha256,
+            a.c.to_email,
+            a.c.to_phone,
+            a.c.to_push,
+        )
+        .join(a, sa.and_(a.c.incident_id == n.c.incident_id, a.c.person_id == n.c.person_id))
+        .where(n.c.incident_id == incident_id, n.c.person_id.in_(person_ids))
+    )
+    return {(r[0], r[1]): ClaimNotice(*r[2:]) for r in rows}
+
+
+def notice_variants(session: Session, incident_id: str) -> Iterator[Any]:
+    """(person_id, channel, variant) of every notice, streamed in person order."""
+    return iter(
+        session.connection().execute(
+            text("SELECT person_id, channel, variant FROM notice WHERE incident_id = :i ORDER BY person_id"),
+            {"i": incident_id},
+            execution_options=STREAM,
+        )
+    )
+
+
+def pending_notice_variants(session: Session, incident_id: str) -> Iterator[Any]:
+    """(channels, position, variant) for each notice of each pending delivery."""
+    return iter(
+        session.connection().execute(
+            text(
+                "SELECT d.channels, d.position, n.variant FROM delivery d JOIN notice n ON n.incident_id = "
+                "d.incident_id AND n.person_id = d.person_id WHERE d.incident_id = :i AND d.state = :pending"
+            ),
+            {"i": incident_id, "pending": DeliveryState.PENDING},
+        )
+    )
+
+
+class QueuedLetter(NamedTuple):
+    """One person's letter waiting for the batch: its notice and the postal name and address."""
+
+    person_id: str
+    notice_id: int
+    ref: str
+    locale: str
+    body: Any  # stored form: see notices.models.unpack_content
+    html: Any
+    to_name: str | None
+    to_address: str | None
+
+
+def queued_letters(session: Session, incident_id: str) -> Iterator[QueuedLetter]:
+    """Deliveries waiting for a letter, with their letter notice and postal address, in person order."""
+    rows = session.connection().execute(
+        text(
+            "SELECT d.person_id, n.id, n.ref, n.locale, n.body, n.html, a.to_name, a.to_address FROM delivery d "
+            "JOIN notice n ON n.incident_id = d.incident_id AND n.person_id = d.person_id AND n.channel = :postal "
+            "JOIN affected a ON a.incident_id = d.incident_id AND a.person_id = d.person_id "
+            "WHERE d.incident_id = :i AND d.state = :letter ORDER BY d.person_id"
+        ),
+        {"i": incident_id, "postal": POSTAL, "letter": DeliveryState.LETTER},
+    )
+    return (QueuedLetter(*r) for r in rows)
+
+
+def attempts_with_notice_sha(session: Session, incident_id: str) -> Iterator[Any]:
+    """Every attempt (masked addresses only) with the hash of the notice it sent, streamed in id order."""
+    return iter(
+        session.connection().execute(
+            text(
+                "SELECT t.id, t.person_id, t.channel, t.address, t.started, t.finished, t.outcome, t.reason, "
+                "t.provider, n.sha256, t.worker FROM attempt t LEFT JOIN notice n ON n.id = t.notice_id "
+                "WHERE t.incident_id = :i ORDER BY t.id"
+            ),
+            {"i": incident_id},
+            execution_options=STREAM,
+        )
+    )

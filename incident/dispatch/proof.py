@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from typing import Any, TextIO
 
+import sqlalchemy as sa
 from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
+from incident.audit import chain as audit
+from incident.dispatch import models
+from incident.dispatch.models import AttemptOutcome, DeliveryState
 from incident.files import safe_cell
 
 FIELDS = (
@@ -26,23 +31,14 @@ FIELDS = (
 )
 
 
-def export_attempts(session: Session, incident_id: str, fmt: str, out: TextIO) -> int:
+def export_attempts(session: Session, incident_id: str, *, fmt: str, out: TextIO) -> int:
     """Stream every attempt (masked addresses only) as CSV or JSON Lines."""
-    rows = session.connection().execute(
-        text(
-            "SELECT t.id, t.person_id, t.channel, t.address, t.started, t.finished, t.outcome, t.reason, t.provider, "
-            "n.sha256, t.worker FROM attempt t LEFT JOIN notice n ON n.id = t.notice_id WHERE t.incident_id = :i "
-            "ORDER BY t.id"
-        ),
-        {"i": incident_id},
-        execution_options={"stream_results": True, "yield_per": 5000},
-    )
     writer = csv.writer(out) if fmt == "csv" else None
     if writer is not None:
         writer.writerow(FIELDS)
     n = 0
-    for row in rows:
-        values = [v.isoformat() if hasattr(v, "isoformat") else v for v in row]
+    for row in models.attempts_with_notice_sha(session, incident_id):
+        values = _canonical(row)
         if writer is not None:
             writer.writerow([safe_cell(v) for v in values])
         else:
@@ -53,35 +49,14 @@ def export_attempts(session: Session, incident_id: str, fmt: str, out: TextIO) -
 
 def channel_summary(session: Session, incident_id: str) -> dict[str, Any]:
     """Sent / failed / pending / unreachable per channel, and deliveries per state."""
-    conn = session.connection()
-    per_channel: dict[str, dict[str, int]] = {}
-    for channel, outcome, count in conn.execute(
-        text("SELECT channel, outcome, COUNT(*) FROM attempt WHERE incident_id = :i GROUP BY channel, outcome"),
-        {"i": incident_id},
-    ):
-        per_channel.setdefault(channel, {})[outcome] = int(count)
-    pending: dict[str, int] = {}
-    for chans, position, count in conn.execute(
-        text(
-            "SELECT channels, position, COUNT(*) FROM delivery WHERE incident_id = :i AND state = 'pending' "
-            "GROUP BY channels, position"
-        ),
-        {"i": incident_id},
-    ):
-        channel = chans.split(",")[position]
-        pending[channel] = pending.get(channel, 0) + int(count)
-    for channel, count in pending.items():
-        per_channel.setdefault(channel, {})["pending"] = count
-    states = {
-        s: int(c)
-        for s, c in conn.execute(
-            text("SELECT state, COUNT(*) FROM delivery WHERE incident_id = :i GROUP BY state"), {"i": incident_id}
-        )
+    per_channel = models.attempts_by_channel(session, incident_id)
+    for channel, count in models.pending_by_channel(session, incident_id).items():
+        per_channel.setdefault(channel, {})[DeliveryState.PENDING.value] = count
+    return {
+        "channels": per_channel,
+        "deliveries": models.counts_by_state(session, incident_id),
+        "unknown_resent": models.unknown_resends(session, incident_id),
     }
-    resends = conn.execute(
-        text("SELECT COALESCE(SUM(unknown_resends), 0) FROM delivery WHERE incident_id = :i"), {"i": incident_id}
-    ).scalar_one()
-    return {"channels": per_channel, "deliveries": states, "unknown_resent": int(resends)}
 
 
 # ---- attempts in the audit chain ------------------------------------------------------------------
@@ -109,18 +84,12 @@ def _canonical(row: Any) -> list[Any]:
 
 def attempts_digest(session: Session, incident_id: str, ids: list[int]) -> str:
     """sha256 over the stored rows of these attempts, in id order."""
-    import hashlib
-
-    from sqlalchemy import select
-
-    from incident.dispatch.models import Attempt
-
-    t = Attempt.__table__
+    t = models.ATTEMPT
     digest = hashlib.sha256()
     for start in range(0, len(ids), 500):
         chunk = sorted(ids)[start : start + 500]
         rows = session.connection().execute(
-            select(*(t.c[c] for c in ATTEMPT_COLUMNS))
+            sa.select(*(t.c[c] for c in ATTEMPT_COLUMNS))
             .where(t.c.incident_id == incident_id, t.c.id.in_(chunk))
             .order_by(t.c.id)
         )
@@ -129,10 +98,8 @@ def attempts_digest(session: Session, incident_id: str, ids: list[int]) -> str:
     return digest.hexdigest()
 
 
-def record_attempts(session: Session, incident_id: str, ids: list[int], actor: str) -> None:
+def record_attempts(session: Session, incident_id: str, ids: list[int], *, actor: str) -> None:
     """Append the audit entry that covers these newly settled attempts."""
-    from incident.audit import chain as audit
-
     if ids:
         audit.record(
             session,
@@ -146,8 +113,6 @@ def record_attempts(session: Session, incident_id: str, ids: list[int], actor: s
 
 def verify_attempts(session: Session, incident_id: str) -> list[str]:
     """Problems with the attempt rows against the audit chain (empty when every attempt is covered)."""
-    from incident.audit import chain as audit
-
     covered: set[int] = set()
     problems: list[str] = []
     for entry in audit.entries(session, incident_id):
@@ -172,8 +137,8 @@ def verify_attempts(session: Session, incident_id: str) -> list[str]:
     extra = [
         int(r[0])
         for r in session.connection().execute(
-            text("SELECT id FROM attempt WHERE incident_id = :i AND outcome <> 'in-flight' ORDER BY id"),
-            {"i": incident_id},
+            text("SELECT id FROM attempt WHERE incident_id = :i AND outcome <> :in_flight ORDER BY id"),
+            {"i": incident_id, "in_flight": AttemptOutcome.IN_FLIGHT},
         )
         if int(r[0]) not in covered
     ]

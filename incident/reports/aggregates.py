@@ -14,6 +14,7 @@ from incident.assess.counts import residents
 from incident.assess.picture import AssessmentView
 from incident.assess.picture import view as assessment_view
 from incident.config import Workspace
+from incident.dispatch import models as dispatch_models
 from incident.dispatch.proof import channel_summary
 from incident.incidents import models as incidents
 from incident.incidents.models import Incident
@@ -21,14 +22,7 @@ from incident.incidents.models import Incident
 
 def failed_everywhere(session: Session, incident_id: str) -> int:
     """People dispatch tried on at least one channel, every one of which failed, and who have no postal address."""
-    return int(
-        session.connection()
-        .execute(
-            text("SELECT COUNT(*) FROM delivery WHERE incident_id = :i AND state = 'unreachable' AND channels <> ''"),
-            {"i": incident_id},
-        )
-        .scalar_one()
-    )
+    return dispatch_models.failed_everywhere(session, incident_id)
 
 
 def dispatch_reasons(session: Session, incident_id: str) -> list[str]:

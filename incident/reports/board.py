@@ -15,7 +15,7 @@ from incident.audit import chain as audit
 from incident.clock import humanize
 from incident.config import Workspace
 from incident.dispatch import transports
-from incident.dispatch.engine import owner_id
+from incident.dispatch.recovery import owner_id
 from incident.errors import BadConfig, IncidentError
 from incident.incidents import models as incidents
 from incident.incidents.models import Status

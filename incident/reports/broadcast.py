@@ -34,7 +34,5 @@ def url_hash(url: str) -> str:
 
 def send_text(url: str, key: str, title: str, body: str, outbox: Path) -> transports.Outcome:
     """Send one text message; `key` is its idempotency key; outbox:// targets write under `outbox`."""
-    transports.OUTBOX_ROOT["root"] = outbox
-    return transports.send(
-        url, transports.Message(notice_id=key, channel="notice", address="", subject=title, text=body)
-    )
+    message = transports.Message(notice_id=key, channel="notice", address="", subject=title, text=body, outbox=outbox)
+    return transports.send(url, message)

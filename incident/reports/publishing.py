@@ -19,7 +19,7 @@ from incident.assess import models as assess
 from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.dispatch import transports
-from incident.dispatch.engine import owner_alive, owner_id
+from incident.dispatch.recovery import owner_alive, owner_id
 from incident.errors import BadConfig
 from incident.incidents import models as incidents
 from incident.reports import broadcast

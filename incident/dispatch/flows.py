@@ -1,0 +1,222 @@
+"""Dispatch use cases: send an incident's notices, serve as a worker, preview, release held, letters, proof."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from incident.assess import models as assess
+from incident.audit import chain as audit
+from incident.config import Workspace
+from incident.db import unit_of_work
+from incident.dispatch import models, planning, proof, recovery
+from incident.dispatch.letters import LetterBatch, write_letters
+from incident.dispatch.models import DeliveryState
+from incident.dispatch.sending import DispatchReport, Sender, make_sender, pump
+from incident.errors import IncidentError, InvalidArgument
+from incident.files import open_private
+from incident.incidents import models as incidents
+from incident.incidents.models import Status
+from incident.notices.approval import require_current_approval
+
+ELECTRONIC = ("email", "sms", "push")
+
+
+def dispatch(
+    ws: Workspace,
+    incident_id: str,
+    actor: str,
+    *,
+    workers: int,
+    channel: str | None,
+    hold_unknown: bool,
+    progress: Callable[[int, int], None] | None = None,
+    enqueue_only: bool = False,
+) -> DispatchReport:
+    """Send the approved notices (resumes where the last run stopped)."""
+    if channel is not None and channel not in ELECTRONIC:
+        raise InvalidArgument("--channel: use email, sms or push (letters: `incident letters`)")
+    return run_dispatch(
+        ws,
+        incident_id,
+        actor,
+        workers=workers,
+        only=channel,
+        hold_unknown=hold_unknown,
+        progress=progress,
+        enqueue_only=enqueue_only,
+    )
+
+
+def run_dispatch(
+    ws: Workspace,
+    incident_id: str,
+    actor: str,
+    *,
+    workers: int = 8,
+    only: str | None = None,
+    hold_unknown: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    stop_after: int | None = None,
+    enqueue_only: bool = False,
+) -> DispatchReport:
+    """Send every approved notice that is not yet settled; safe to re-run and to run twice at once."""
+    report = DispatchReport()
+    sender = make_sender(ws)
+    _start(ws, incident_id, actor, hold_unknown=hold_unknown, report=report)
+    if not enqueue_only:
+        pump(
+            sender,
+            incident_id,
+            actor,
+            workers=workers,
+            only=only,
+            hold_unknown=hold_unknown,
+            report=report,
+            progress=progress,
+            stop_after=stop_after,
+        )
+    _finish(ws, incident_id, actor, report)
+    return report
+
+
+def work(
+    ws: Workspace, actor: str, *, incident_id: str | None, workers: int, hold_unknown: bool, follow: bool
+) -> dict[str, DispatchReport]:
+    """Serve notifying incidents as one of many dispatch workers."""
+    return run_worker(ws, actor, incident_id=incident_id, workers=workers, hold_unknown=hold_unknown, follow=follow)
+
+
+def run_worker(
+    ws: Workspace,
+    actor: str,
+    *,
+    incident_id: str | None = None,
+    workers: int = 8,
+    hold_unknown: bool = False,
+    follow: bool = False,
+    poll: float = 2.0,
+    stop: threading.Event | None = None,
+) -> dict[str, DispatchReport]:
+    """Serve every notifying incident (or one) until nothing is left; with follow, keep polling."""
+    sender = make_sender(ws)
+    reports: dict[str, DispatchReport] = {}
+    checked: set[str] = set()
+    while stop is None or not stop.is_set():
+        worked = False
+        for iid in [incident_id] if incident_id else notifying_incidents(ws):
+            if iid not in checked:
+                _require_notifying(ws, iid)
+                checked.add(iid)
+            report = reports.setdefault(iid, DispatchReport())
+            progressed = _serve(sender, iid, actor, workers=workers, hold_unknown=hold_unknown, report=report)
+            worked = worked or progressed
+            if progressed or not follow:
+                _finish(ws, iid, actor, report)
+        if not follow:
+            break
+        if not worked:
+            time.sleep(poll)
+    return reports
+
+
+def _serve(
+    sender: Sender, incident_id: str, actor: str, *, workers: int, hold_unknown: bool, report: DispatchReport
+) -> bool:
+    """Send what is due of one incident; True when something was settled and the run did not halt."""
+    before = sum(report.tally.values())
+    report.halted = None
+    pump(sender, incident_id, actor, workers=workers, only=None, hold_unknown=hold_unknown, report=report)
+    return sum(report.tally.values()) > before and not report.halted
+
+
+def notifying_incidents(ws: Workspace) -> list[str]:
+    """Incidents whose notices are being sent (what `incident worker` serves)."""
+    with unit_of_work(ws, write=False) as session:
+        return [i.id for i in incidents.list_incidents(session) if i.status == Status.NOTIFYING]
+
+
+def _require_notifying(ws: Workspace, incident_id: str) -> None:
+    with unit_of_work(ws, write=False) as session:
+        incident = incidents.get(session, incident_id)
+        if Status(incident.status) != Status.NOTIFYING:
+            raise IncidentError(
+                f"{incident_id} is '{incident.status}': start it with `incident dispatch {incident_id}`"
+            )
+        require_current_approval(session, ws, incident)
+
+
+def _start(ws: Workspace, incident_id: str, actor: str, *, hold_unknown: bool, report: DispatchReport) -> None:
+    """Check the approval, plan the deliveries once, take over dead attempts, and mark the incident notifying."""
+    with unit_of_work(ws) as session:
+        incident = incidents.get(session, incident_id, for_update=True)
+        # The approval first: a re-assessment also steps the status back, and the refusal must name the change.
+        require_current_approval(session, ws, incident)
+        if Status(incident.status) not in (Status.APPROVED, Status.NOTIFYING, Status.NOTIFIED):
+            raise IncidentError(f"{incident_id} is '{incident.status}': dispatch needs approved notices")
+        report.planned = planning.plan(session, incident, planning.allowed_channels(ws, incident))
+        report.recovered_unknown = recovery.recover(session, incident_id, hold_unknown=hold_unknown, actor=actor)
+        if Status(incident.status) != Status.NOTIFYING:
+            incidents.transition(session, incident, Status.NOTIFYING, actor)
+        if report.planned:
+            planned = audit.Event(audit.Action.DISPATCH_PLANNED, {"deliveries": report.planned})
+            audit.record(session, incident_id, planned, actor)
+
+
+def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport) -> None:
+    """Count the deliveries; when none is open any more, the incident is notified (and its obligation settled)."""
+    with unit_of_work(ws) as session:
+        incident = incidents.get(session, incident_id, for_update=True)
+        states = models.counts_by_state(session, incident_id)
+        report.states, report.held = states, states.get(DeliveryState.HELD, 0)
+        open_work = states.get(DeliveryState.PENDING, 0) + states.get(DeliveryState.HELD, 0)
+        if open_work == 0 and Status(incident.status) == Status.NOTIFYING:
+            incidents.transition(session, incident, Status.NOTIFIED, actor)
+            assess.settle(session, incident_id, "individuals-notified", actor)
+            report.notified = True
+        audit.record(
+            session,
+            incident_id,
+            audit.Event(
+                audit.Action.DISPATCH_RUN,
+                {"tally": dict(report.tally), "states": states, "recovered_unknown": report.recovered_unknown},
+            ),
+            actor,
+        )
+
+
+def dispatch_preview(ws: Workspace, incident_id: str, channel: str | None) -> dict[str, dict[str, int]]:
+    """What dispatch would send now, per channel and variant (nothing is written)."""
+    with unit_of_work(ws, write=False) as session:
+        incident = incidents.get(session, incident_id)
+        require_current_approval(session, ws, incident)
+        return planning.dry_run(session, ws, incident, only=channel)
+
+
+def release_held(ws: Workspace, incident_id: str, actor: str) -> int:
+    """Queue held (unknown) deliveries for one more attempt."""
+    with unit_of_work(ws) as session:
+        incidents.get(session, incident_id, for_update=True)
+        return recovery.release_held(session, incident_id, actor)
+
+
+def letters(ws: Workspace, incident_id: str, actor: str) -> LetterBatch:
+    """Write the letter batch."""
+    with unit_of_work(ws) as session:
+        incidents.get(session, incident_id, for_update=True)
+        return write_letters(session, ws, incident_id, actor=actor)
+
+
+def export_deliveries(ws: Workspace, incident_id: str, *, fmt: str, output: Path | None, stdout: TextIO) -> int:
+    """Export every attempt as proof of delivery, to a private file (0600) or to stdout."""
+    if fmt not in ("csv", "jsonl"):
+        raise InvalidArgument("--format: use csv or jsonl")
+    with unit_of_work(ws, write=False) as session:
+        incidents.get(session, incident_id)
+        if output is None:
+            return proof.export_attempts(session, incident_id, fmt=fmt, out=stdout)
+        with open_private(output) as fh:
+            return proof.export_attempts(session, incident_id, fmt=fmt, out=fh)

@@ -1,0 +1,160 @@
+"""smtppool:// and smtppools://: one persistent SMTP connection per thread, per-recipient SMTP codes."""
+
+from __future__ import annotations
+
+import smtplib
+import threading
+from email.message import EmailMessage
+from email.utils import make_msgid, parseaddr
+from typing import Any
+
+from incident.dispatch.transports import (
+    PERMANENT,
+    SENT,
+    TRANSIENT,
+    Message,
+    Outcome,
+    current_message,
+    report,
+    ssl_context,
+)
+
+_pool = threading.local()  # this thread's connections, by (host, port, user, scheme)
+
+
+def register() -> None:
+    """Make smtppool:// (and smtppools:// over TLS) apprise schemes."""
+    from apprise.decorators import notify
+
+    notify(on="smtppool", name="incident pooled SMTP")(smtppool_handler)
+    notify(on="smtppools", name="incident pooled SMTP over TLS")(smtppool_handler)
+
+
+def email_message(msg: Message, sender: str, reply_to: str | None = None) -> EmailMessage:
+    """Build the MIME message we send: our approved text and HTML, an X-Notice-Id for receiver dedup."""
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = msg.address
+    if reply_to:
+        email["Reply-To"] = reply_to
+    email["Subject"] = msg.subject
+    email["Message-ID"] = make_msgid(idstring=msg.notice_id, domain=parseaddr(sender)[1].split("@")[-1] or None)
+    email["X-Notice-Id"] = msg.notice_id
+    email.set_content(msg.text)
+    if msg.html:
+        email.add_alternative(msg.html, subtype="html")
+    return email
+
+
+def smtp_code_outcome(code: int, text: str) -> Outcome:
+    """RFC 5321: 5xx is permanent (fall back now), 4xx is transient (retry)."""
+    status = PERMANENT if 500 <= code < 600 else TRANSIENT
+    return Outcome(status, f"SMTP {code} {text}"[:300], details={"smtp_code": code})
+
+
+class _DataTracking:
+    """Remember whether the message data went out on this connection: a connection dropped before it can be
+    re-tried at once (nothing was delivered), one dropped after it may have delivered the message."""
+
+    data_sent = False
+
+    def data(self, msg: Any) -> Any:
+        self.data_sent = True
+        return super().data(msg)  # type: ignore[misc]
+
+
+class _SMTP(_DataTracking, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_DataTracking, smtplib.SMTP_SSL):
+    pass
+
+
+def _key(meta: dict[str, Any]) -> tuple[Any, ...]:
+    return (meta.get("host"), meta.get("port"), meta.get("user"), meta.get("schema"))
+
+
+def _connections() -> dict[tuple[Any, ...], _SMTP | _SMTPSSL]:
+    conns: dict[tuple[Any, ...], _SMTP | _SMTPSSL] | None = getattr(_pool, "conns", None)
+    if conns is None:
+        conns = _pool.conns = {}
+    return conns
+
+
+def _smtp(meta: dict[str, Any]) -> _SMTP | _SMTPSSL:
+    qsd = meta.get("qsd", {})
+    pool = _connections()
+    conn = pool.get(_key(meta))
+    if conn is not None:
+        return conn
+    timeout = float(qsd.get("timeout", 15))
+    host, port = meta.get("host") or "localhost", int(meta.get("port") or 25)
+    if meta.get("schema") == "smtppools":
+        conn = _SMTPSSL(host, port, timeout=timeout, context=ssl_context())
+    else:
+        conn = _SMTP(host, port, timeout=timeout)
+        if qsd.get("starttls", "no").lower() in ("yes", "1", "true"):
+            conn.starttls(context=ssl_context())
+    user, password = meta.get("user"), meta.get("password")
+    if user and password:
+        conn.login(user, password)
+    pool[_key(meta)] = conn
+    return conn
+
+
+def _drop_smtp(meta: dict[str, Any]) -> None:
+    conn = _connections().pop(_key(meta), None)
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:
+            pass
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+
+
+def smtppool_handler(body: str, title: str, notify_type: str, meta: dict[str, Any], *args: Any, **kw: Any) -> bool:
+    """smtppool://HOST:PORT/ADDR?from=...: send over a reused connection with per-recipient SMTP codes."""
+    msg = current_message()
+    qsd = meta.get("qsd", {})
+    sender = qsd.get("from") or "security@localhost"
+    email = email_message(msg, sender, qsd.get("reply"))
+    for attempt in (1, 2):
+        fresh = _connections() == {} or attempt == 2
+        try:
+            conn = _smtp(meta)
+        except (OSError, smtplib.SMTPException) as exc:
+            return report(Outcome(TRANSIENT, f"SMTP connect failed: {exc}"[:300]))
+        conn.data_sent = False
+        try:
+            refused = conn.send_message(email, from_addr=parseaddr(sender)[1], to_addrs=[msg.address])
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            return report(smtp_code_outcome(code, _text(text)))
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            return report(smtp_code_outcome(exc.smtp_code, _text(exc.smtp_error)))
+        except (OSError, smtplib.SMTPException) as exc:
+            _drop_smtp(meta)
+            dropped = isinstance(exc, smtplib.SMTPServerDisconnected | BrokenPipeError | ConnectionResetError)
+            if attempt == 1 and not fresh and dropped and not conn.data_sent:
+                continue  # an idle pooled connection was closed before our message went out: reconnect once
+            return report(_lost(exc, dropped=dropped, delivered=conn.data_sent))
+        if refused:
+            code, text = next(iter(refused.values()))
+            return report(smtp_code_outcome(code, _text(text)))
+        return report(Outcome(SENT, provider_id=str(email["Message-ID"])))
+    return report(Outcome(TRANSIENT, "SMTP: no connection"))
+
+
+def _lost(exc: BaseException, *, dropped: bool, delivered: bool) -> Outcome:
+    """A connection that failed mid-send: transient, and said to be ambiguous once the data went out."""
+    detail = str(exc) or type(exc).__name__
+    if delivered:
+        return Outcome(
+            TRANSIENT, f"SMTP connection lost after the message data (may have been delivered): {detail}"[:300]
+        )
+    what = "connection dropped" if dropped else "error"
+    return Outcome(TRANSIENT, f"SMTP {what}: {detail}"[:300])
