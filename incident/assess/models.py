@@ -187,3 +187,13 @@ def count_affected(session: Session, incident_id: str) -> int:
         .execute(text("SELECT COUNT(*) FROM affected WHERE incident_id = :iid"), {"iid": incident_id})
         .scalar_one()
     )
+
+
+def affected_contacts(
+    session: Session, incident_id: str
+) -> Iterator[tuple[str | None, str | None, str | None, str | None]]:
+    """(subject name, recipient name, email, phone) of every affected person, streamed: what a public text must
+    never contain."""
+    sql = text("SELECT subject_name, to_name, to_email, to_phone FROM affected WHERE incident_id = :i")
+    rows = session.connection().execute(sql.execution_options(stream_results=True, yield_per=5000), {"i": incident_id})
+    return ((r[0], r[1], r[2], r[3]) for r in rows)

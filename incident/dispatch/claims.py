@@ -16,6 +16,7 @@ from incident import clock
 from incident.dispatch import models, proof, transports
 from incident.dispatch.channels import ChannelConfig, next_attempt_at
 from incident.dispatch.models import AttemptOutcome, DeliveryState
+from incident.notices import models as notice_models
 from incident.notices.models import notice_sha, unpack_content
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def claim(
     due = _due(session, incident_id, now, limit, only)
     if not due:
         return []
-    notices = models.notices_to_claim(session, incident_id, [d.person_id for d in due])
+    notices = notice_models.notices_to_claim(session, incident_id, [d.person_id for d in due])
     attempts, picked = [], []
     for d in due:
         notice = notices.get((d.person_id, d.channel))

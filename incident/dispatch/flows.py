@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import IO
 
 from incident.assess import models as assess
 from incident.audit import chain as audit
@@ -210,7 +210,7 @@ def letters(ws: Workspace, incident_id: str, actor: str) -> LetterBatch:
         return write_letters(session, ws, incident_id, actor=actor)
 
 
-def export_deliveries(ws: Workspace, incident_id: str, *, fmt: str, output: Path | None, stdout: TextIO) -> int:
+def export_deliveries(ws: Workspace, incident_id: str, *, fmt: str, output: Path | None, stdout: IO[str]) -> int:
     """Export every attempt as proof of delivery, to a private file (0600) or to stdout."""
     if fmt not in ("csv", "jsonl"):
         raise InvalidArgument("--format: use csv or jsonl")

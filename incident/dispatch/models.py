@@ -179,87 +179,9 @@ def pending_schedule(session: Session, incident_id: str, limit: int = 200) -> li
     )
 
 
-# ---- reads of affected/notice: to move to assess/notices named queries ----------------------------------------
-# Dispatch reads these two upstream tables; each read is one function here so that it can move to assess.models
-# or notices.models without touching its callers.
-
-_NOTICE = sa.table(
-    "notice",
-    *(
-        sa.column(c)
-        for c in ("id", "incident_id", "person_id", "channel", "ref", "subject", "body", "html", "sha256", "variant")
-    ),
-)
-_AFFECTED = sa.table(
-    "affected", *(sa.column(c) for c in ("incident_id", "person_id", "to_email", "to_phone", "to_push"))
-)
-
-
-class ClaimNotice(NamedTuple):
-    """The approved notice of one person on one channel, with the address it goes to."""
-
-    id: int
-    ref: str
-    subject: str
-    body: Any  # stored form: see notices.models.unpack_content
-    html: Any
-    sha256: str
-    to_email: str | None
-    to_phone: str | None
-    to_push: str | None
-
-    def address(self, channel: str) -> str:
-        """Where this notice goes on `channel` (email address, phone number or push token)."""
-        return {"email": self.to_email, "sms": self.to_phone, "push": self.to_push}[channel] or ""
-
-
-def channels_with_notice(session: Session, incident_id: str) -> Iterator[Any]:
-    """(person_id, channel or None) for every affected person and each channel they have a notice on, streamed in
-    person order."""
-    return iter(
-        session.connection().execute(
-            text(
-                "SELECT a.person_id, n.channel FROM affected a LEFT JOIN notice n ON n.incident_id = a.incident_id "
-                "AND n.person_id = a.person_id WHERE a.incident_id = :i ORDER BY a.person_id, n.id"
-            ),
-            {"i": incident_id},
-            execution_options=STREAM,
-        )
-    )
-
-
-def notices_to_claim(session: Session, incident_id: str, person_ids: list[str]) -> dict[tuple[str, str], ClaimNotice]:
-    """The notices of these people, by (person, channel), each with the person's addresses."""
-    n, a = _NOTICE, _AFFECTED
-    rows = session.connection().execute(
-        sa.select(
-            n.c.person_id,
-            n.c.channel,
-            n.c.id,
-            n.c.ref,
-            n.c.subject,
-            n.c.body,
-            n.c.html,
-            n.c.sha256,
-            a.c.to_email,
-            a.c.to_phone,
-            a.c.to_push,
-        )
-        .join(a, sa.and_(a.c.incident_id == n.c.incident_id, a.c.person_id == n.c.person_id))
-        .where(n.c.incident_id == incident_id, n.c.person_id.in_(person_ids))
-    )
-    return {(r[0], r[1]): ClaimNotice(*r[2:]) for r in rows}
-
-
-def notice_variants(session: Session, incident_id: str) -> Iterator[Any]:
-    """(person_id, channel, variant) of every notice, streamed in person order."""
-    return iter(
-        session.connection().execute(
-            text("SELECT person_id, channel, variant FROM notice WHERE incident_id = :i ORDER BY person_id"),
-            {"i": incident_id},
-            execution_options=STREAM,
-        )
-    )
+# ---- joins of deliveries and attempts with their notices -------------------------------------------------------
+# A delivery or attempt is read together with the notice it carries in one statement (the measured paths); these
+# joins live with the downstream table. Reads of notices alone are notices.models' named queries.
 
 
 def pending_notice_variants(session: Session, incident_id: str) -> Iterator[Any]:
@@ -315,3 +237,16 @@ def attempts_with_notice_sha(session: Session, incident_id: str) -> Iterator[Any
             execution_options=STREAM,
         )
     )
+
+
+def delivery_states_by_region(session: Session, incident_id: str) -> list[tuple[str | None, str, str | None, int]]:
+    """(region, state, final channel, people) of the incident's deliveries: how each region was notified."""
+    rows = session.connection().execute(
+        text(
+            "SELECT a.region, d.state, d.final_channel, COUNT(*) FROM affected a JOIN delivery d "
+            "ON d.incident_id = a.incident_id AND d.person_id = a.person_id WHERE a.incident_id = :i "
+            "GROUP BY a.region, d.state, d.final_channel"
+        ),
+        {"i": incident_id},
+    )
+    return [(r[0], r[1], r[2], int(r[3])) for r in rows]

@@ -15,6 +15,7 @@ from incident.db import db_time
 from incident.dispatch import models
 from incident.dispatch.models import POSTAL, DeliveryState
 from incident.incidents.models import Incident
+from incident.notices import models as notice_models
 
 BATCH = 5000
 INSERT_COLUMNS = (
@@ -46,7 +47,7 @@ def plan(session: Session, incident: Incident, allowed: Sequence[str]) -> int:
     insert = f"INSERT INTO delivery ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join([mark] * len(INSERT_COLUMNS))})"
     batch: list[tuple[Any, ...]] = []
     count = 0
-    for person, chans in _channels_per_person(models.channels_with_notice(session, incident.id)):
+    for person, chans in _channels_per_person(notice_models.channels_with_notice(session, incident.id)):
         electronic = [c for c in allowed if c in chans]
         letter = POSTAL in chans
         state = DeliveryState.PENDING if electronic else (DeliveryState.LETTER if letter else DeliveryState.UNREACHABLE)
@@ -90,7 +91,7 @@ def _first_choice_variants(
 ) -> dict[str, dict[str, int]]:
     """Nothing planned yet: each person's first channel in fallback order, streamed in person order."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for _, notices in itertools.groupby(models.notice_variants(session, incident_id), key=lambda r: r[0]):
+    for _, notices in itertools.groupby(notice_models.notice_variants(session, incident_id), key=lambda r: r[0]):
         ranked = [(allowed.index(channel), channel, variant) for _, channel, variant in notices if channel in allowed]
         if ranked:
             _, channel, variant = min(ranked, key=lambda r: r[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from typing import Any, TextIO
+from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam, text
@@ -31,7 +31,7 @@ FIELDS = (
 )
 
 
-def export_attempts(session: Session, incident_id: str, *, fmt: str, out: TextIO) -> int:
+def export_attempts(session: Session, incident_id: str, *, fmt: str, out: IO[str]) -> int:
     """Stream every attempt (masked addresses only) as CSV or JSON Lines."""
     writer = csv.writer(out) if fmt == "csv" else None
     if writer is not None:

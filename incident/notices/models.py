@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import zlib
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+import sqlalchemy as sa
 from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -114,3 +116,90 @@ def workspace_secret(session: Session) -> str:
 def notice_sha(subject: str, body: str, html: str | None) -> str:
     """The hash an approval binds to, for one notice."""
     return hashlib.sha256("\x1f".join((subject, body, html or "")).encode("utf-8")).hexdigest()
+
+
+def delete_notices(session: Session, incident_id: str) -> None:
+    """Drop an incident's rendered notices before a new render writes them again."""
+    session.connection().execute(text("DELETE FROM notice WHERE incident_id = :iid"), {"iid": incident_id})
+
+
+# ---- what dispatch reads of the notices (with the addresses they go to) -------------------------------------
+STREAM = {"stream_results": True, "yield_per": 5000}
+
+_NOTICE = sa.table(
+    "notice",
+    *(
+        sa.column(c)
+        for c in ("id", "incident_id", "person_id", "channel", "ref", "subject", "body", "html", "sha256", "variant")
+    ),
+)
+_AFFECTED = sa.table(
+    "affected", *(sa.column(c) for c in ("incident_id", "person_id", "to_email", "to_phone", "to_push"))
+)
+
+
+class ClaimNotice(NamedTuple):
+    """The approved notice of one person on one channel, with the address it goes to."""
+
+    id: int
+    ref: str
+    subject: str
+    body: Any  # stored form: see notices.models.unpack_content
+    html: Any
+    sha256: str
+    to_email: str | None
+    to_phone: str | None
+    to_push: str | None
+
+    def address(self, channel: str) -> str:
+        """Where this notice goes on `channel` (email address, phone number or push token)."""
+        return {"email": self.to_email, "sms": self.to_phone, "push": self.to_push}[channel] or ""
+
+
+def channels_with_notice(session: Session, incident_id: str) -> Iterator[Any]:
+    """(person_id, channel or None) for every affected person and each channel they have a notice on, streamed in
+    person order."""
+    return iter(
+        session.connection().execute(
+            text(
+                "SELECT a.person_id, n.channel FROM affected a LEFT JOIN notice n ON n.incident_id = a.incident_id "
+                "AND n.person_id = a.person_id WHERE a.incident_id = :i ORDER BY a.person_id, n.id"
+            ),
+            {"i": incident_id},
+            execution_options=STREAM,
+        )
+    )
+
+
+def notices_to_claim(session: Session, incident_id: str, person_ids: list[str]) -> dict[tuple[str, str], ClaimNotice]:
+    """The notices of these people, by (person, channel), each with the person's addresses."""
+    n, a = _NOTICE, _AFFECTED
+    rows = session.connection().execute(
+        sa.select(
+            n.c.person_id,
+            n.c.channel,
+            n.c.id,
+            n.c.ref,
+            n.c.subject,
+            n.c.body,
+            n.c.html,
+            n.c.sha256,
+            a.c.to_email,
+            a.c.to_phone,
+            a.c.to_push,
+        )
+        .join(a, sa.and_(a.c.incident_id == n.c.incident_id, a.c.person_id == n.c.person_id))
+        .where(n.c.incident_id == incident_id, n.c.person_id.in_(person_ids))
+    )
+    return {(r[0], r[1]): ClaimNotice(*r[2:]) for r in rows}
+
+
+def notice_variants(session: Session, incident_id: str) -> Iterator[Any]:
+    """(person_id, channel, variant) of every notice, streamed in person order."""
+    return iter(
+        session.connection().execute(
+            text("SELECT person_id, channel, variant FROM notice WHERE incident_id = :i ORDER BY person_id"),
+            {"i": incident_id},
+            execution_options=STREAM,
+        )
+    )

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
 from sqlmodel import Session
 
 from incident import clock
@@ -24,7 +23,7 @@ from incident.incidents import models as incidents
 from incident.incidents.models import Status
 from incident.notices import content
 from incident.notices.fingerprint import fingerprint
-from incident.notices.models import Render
+from incident.notices.models import Render, delete_notices
 from incident.notices.pool import batches, rendered_batches
 
 NOTICE_COLUMNS = (
@@ -67,8 +66,7 @@ def render_notices(
     if assess.latest(session, incident_id) is None:
         raise IncidentError(f"{incident_id} has not been assessed yet (run `incident assess {incident_id}`)")
     incidents.transition(session, incident, Status.RENDERED, actor)
-    conn = session.connection()
-    conn.execute(text("DELETE FROM notice WHERE incident_id = :iid"), {"iid": incident_id})
+    delete_notices(session, incident_id)
     static = content.static_context(session, ws, incident)
     now = clock.now()
     today = {loc: content.day(now, loc) for loc in static["locales"]}

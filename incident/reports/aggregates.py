@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
 from sqlmodel import Session
 
 from incident import catalog
@@ -15,6 +14,7 @@ from incident.assess.picture import AssessmentView
 from incident.assess.picture import view as assessment_view
 from incident.config import Workspace
 from incident.dispatch import models as dispatch_models
+from incident.dispatch.models import delivery_states_by_region
 from incident.dispatch.proof import channel_summary
 from incident.incidents import models as incidents
 from incident.incidents.models import Incident
@@ -50,17 +50,9 @@ def regimes_in(counts: dict[str, Any], workspace: Path | None) -> list[catalog.R
 
 def by_region(session: Session, incident_id: str) -> dict[str, Any]:
     """Per region: exposed records by category, and deliveries by state and final channel."""
-    conn = session.connection()
     records = assess.exposed_by_region(session, incidents.get(session, incident_id))
     deliveries: dict[str, dict[str, int]] = {}
-    for region, state, channel, n in conn.execute(
-        text(
-            "SELECT a.region, d.state, d.final_channel, COUNT(*) FROM affected a JOIN delivery d "
-            "ON d.incident_id = a.incident_id AND d.person_id = a.person_id WHERE a.incident_id = :i "
-            "GROUP BY a.region, d.state, d.final_channel"
-        ),
-        {"i": incident_id},
-    ):
+    for region, state, channel, n in delivery_states_by_region(session, incident_id):
         key = f"{state}:{channel}" if state == "sent" else state
         per = deliveries.setdefault(region or "unknown", {})
         per[key] = per.get(key, 0) + int(n)

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
 from sqlmodel import Session, select
 
 from incident import approvals, catalog, clock
@@ -158,15 +157,10 @@ def lint_public(session: Session, incident_id: str, files: dict[str, str], *, of
             problems.append(f"{name}: a phone number that is not the protection officer's")
     full = "\n".join(files.values())
     lowered, grams, phones = full.lower(), _grams(full), _phone_keys(full)
-    rows = session.connection().execute(
-        text("SELECT subject_name, to_name, to_email, to_phone FROM affected WHERE incident_id = :i").execution_options(
-            stream_results=True, yield_per=5000
-        ),
-        {"i": incident_id},
-    )
+    rows = assess.affected_contacts(session, incident_id)
     for subject_name, to_name, email, phone in rows:
-        for name in (subject_name, to_name):
-            norm = " ".join(str(name or "").lower().split())
+        for who in (subject_name, to_name):
+            norm = " ".join(str(who or "").lower().split())
             if len(norm) >= 2 and (norm in grams or (len(norm) > 4 and norm in lowered)):
                 problems.append("the text names an affected person or guardian")
         if email and email.lower() in lowered:
