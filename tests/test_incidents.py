@@ -62,6 +62,23 @@ def test_show_records_the_gbt_35273_facts(opened_incident: OpenedIncident) -> No
     assert shown["assessment"] is None
 
 
+def test_show_lists_the_playbooks_containment_checklist(opened_incident: OpenedIncident) -> None:
+    """Given an exfiltration incident, when the responder runs `show`, then the playbook's first steps of the
+    emergency plan (contain, preserve evidence) are listed in both languages, as written in the playbook."""
+    ws = opened_incident.ws
+    shown = opened_incident.show()
+    text = ws.ok("show", opened_incident.id)
+
+    isolate = (
+        "Isolate the affected databases and servers, and revoke the accounts, keys and sessions the attacker used."
+    )
+    assert shown["containment"][0] == {
+        "zh-CN": "隔离受影响的数据库和服务器，撤销攻击者使用的账户、密钥和会话。",
+        "en": isolate,
+    }
+    assert "containment checklist (playbook):" in text and f"  - {isolate} / 隔离受影响的数据库" in text
+
+
 def test_discovered_by_defaults_to_the_actor(inventory_with_backups: WorkspaceDir) -> None:
     """Given no --discovered-by, then whoever opened the incident is recorded as its discoverer."""
     opened = open_incident(inventory_with_backups)

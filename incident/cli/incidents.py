@@ -122,6 +122,9 @@ def show(
     typer.echo("timeline:")
     for e in d["timeline"]:
         typer.echo(f"  {e['at'][:19]}  {e['kind']:<8} {safe(e['actor'])}: {safe(e['text'])}")
+    typer.echo("containment checklist (playbook):")
+    for step in d["containment"]:
+        typer.echo(f"  - {safe(step['en'])} / {safe(step['zh-CN'])}")
 
 
 def log(

@@ -179,6 +179,9 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
             ],
             "assessment": None,
         }
+        # The playbook's first steps of the emergency plan (privacy policy §五(三)): what to contain, in both languages.
+        book = catalog.playbook(inc.playbook, ws.root)
+        data["containment"] = [{"zh-CN": step.zh_CN, "en": step.en} for step in book.containment]
         if assess.latest(session, incident_id) is not None:
             data["assessment"] = aggregates.picture(session, ws, inc).as_json()
         data["notices"] = notices_approval.approval_state(session, ws, inc)
