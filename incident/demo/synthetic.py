@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from incident.files import open_private, private_dir
+from incident.inventory.validation import PEOPLE_COLUMNS
 
 SYSTEMS_YAML = """\
 # Systems of the synthetic platform: where personal information lives (privacy policy §二, §四).
@@ -76,22 +77,7 @@ THIRD = [
     ("kyc-vault", "id_document"),
     ("app-telemetry", "device_id"),
 ]
-PEOPLE_HEADER = [
-    "person_id",
-    "name",
-    "email",
-    "phone",
-    "push_token",
-    "locale",
-    "region",
-    "birth_date",
-    "guardian_name",
-    "guardian_email",
-    "guardian_phone",
-    "postal_address",
-    "account_status",
-    "cancelled_at",
-]
+PEOPLE_HEADER = list(PEOPLE_COLUMNS)  # every column the importer knows
 
 
 @dataclass(frozen=True)
