@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from incident.cli import print_json, state
+from incident.cli.output import print_held
 
 notices_app = typer.Typer(
     help="Render notices, review them, approve or reject them.", no_args_is_help=True, rich_markup_mode=None
@@ -31,6 +32,7 @@ def render(
     typer.echo(f"lint: {r.lint_checks:,} notices checked, {r.lint_failures:,} failures")
     typer.echo(f"review bundle: {r.bundle / 'index.html'}")
     typer.echo(f"manifest sha256: {r.manifest_hash}")
+    print_held(r.held)
 
 
 @notices_app.command("approve")
@@ -83,13 +85,22 @@ def reject(
 def show(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
-    person: Annotated[str, typer.Option(help="Person id")],
+    person: Annotated[str | None, typer.Option(help="Person id (without it: who the render held back)")] = None,
     channel: Annotated[str | None, typer.Option(help="email | sms | push | letter")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Print one person's rendered notice (contains personal data)."""
-    from incident.notices.flows import show_notice
+    """Print one person's rendered notice (contains personal data), or without --person who was held back."""
+    from incident.notices.flows import held_notices, show_notice
 
+    if person is None:
+        held = held_notices(state(ctx).ws(), incident_id)
+        if as_json:
+            print_json(held)
+        elif held:
+            print_held(held)
+        else:
+            typer.echo(f"{incident_id}: nobody is held back")
+        return
     found = show_notice(state(ctx).ws(), incident_id, person, channel=channel)
     if as_json:
         print_json(found)

@@ -85,8 +85,23 @@ def before_digest(render: Render) -> str | None:
         return None
 
 
+def held_back(render: Render) -> list[dict[str, Any]]:
+    """The people this render held back (their own data failed a check), each with why."""
+    try:
+        held = json.loads(render.lint or "{}").get("held", [])
+    except ValueError:
+        return []
+    return held if isinstance(held, list) else []
+
+
 def _summary(render: Render) -> dict[str, Any]:
-    return {"render": render.id, "manifest": render.manifest_hash, "notices": render.notices, "bundle": render.bundle}
+    return {
+        "render": render.id,
+        "manifest": render.manifest_hash,
+        "notices": render.notices,
+        "bundle": render.bundle,
+        "held": held_back(render),
+    }
 
 
 def _nothing_to_decide(incident: incidents.Incident, render: Render | None) -> str | None:

@@ -51,3 +51,13 @@ def show_notice(ws: Workspace, incident_id: str, person_id: str, *, channel: str
                 + (f" on channel {channel}" if channel else "")
             )
         return found
+
+
+def held_notices(ws: Workspace, incident_id: str) -> list[dict[str, Any]]:
+    """Who the current render held back (their own data failed a check) and why; empty when nobody was."""
+    from incident.notices.approval import current_render, held_back
+
+    with unit_of_work(ws, write=False) as session:
+        incidents.get(session, incident_id)
+        render = current_render(session, incident_id)
+        return held_back(render) if render is not None else []

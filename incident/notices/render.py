@@ -53,12 +53,14 @@ class RenderResult:
     lint_checks: int
     by_channel: dict[str, int] = field(default_factory=dict)
     lint_failures: int = 0
+    held: list[dict[str, Any]] = field(default_factory=list)  # people held back by their own data, and why
 
 
 def render_notices(
     session: Session, ws: Workspace, incident_id: str, actor: str, workers: int | None = None
 ) -> RenderResult:
-    """Render every notice of the incident into the database and write review/ID/ (stops on any lint failure)."""
+    """Render every notice of the incident into the database and write review/ID/ (stops on a template's lint
+    failure; a person whose own data fails a check is held back, the others render)."""
     from incident.notices.bundle import Bundle
     from incident.notices.models import workspace_secret
 
@@ -93,6 +95,7 @@ def render_notices(
     examples: dict[str, dict[str, Any]] = {}
     by_channel: Counter[str] = Counter()
     total = failures = 0
+    held: list[dict[str, Any]] = []
 
     workers = workers or min(2, os.cpu_count() or 1)
     with bundle.manifest_writer() as manifest:
@@ -113,6 +116,7 @@ def render_notices(
             if result["problems"]:
                 shown = "; ".join(result["problems"][:3])
                 raise IncidentError(f"lint failed, nothing was rendered: {shown}")
+            held += result["held"]
             affected_digest.update(result["affected"])
             rows = result["rows"]
             insert_rows(session, "notice", NOTICE_COLUMNS, rows)
@@ -129,6 +133,7 @@ def render_notices(
         "notices_checked": checks,
         "failures": failures,
         "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data"],
+        "held": held,
     }
     bundle.write_index(session, static, today, variants, examples, lint_summary, manifest_hash, incident)
     record.manifest_hash, record.fingerprint = manifest_hash, json.dumps(prints, sort_keys=True)
@@ -151,4 +156,6 @@ def render_notices(
         ),
         actor,
     )
-    return RenderResult(record.id, total, people, variants, bundle.folder, manifest_hash, checks, by_channel, failures)
+    return RenderResult(
+        record.id, total, people, variants, bundle.folder, manifest_hash, checks, by_channel, failures, held
+    )
