@@ -114,6 +114,16 @@ def latest_decision(session: Session, artefact: Artefact[R], render: R) -> Appro
     return session.exec(stmt).first()
 
 
+def last_approved(session: Session, incident_id: str, artefact_name: str) -> Approval | None:
+    """The newest approval of the incident's artefact, whichever render it was made on."""
+    stmt = select(Approval).where(
+        Approval.incident_id == incident_id,
+        Approval.artefact == artefact_name,
+        Approval.decision == Decision.APPROVED,
+    )
+    return session.exec(stmt.order_by(Approval.id.desc())).first()  # type: ignore[union-attr]
+
+
 def approval_state(
     session: Session, ws: Workspace, incident: incidents.Incident, *, artefact: Artefact[R]
 ) -> dict[str, Any]:

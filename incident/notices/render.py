@@ -142,7 +142,7 @@ def render_notices(
         "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data"],
         "held": held,
     }
-    bundle.write_index(session, static, today, variants, examples, lint_summary, manifest_hash, incident)
+    bundle.write_index(session, static, today, variants, examples, lint_summary, manifest_hash, incident, record.id)
     record.manifest_hash, record.fingerprint = manifest_hash, json.dumps(prints, sort_keys=True)
     record.notices, record.people = total, people
     record.variants, record.lint = json.dumps(variants, ensure_ascii=False), json.dumps(lint_summary)
