@@ -111,7 +111,7 @@ def approved_incident(ws: Any, system: str, title: str) -> str:
         "bench",
     )
     assess_flows.assess_incident(ws, incident_id, "bench")
-    notices.render_notices(ws, incident_id, "bench")
+    rendered = notices.render_notices(ws, incident_id, "bench")
     notices.decide_notices(
         ws,
         incident_id,
@@ -119,6 +119,7 @@ def approved_incident(ws: Any, system: str, title: str) -> str:
         decision="approved",
         comment="benchmark data, not a legal review",
         actor="bench",
+        manifest=rendered.manifest_hash,
     )
     return incident_id
 

@@ -7,10 +7,12 @@ changed since, how its messages read and what a decision does beyond being recor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Column, Index, Text
@@ -46,6 +48,8 @@ class Approval(SQLModel, table=True):
     reviewer: str
     comment: str | None = Field(default=None, sa_column=Column(Text))
     at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    signature: str | None = Field(default=None, sa_column=Column(Text))  # ssh-keygen -Y sign over statement()
+    signer: str | None = None  # the signing key's fingerprint (SHA256:...)
 
 
 class Rendered(Protocol):
@@ -91,6 +95,7 @@ class Artefact(Generic[R]):
     current_state: Callable[[R], str] = _approved  # the state of a current approval (the announcement: published)
     accepted: tuple[str, ...] = ("approved",)  # the states require_current lets through
     version: Callable[[R], int] = _first_version
+    in_progress: Callable[[Session, str], str | None] | None = None  # a render under way, described, if any
 
 
 def latest_decision(session: Session, artefact: Artefact[R], render: R) -> Approval | None:
@@ -107,6 +112,16 @@ def latest_decision(session: Session, artefact: Artefact[R], render: R) -> Appro
         .order_by(Approval.id.desc())  # type: ignore[union-attr]
     )
     return session.exec(stmt).first()
+
+
+def last_approved(session: Session, incident_id: str, artefact_name: str) -> Approval | None:
+    """The newest approval of the incident's artefact, whichever render it was made on."""
+    stmt = select(Approval).where(
+        Approval.incident_id == incident_id,
+        Approval.artefact == artefact_name,
+        Approval.decision == Decision.APPROVED,
+    )
+    return session.exec(stmt.order_by(Approval.id.desc())).first()  # type: ignore[union-attr]
 
 
 def approval_state(
@@ -138,16 +153,26 @@ def decide(
     decision: Decision,
     comment: str | None,
     actor: str,
+    manifest: str | None,
+    sign_key: Path | None = None,
 ) -> Approval:
-    """Record a reviewer's decision on the current render: an approval only while nothing has changed since it
-    was rendered, a rejection only with a comment; either bound to the render's manifest hash and audited."""
+    """Record a reviewer's decision on the current render: an approval only of the manifest the reviewer names
+    and only while nothing has changed since it was rendered, a rejection only with a comment; either bound to
+    the render's manifest hash, optionally signed with the reviewer's SSH key, and audited."""
     if not reviewer.strip():
         raise InvalidArgument("--reviewer: name the reviewer")
+    given = _manifest_prefix(manifest, required=decision == Decision.APPROVED)
     incident = incidents.get(session, incident_id, for_update=True)
+    refuse_while_rendering(session, incident_id, artefact=artefact)
     render = artefact.current_render(session, incident_id)
     refused = artefact.nothing_to_decide(incident, render)
     if refused is not None or render is None:
         raise IncidentError(refused or f"{incident_id} has nothing rendered to review")
+    if given is not None and not render.manifest_hash.startswith(given):
+        raise IncidentError(
+            f"--manifest {given}: not the manifest of the current {artefact.name} render ({render.manifest_hash}): "
+            "it was re-rendered after the render you reviewed; review the current bundle and approve its manifest"
+        )
     if decision == Decision.APPROVED:
         changes = artefact.changes_since(session, ws, render)
         if changes:
@@ -164,8 +189,12 @@ def decide(
         decision=decision,
         reviewer=reviewer,
         comment=comment,
-        at=clock.now(),
+        at=clock.now().replace(microsecond=0),  # the signed statement names the second
     )
+    if sign_key is not None:
+        from incident import signing
+
+        approval.signature, approval.signer = signing.sign(statement(approval), sign_key)
     session.add(approval)
     if artefact.on_decision is not None:
         artefact.on_decision(session, incident, decision, reviewer, actor)
@@ -174,7 +203,13 @@ def decide(
         incident_id,
         audit.Event(
             audit.Action(f"{artefact.name}-{decision}"),
-            {"render": render.id, "manifest": render.manifest_hash, "reviewer": reviewer, "comment": comment},
+            {
+                "render": render.id,
+                "manifest": render.manifest_hash,
+                "reviewer": reviewer,
+                "comment": comment,
+                **({"signer": approval.signer} if approval.signer else {}),
+            },
         ),
         actor,
     )
@@ -191,3 +226,69 @@ def require_current(session: Session, ws: Workspace, incident: incidents.Inciden
     if state["state"] == "stale":
         raise IncidentError(artefact.stale.format(id=incident.id, changes="; ".join(state["changes"])))
     raise IncidentError(artefact.not_approved.format(id=incident.id, state=state["state"]))
+
+
+MANIFEST_PREFIX = re.compile(r"[0-9a-f]{12,64}")
+
+
+def _manifest_prefix(manifest: str | None, *, required: bool) -> str | None:
+    """The manifest sha256 (or a prefix of 12 or more hex characters) the reviewer names, normalised."""
+    if manifest is None:
+        if required:
+            raise InvalidArgument(
+                "--manifest: name the manifest sha256 you reviewed (printed by render, shown on the review page)"
+            )
+        return None
+    given = manifest.strip().lower()
+    if not MANIFEST_PREFIX.fullmatch(given):
+        raise InvalidArgument("--manifest: give the manifest sha256, or at least its first 12 hex characters")
+    return given
+
+
+def refuse_while_rendering(session: Session, incident_id: str, *, artefact: Artefact[R]) -> None:
+    """Refuse a decision while a render of the artefact has started and not finished: it would replace what
+    was reviewed."""
+    if artefact.in_progress is not None:
+        running = artefact.in_progress(session, incident_id)
+        if running is not None:
+            raise IncidentError(f"cannot decide on {incident_id} {artefact.name} while {running}")
+
+
+def statement(approval: Approval) -> str:
+    """What a signed approval says, from its own row: an edit to any of these fields breaks the signature."""
+    return (
+        f"incident-approval v1\nincident: {approval.incident_id}\nartefact: {approval.artefact}\n"
+        f"version: {approval.version}\nmanifest: {approval.manifest_hash}\ndecision: {approval.decision}\n"
+        f"reviewer: {approval.reviewer}\nat: {approval.at.isoformat(timespec='seconds')}\n"
+    )
+
+
+def signature_problems(session: Session, incident_id: str) -> list[str]:
+    """Every stored approval signature of the incident that does not verify, or whose key is not the one
+    recorded; empty when all do (unsigned approvals have nothing to check)."""
+    from incident import signing
+
+    stmt = select(Approval).where(Approval.incident_id == incident_id, Approval.signature.is_not(None))  # type: ignore[union-attr]
+    problems = []
+    for approval in session.exec(stmt.order_by(Approval.id)):  # type: ignore[arg-type]
+        assert approval.signature is not None
+        problem, signer = signing.check(statement(approval), approval.signature)
+        if problem is None and signer != approval.signer:
+            problem = f"signed by {signer}, recorded as {approval.signer}"
+        if problem is not None:
+            problems.append(f"approval {approval.id} ({approval.artefact}): {problem}")
+    return problems
+
+
+def decided(approval: Approval) -> dict[str, Any]:
+    """What a decision recorded, as the CLI prints it."""
+    return {
+        "incident": approval.incident_id,
+        "artefact": approval.artefact,
+        "decision": approval.decision,
+        "render": approval.render_id,
+        "manifest": approval.manifest_hash,
+        "reviewer": approval.reviewer,
+        "at": approval.at.isoformat(),
+        "signer": approval.signer,
+    }

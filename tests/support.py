@@ -240,3 +240,9 @@ def people_csv(rows: list[dict[str, str]]) -> str:
     columns = PEOPLE_HEADER.split(",")
     lines = [PEOPLE_HEADER] + [",".join(r.get(c, "") for c in columns) for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def manifest_of(ws: WorkspaceDir, incident_id: str, *, announcement: bool = False) -> str:
+    """The manifest sha256 of the current render, as the reviewer reads it on the review page."""
+    shown = ws.json("show", incident_id)
+    return str(shown["announcement" if announcement else "notices"]["manifest"])

@@ -20,7 +20,7 @@ import pytest
 from killed import kill_once_received
 from servers import gateway
 from snapshots import Snapshot
-from support import MEMBER_DB_YAML, OpenedIncident, WorkspaceDir, open_incident, people_csv
+from support import MEMBER_DB_YAML, OpenedIncident, WorkspaceDir, manifest_of, open_incident, people_csv
 
 from incident.reports.announcement import about
 from incident.reports.publishing import owner_gone
@@ -75,7 +75,7 @@ def dispatch_story(ws: WorkspaceDir) -> str:
     """The same incident after its notices were rendered, approved and dispatched to the file outbox."""
     iid = assess_story(ws)
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--reviewer", "Legal (Li Na)")
+    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
     ws.ok("dispatch", iid)
     return iid
 
@@ -117,7 +117,7 @@ def test_assess_and_show_say_why_an_announcement_is_required(assessed: OpenedInc
     before = assessed.ws.json("assess", assessed.id)["announcement"]
     ws = assessed.ws
     ws.ok("notices", "render", assessed.id)
-    ws.ok("notices", "approve", assessed.id, "--reviewer", "Legal (Li Na)")
+    ws.ok("notices", "approve", assessed.id, "--manifest", manifest_of(ws, assessed.id), "--reviewer", "Legal (Li Na)")
     ws.ok("dispatch", assessed.id)
 
     after = ws.json("assess", assessed.id)["announcement"]
@@ -245,7 +245,16 @@ def test_publishing_needs_a_current_approval_of_this_render(rendered: OpenedInci
     assert rendered.obligations()["ca-posting"]["state"] == "waiting"
 
     ws.ok("announce", iid)
-    ws.ok("notices", "approve", iid, "--announcement", "--reviewer", "Legal (Li Na)")
+    ws.ok(
+        "notices",
+        "approve",
+        iid,
+        "--manifest",
+        manifest_of(ws, iid, announcement=True),
+        "--announcement",
+        "--reviewer",
+        "Legal (Li Na)",
+    )
     out = ws.ok("announce", iid, "--publish")
 
     public = ws.root / "public" / iid
@@ -268,7 +277,16 @@ def test_an_approval_goes_stale_when_what_it_approved_changes(rendered: OpenedIn
     """Given an approved announcement, when the facts, a template in effect or a rendered file change, then
     `show` names the change and publishing is refused until it is rendered and approved again."""
     ws, iid = rendered.ws, rendered.id
-    ws.ok("notices", "approve", iid, "--announcement", "--reviewer", "Legal (Li Na)")
+    ws.ok(
+        "notices",
+        "approve",
+        iid,
+        "--manifest",
+        manifest_of(ws, iid, announcement=True),
+        "--announcement",
+        "--reviewer",
+        "Legal (Li Na)",
+    )
     if change == "logged action":
         ws.ok("log", iid, "Engaged an outside forensic firm")
         named = "the incident facts, logged actions, playbook or organisation details changed"
@@ -286,7 +304,17 @@ def test_an_approval_goes_stale_when_what_it_approved_changes(rendered: OpenedIn
 
     assert shown["state"] == "stale" and named in shown["changes"]
     ws.refuse("announce", iid, "--publish", error=f"the announcement approval is stale: {named}")
-    ws.refuse("notices", "approve", iid, "--announcement", "--reviewer", "Legal", error=named)
+    ws.refuse(
+        "notices",
+        "approve",
+        iid,
+        "--manifest",
+        manifest_of(ws, iid, announcement=True),
+        "--announcement",
+        "--reviewer",
+        "Legal",
+        error=named,
+    )
 
 
 def test_announcement_templates_do_not_touch_the_notices_approval(rendered: OpenedIncident) -> None:
@@ -303,7 +331,16 @@ def test_publish_sends_to_each_target_once_and_retries_only_the_failed(rendered:
     """Given two announcement targets, one of which fails first, when the responder publishes twice, then the
     status page got the announcement once (both languages), and the failed target was retried and reached."""
     ws, iid = rendered.ws, rendered.id
-    ws.ok("notices", "approve", iid, "--announcement", "--reviewer", "Legal (Li Na)")
+    ws.ok(
+        "notices",
+        "approve",
+        iid,
+        "--manifest",
+        manifest_of(ws, iid, announcement=True),
+        "--announcement",
+        "--reviewer",
+        "Legal (Li Na)",
+    )
     with gateway({"broken": [(500, {}), (200, {})]}) as gw:
         config = ws.root / "incident.toml"
         urls = [f"json://127.0.0.1:{gw.port}/status?:to=status", f"json://127.0.0.1:{gw.port}/hook?:to=broken"]
@@ -340,7 +377,16 @@ def test_a_publish_killed_after_its_send_re_sends_that_one_once_and_says_so(rend
     it unknown, re-sends it once and says so; the status page got it twice at most, the other target once, and the
     audit chain verifies."""
     ws, iid = rendered.ws, rendered.id
-    ws.ok("notices", "approve", iid, "--announcement", "--reviewer", "Legal (Li Na)")
+    ws.ok(
+        "notices",
+        "approve",
+        iid,
+        "--manifest",
+        manifest_of(ws, iid, announcement=True),
+        "--announcement",
+        "--reviewer",
+        "Legal (Li Na)",
+    )
     with gateway(hang={"status": 1}) as gw:
         status, feed = f"json://127.0.0.1:{gw.port}/status", f"json://127.0.0.1:{gw.port}/feed"
         set_targets(ws, [f"{status}?:to=status", f"{feed}?:to=feed"])

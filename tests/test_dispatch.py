@@ -23,7 +23,7 @@ from freezegun import freeze_time
 from rawdb import connect
 from servers import Gateway, SmtpSink, configure_channels, smtp_sink
 from servers import gateway as http_gateway
-from support import MEMBER_DB_YAML, WorkspaceDir, open_incident, people_csv
+from support import MEMBER_DB_YAML, WorkspaceDir, manifest_of, open_incident, people_csv
 
 from incident import clock
 from incident.config import find_workspace
@@ -156,7 +156,7 @@ def approve_story(ws: WorkspaceDir, cast: tuple[Member, ...], servers: Servers, 
     incident_id = open_incident(ws, systems="member-db", categories="password,phone").id
     ws.ok("assess", incident_id)
     ws.ok("notices", "render", incident_id)
-    ws.ok("notices", "approve", incident_id, "--reviewer", "Legal (Li Na)")
+    ws.ok("notices", "approve", incident_id, "--manifest", manifest_of(ws, incident_id), "--reviewer", "Legal (Li Na)")
     smtp, sms, push = servers.smtp.port, servers.sms.port, servers.push.port
     if pooled:
         configure_channels(
@@ -345,7 +345,7 @@ def test_dispatch_refuses_notices_legal_has_not_approved(workspace: WorkspaceDir
     d = approve_story(workspace, (ADA, BO), scripted_servers)
     d.ws.ok("notices", "render", d.id)  # a new render: awaiting review again
     d.ws.refuse("dispatch", d.id, error="notices are not approved (awaiting review)")
-    d.ws.ok("notices", "approve", d.id, "--reviewer", "Legal (Li Na)")
+    d.ws.ok("notices", "approve", d.id, "--manifest", manifest_of(d.ws, d.id), "--reviewer", "Legal (Li Na)")
     d.ws.ok("log", d.id, "Reset the passwords of every affected account", "--kind", "action")
     d.ws.refuse("dispatch", d.id, error="the approval is stale: the incident facts or logged actions changed")
     assert d.servers.received() == 0 and d.attempts() == []

@@ -127,8 +127,9 @@ def approved_demo(demo_inventory: Path, tmp_path: Path, slow_sink: SmtpSink) -> 
     shutil.copytree(demo_inventory, root)
     (incident_id,) = [line.split()[0] for line in incident(root, "list").stdout.splitlines() if line.strip()]
     assert "assessed" in incident(root, "show", incident_id).stdout
-    incident(root, "notices", "render", incident_id)
-    incident(root, "notices", "approve", incident_id, "--reviewer", "Legal (Li Na)")
+    rendered = incident(root, "notices", "render", incident_id).stdout
+    manifest = rendered.split("manifest sha256: ")[1].split()[0]
+    incident(root, "notices", "approve", incident_id, "--manifest", manifest, "--reviewer", "Legal (Li Na)")
     configure_channels(
         root,
         email=f"smtppool://127.0.0.1:{slow_sink.port}/{{email}}?from=security@example.com",

@@ -28,7 +28,7 @@ import pytest
 from conftest import BACKEND
 from servers import configure_channels, smtp_sink
 from servers import gateway as http_gateway
-from support import MEMBER_DB_YAML, WorkspaceDir, open_incident, people_csv
+from support import MEMBER_DB_YAML, WorkspaceDir, manifest_of, open_incident, people_csv
 
 from incident.config import find_workspace
 
@@ -64,7 +64,7 @@ def approved_incident(ws: WorkspaceDir, cast: list[dict[str, str]]) -> str:
     incident_id = open_incident(ws, systems="member-db", categories="password,phone").id
     ws.ok("assess", incident_id)
     ws.ok("notices", "render", incident_id)
-    ws.ok("notices", "approve", incident_id, "--reviewer", "Legal (Li Na)")
+    ws.ok("notices", "approve", incident_id, "--manifest", manifest_of(ws, incident_id), "--reviewer", "Legal (Li Na)")
     return incident_id
 
 

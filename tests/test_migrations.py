@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import init_workspace
 from rawdb import connect
-from support import ACTOR, MEMBER_DB_YAML, WorkspaceDir, open_incident, people_csv
+from support import ACTOR, MEMBER_DB_YAML, WorkspaceDir, manifest_of, open_incident, people_csv
 from typer.testing import CliRunner
 
 from incident.cli import app
@@ -85,8 +85,8 @@ def test_db_upgrade_brings_the_first_release_to_the_current_schema_keeping_the_d
 
     out = ws.ok("db", "upgrade")
 
-    assert "schema 0001 → 0004" in out
-    assert ws.ok("db", "upgrade").strip() == "schema already at 0004"
+    assert "schema 0001 → 0005" in out
+    assert ws.ok("db", "upgrade").strip() == "schema already at 0005"
     shown = ws.json("show", "INC-2026-0001")
     assert shown["title"] == "old incident" and shown["status"] == "open"
     ws.ok("assess", "INC-2026-0001")
@@ -120,8 +120,8 @@ def test_init_stamps_the_current_revision(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--actor", ACTOR, "init", str(tmp_path / "new")])
     assert result.exit_code == 0, result.output
     ws = WorkspaceDir((tmp_path / "new").resolve())
-    assert ws.sql("SELECT version_num FROM alembic_version") == [("0004",)]
-    assert ws.ok("db", "upgrade").strip() == "schema already at 0004"
+    assert ws.sql("SELECT version_num FROM alembic_version") == [("0005",)]
+    assert ws.ok("db", "upgrade").strip() == "schema already at 0005"
 
 
 def test_revision_0003_folds_exposure_into_the_snapshot_and_a_downgrade_rebuilds_it(tmp_path: Path) -> None:
@@ -167,7 +167,7 @@ def approved_incident(ws: WorkspaceDir) -> str:
     iid = open_incident(ws, systems="member-db", categories="phone").id
     ws.ok("assess", iid)
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--reviewer", "Legal (Li Na)")
+    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
     return iid
 
 
@@ -207,7 +207,7 @@ def test_a_workspace_upgraded_mid_dispatch_finishes_the_dispatch(tmp_path: Path)
     assert ws.sql("SELECT status FROM incident") == [("notifying",)]
     ws.refuse("dispatch", iid, error="run `incident db upgrade`")
 
-    assert "schema 0003 → 0004" in ws.ok("db", "upgrade")
+    assert "schema 0003 → 0005" in ws.ok("db", "upgrade")
     resumed = ws.ok("dispatch", iid)
 
     assert "2 attempts were in flight when a previous run stopped: re-sent once" in resumed
@@ -239,7 +239,16 @@ def test_revision_0004_a_downgrade_restores_both_decision_tables_and_an_upgrade_
     ws.ok("announce", iid)
     ws.ok("notices", "reject", iid, "--announcement", "--reviewer", "Legal", "--comment", "Add the hotline")
     ws.ok("announce", iid)
-    ws.ok("notices", "approve", iid, "--announcement", "--reviewer", "Legal (Li Na)")
+    ws.ok(
+        "notices",
+        "approve",
+        iid,
+        "--manifest",
+        manifest_of(ws, iid, announcement=True),
+        "--announcement",
+        "--reviewer",
+        "Legal (Li Na)",
+    )
     config = ws.root / "incident.toml"
     config.write_text(
         config.read_text(encoding="utf-8").replace("targets = []", 'targets = ["outbox://status"]'), encoding="utf-8"

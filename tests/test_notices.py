@@ -21,7 +21,7 @@ import pytest
 import yaml
 from freezegun import freeze_time
 from rawdb import connect
-from support import MEMBER_DB_YAML, WorkspaceDir, open_incident, people_csv
+from support import MEMBER_DB_YAML, WorkspaceDir, manifest_of, open_incident, people_csv
 
 from incident.config import find_workspace
 from incident.db import unit_of_work
@@ -281,7 +281,15 @@ def rendered_notices(assessed_story: Story) -> Story:
 @pytest.fixture
 def approved_notices(rendered_notices: Story) -> Story:
     """The same notices, approved by legal."""
-    rendered_notices.ws.ok("notices", "approve", rendered_notices.id, "--reviewer", "Legal (Li Na)")
+    rendered_notices.ws.ok(
+        "notices",
+        "approve",
+        rendered_notices.id,
+        "--manifest",
+        manifest_of(rendered_notices.ws, rendered_notices.id),
+        "--reviewer",
+        "Legal (Li Na)",
+    )
     return rendered_notices
 
 
@@ -769,7 +777,16 @@ def test_reject_needs_a_comment_and_sends_the_notices_back(rendered_notices: Sto
     shown = ws.json("show", iid)
     assert shown["status"] == "assessed"
     assert shown["notices"]["state"] == "rejected" and shown["notices"]["comment"] == "Name the helpline number"
-    ws.refuse("notices", "approve", iid, "--reviewer", "Legal (Li Na)", error="no rendered notices awaiting review")
+    ws.refuse(
+        "notices",
+        "approve",
+        iid,
+        "--manifest",
+        manifest_of(ws, iid),
+        "--reviewer",
+        "Legal (Li Na)",
+        error="no rendered notices awaiting review",
+    )
     ws.refuse("dispatch", iid, error="not approved (rejected)")
 
 

@@ -15,7 +15,15 @@ import pytest
 from markupsafe import escape
 from servers import Gateway, SmtpSink, configure_channels, smtp_sink
 from servers import gateway as http_gateway
-from support import BREACHED_SYSTEMS, DISCOVERED, EXPOSED_CATEGORIES, EXPOSURE_FROM, EXPOSURE_TO, WorkspaceDir
+from support import (
+    BREACHED_SYSTEMS,
+    DISCOVERED,
+    EXPOSED_CATEGORIES,
+    EXPOSURE_FROM,
+    EXPOSURE_TO,
+    WorkspaceDir,
+    manifest_of,
+)
 
 from incident.cli import app
 from incident.notices import content
@@ -134,7 +142,7 @@ def hostile_story(inventory_with_backups: WorkspaceDir, servers_with_fallbacks) 
     ws.ok("log", iid, hostile("finding"), "--kind", "finding")
     ws.ok("assess", iid)
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--reviewer", "Legal (Li Na)")
+    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
     configure_channels(
         ws.root,
         email=f"smtppool://127.0.0.1:{smtp.port}/{{email}}?from=security@example.com",

@@ -85,8 +85,8 @@ def enqueued_demo(tmp_path: Path, postgres_url: str) -> Iterator[tuple[Path, str
 
 
 def approve_and_enqueue(root: Path, incident_id: str, env: dict[str, str]) -> None:
-    run(root, env, "notices", "render", incident_id)
-    run(root, env, "notices", "approve", incident_id, "--reviewer", "Legal")
+    manifest = run(root, env, "notices", "render", incident_id).split("manifest sha256: ")[1].split()[0]
+    run(root, env, "notices", "approve", incident_id, "--manifest", manifest, "--reviewer", "Legal")
     run(root, env, "dispatch", incident_id, "--enqueue-only")
 
 

@@ -24,9 +24,11 @@ def init_workspace(directory: Path, actor: str) -> Workspace:
 
 
 def verify_audit(ws: Workspace, chain: str | None) -> list[audit.Verdict]:
-    """Verify one incident's chain (or every chain), and the delivery attempts each chain covers."""
+    """Verify one incident's chain (or every chain), the delivery attempts each chain covers and every signed
+    approval's signature."""
     from dataclasses import replace
 
+    from incident.approvals import signature_problems
     from incident.dispatch.proof import verify_attempts
 
     with unit_of_work(ws, write=False) as session:
@@ -38,7 +40,7 @@ def verify_audit(ws: Workspace, chain: str | None) -> list[audit.Verdict]:
         for name in [chain] if chain is not None else audit.chains(session):
             verdict = audit.verify(session, name)
             if verdict.ok and name != audit.WORKSPACE_CHAIN:
-                problems = verify_attempts(session, name)
+                problems = verify_attempts(session, name) + signature_problems(session, name)
                 if problems:
                     verdict = replace(verdict, ok=False, problem="; ".join(problems[:3]))
             verdicts.append(verdict)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from incident.cli import print_json, state
+from incident.cli.output import print_held
+from incident.privacy import terminal_safe as safe
 
 notices_app = typer.Typer(
     help="Render notices, review them, approve or reject them.", no_args_is_help=True, rich_markup_mode=None
@@ -31,6 +34,7 @@ def render(
     typer.echo(f"lint: {r.lint_checks:,} notices checked, {r.lint_failures:,} failures")
     typer.echo(f"review bundle: {r.bundle / 'index.html'}")
     typer.echo(f"manifest sha256: {r.manifest_hash}")
+    print_held(r.held)
 
 
 @notices_app.command("approve")
@@ -38,33 +42,55 @@ def approve(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
     reviewer: Annotated[str, typer.Option(help="Who reviewed the bundle (legal)")],
+    manifest: Annotated[
+        str,
+        typer.Option(help="The manifest sha256 you reviewed (or its first 12+ hex characters), from the review page"),
+    ],
     comment: Annotated[str | None, typer.Option(help="Review comment")] = None,
     announcement: Annotated[
         bool, typer.Option(help="Decide on the public announcement instead of the notices")
     ] = False,
+    sign: Annotated[
+        Path | None, typer.Option(help="Sign the approval with this private SSH key file (ssh-keygen -Y sign)")
+    ] = None,
 ) -> None:
-    """Approve exactly the rendered notices (bound to the manifest hash), or with --announcement the announcement."""
-    _decide(ctx, incident_id, reviewer, "approved", comment, announcement)
+    """Approve exactly the render you reviewed (named by its manifest hash), or with --announcement the
+    announcement; refused when that is not the current render or a render is under way."""
+    _decide(ctx, incident_id, reviewer, "approved", comment, announcement, manifest=manifest, sign=sign)
 
 
 def _decide(
-    ctx: typer.Context, incident_id: str, reviewer: str, decision: str, comment: str | None, announcement: bool
+    ctx: typer.Context,
+    incident_id: str,
+    reviewer: str,
+    decision: str,
+    comment: str | None,
+    announcement: bool,
+    *,
+    manifest: str | None = None,
+    sign: Path | None = None,
 ) -> None:
     st = state(ctx)
+    args: dict[str, Any] = {"decision": decision, "comment": comment, "actor": st.who()}
+    args |= {"manifest": manifest, "sign_key": sign}
     if announcement:
         from incident.reports.flows import decide_announcement
 
-        decide_announcement(st.ws(), incident_id, reviewer, decision=decision, comment=comment, actor=st.who())
+        done = decide_announcement(st.ws(), incident_id, reviewer, **args)
     else:
         from incident.notices.flows import decide_notices
 
-        decide_notices(st.ws(), incident_id, reviewer, decision=decision, comment=comment, actor=st.who())
+        done = decide_notices(st.ws(), incident_id, reviewer, **args)
     what = "announcement" if announcement else "notices"
+    if decision != "approved":
+        typer.echo(f"rejected {incident_id} {what}: {safe(comment or '')}")
+        return
     typer.echo(
-        f"approved {incident_id} {what} (reviewer {reviewer})"
-        if decision == "approved"
-        else f"rejected {incident_id} {what}: {comment}"
+        f"approved {incident_id} {what} render {done['render']}, manifest sha256 {done['manifest']} "
+        f"(reviewer {safe(reviewer)}, {done['at']})"
     )
+    if done["signer"]:
+        typer.echo(f"signed with {done['signer']}")
 
 
 @notices_app.command("reject")
@@ -83,13 +109,22 @@ def reject(
 def show(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
-    person: Annotated[str, typer.Option(help="Person id")],
+    person: Annotated[str | None, typer.Option(help="Person id (without it: who the render held back)")] = None,
     channel: Annotated[str | None, typer.Option(help="email | sms | push | letter")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Print one person's rendered notice (contains personal data)."""
-    from incident.notices.flows import show_notice
+    """Print one person's rendered notice (contains personal data), or without --person who was held back."""
+    from incident.notices.flows import held_notices, show_notice
 
+    if person is None:
+        held = held_notices(state(ctx).ws(), incident_id)
+        if as_json:
+            print_json(held)
+        elif held:
+            print_held(held)
+        else:
+            typer.echo(f"{incident_id}: nobody is held back")
+        return
     found = show_notice(state(ctx).ws(), incident_id, person, channel=channel)
     if as_json:
         print_json(found)

@@ -70,6 +70,17 @@ def print_review(label: str, review: dict[str, Any], extra: str) -> None:
     typer.echo(f"{label}{review['state']}{by}{extra}")
     for change in review["changes"]:
         typer.echo(f"  changed since approval: {change}")
+    print_held(review.get("held") or [])
+
+
+def print_held(held: list[dict[str, Any]]) -> None:
+    """Name each person a render held back (their own data failed a check) and why: they are unreached."""
+    from incident.privacy import terminal_safe
+
+    if held:
+        typer.echo(f"  held back: {len(held):,} people (no notice until their data is fixed and re-rendered)")
+    for h in held:
+        typer.echo(f"  held back: {terminal_safe(h['person_id'])}: {terminal_safe('; '.join(h['problems']))}")
 
 
 def submission(report: dict[str, Any]) -> str:

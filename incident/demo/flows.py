@@ -114,6 +114,7 @@ def run_demo(
         decision="approved",
         comment="tabletop exercise: no lawyer has read these",
         actor=actor,
+        manifest=rendered.manifest_hash,
     )
     yield f"approved:  by {DEMO_REVIEWER}"
     sent = dispatch_flows.dispatch(ws, incident_id, actor, workers=16, channel=None, hold_unknown=False)
@@ -134,7 +135,13 @@ def run_demo(
     for reason in announced.reasons:
         yield f"  - {reason}"
     publish.decide_announcement(
-        ws, incident_id, DEMO_REVIEWER, decision="approved", comment="tabletop exercise", actor=actor
+        ws,
+        incident_id,
+        DEMO_REVIEWER,
+        decision="approved",
+        comment="tabletop exercise",
+        actor=actor,
+        manifest=announced.manifest_hash,
     )
     posted = publish.publish_announcement(ws, incident_id, actor)
     yield f"  approved by {DEMO_REVIEWER}; published to {posted.folder}"

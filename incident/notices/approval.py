@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from incident import approvals
 from incident.approvals import Decision
@@ -18,7 +18,7 @@ from incident.incidents import models as incidents
 from incident.incidents.models import Status
 from incident.notices.fingerprint import fingerprint as render_fingerprint
 from incident.notices.manifest import manifest_tail
-from incident.notices.models import Render, notice_sha, unpack_content
+from incident.notices.models import Render, finished_render, notice_sha, unfinished_render, unpack_content
 
 CHANGE_LABELS = {
     "playbook": "the playbook",
@@ -30,9 +30,19 @@ CHANGE_LABELS = {
 
 
 def current_render(session: Session, incident_id: str) -> Render | None:
-    """The newest render of an incident's notices."""
-    stmt = select(Render).where(Render.incident_id == incident_id).order_by(Render.id.desc())  # type: ignore[union-attr]
-    return session.exec(stmt).first()
+    """The newest finished render of an incident's notices."""
+    return finished_render(session, incident_id)
+
+
+def render_in_progress(session: Session, incident_id: str) -> str | None:
+    """Describe the render of the notices that has started and not finished, if one has."""
+    running = unfinished_render(session, incident_id)
+    if running is None:
+        return None
+    return (
+        f"a render started at {running.at.isoformat(timespec='seconds')} by {running.actor} has not finished "
+        f"(if it was interrupted, run `incident notices render {incident_id}` again)"
+    )
 
 
 def changes_since(session: Session, ws: Workspace, render: Render) -> list[str]:
@@ -85,8 +95,23 @@ def before_digest(render: Render) -> str | None:
         return None
 
 
+def held_back(render: Render) -> list[dict[str, Any]]:
+    """The people this render held back (their own data failed a check), each with why."""
+    try:
+        held = json.loads(render.lint or "{}").get("held", [])
+    except ValueError:
+        return []
+    return held if isinstance(held, list) else []
+
+
 def _summary(render: Render) -> dict[str, Any]:
-    return {"render": render.id, "manifest": render.manifest_hash, "notices": render.notices, "bundle": render.bundle}
+    return {
+        "render": render.id,
+        "manifest": render.manifest_hash,
+        "notices": render.notices,
+        "bundle": render.bundle,
+        "held": held_back(render),
+    }
 
 
 def _nothing_to_decide(incident: incidents.Incident, render: Render | None) -> str | None:
@@ -110,11 +135,12 @@ NOTICES = approvals.Artefact[Render](
     cannot_approve="cannot approve: {changes} (re-render with `incident notices render {id}`)",
     stale="the approval is stale: {changes} (re-render and have legal approve again: `incident notices render {id}`)",
     not_approved=(
-        "{id} notices are not approved ({state}): run `incident notices approve {id} --reviewer NAME` after "
-        "reviewing the bundle"
+        "{id} notices are not approved ({state}): run `incident notices approve {id} --manifest SHA256 "
+        "--reviewer NAME` after reviewing the bundle"
     ),
     reject_needs_comment="--comment: say why the notices are rejected",
     on_decision=_move_status,
+    in_progress=render_in_progress,
 )
 
 

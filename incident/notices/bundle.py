@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,8 +65,10 @@ class Bundle:
         lint_summary: dict[str, Any],
         manifest_hash: str,
         incident: incidents.Incident,
+        render_id: int,
     ) -> Path:
-        """Render index.html: one masked real example of every variant, how many receive it, lint results."""
+        """Render index.html: one masked real example of every variant, how many receive it, lint results, and
+        what changed in each variant's text since the last approved render."""
         from incident.notices import templates
 
         env = templates.environment(self.ws.root)
@@ -85,6 +89,11 @@ class Bundle:
                     **notice,
                 }
             )
+        texts = {v["key"]: _variant_text(v) for v in shown}
+        write_private(
+            self.folder / f"variants-{render_id}.json", json.dumps(texts, ensure_ascii=False).encode(), atomic=True
+        )
+        changes = self._changes_since_approved(session, render_id, texts)
         page = (
             _review_env()
             .get_template("review.html.j2")
@@ -98,11 +107,41 @@ class Bundle:
                 generated=clock.now().isoformat(timespec="seconds"),
                 by_channel=_sum_by(shown, "channel"),
                 by_locale=_sum_by(shown, "locale"),
+                changes=changes,
             )
         )
         path = self.folder / "index.html"
         write_private(path, page.encode("utf-8"), atomic=False)
         return path
+
+    def _changes_since_approved(self, session: Session, render_id: int, texts: dict[str, str]) -> dict[str, Any] | None:
+        """Each variant's text diff against the last approved render (None when nothing was approved before)."""
+        from incident.approvals import last_approved
+
+        approved = last_approved(session, self.incident_id, "notices")
+        if approved is None or approved.render_id == render_id:
+            return None
+        try:
+            before = json.loads((self.folder / f"variants-{approved.render_id}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"render": approved.render_id, "manifest": approved.manifest_hash, "missing": True, "diffs": []}
+        diffs = []
+        for key in sorted(set(before) | set(texts)):
+            old, new = before.get(key), texts.get(key)
+            if old == new:
+                continue
+            lines = difflib.unified_diff(
+                (old or "").splitlines(), (new or "").splitlines(), "approved", "this render", lineterm="", n=2
+            )
+            state = "added" if old is None else "removed" if new is None else "changed"
+            diffs.append({"key": key, "state": state, "diff": "\n".join(lines)})
+        return {"render": approved.render_id, "manifest": approved.manifest_hash, "missing": False, "diffs": diffs}
+
+
+def _variant_text(variant: dict[str, Any]) -> str:
+    """A variant's example as a lawyer reads it, for the diff: subject, then the text (a letter's is its
+    elements' text)."""
+    return f"Subject: {variant['subject']}\n\n{variant['body']}" if variant["subject"] else variant["body"]
 
 
 def _sum_by(shown: list[dict[str, Any]], key: str) -> dict[str, int]:

@@ -147,6 +147,7 @@ def lint_notice(
     own: dict[str, set[str]],
     data_texts: list[str],
     previous_names: list[str],
+    person_texts: list[str] | tuple[str, ...] = (),
 ) -> list[str]:
     """Return a rendered notice's problems as 'template: rule: detail' (empty when the notice is clean).
 
@@ -155,8 +156,48 @@ def lint_notice(
     full = "\n".join(x for x in (subject, body, html or "") if x)
     found = [
         *_elements(channel, body, html, parts, person["ref"]),
-        *_placeholders(full, data_texts),
+        *_placeholders(full, [*data_texts, *person_texts]),
         *_lengths(channel, subject, body),
         *_foreign_data(full, person, own, previous_names),
     ]
     return [f"{notice['template']}: {rule}: {detail}" for rule, detail in found]
+
+
+SENTINEL = "X"  # what a person's own text becomes when lint asks whether a failure is theirs or the template's
+
+
+def _sentinel(text: str | None, person_texts: list[str] | tuple[str, ...]) -> str | None:
+    if text is None:
+        return None
+    for value in person_texts:
+        text = text.replace(value, SENTINEL)
+    return text
+
+
+def lint_person_notice(
+    notice: dict[str, Any],
+    *,
+    parts: dict[str, str],
+    person: dict[str, Any],
+    own: dict[str, set[str]],
+    data_texts: list[str],
+    previous_names: list[str],
+    person_texts: list[str] | tuple[str, ...],
+) -> tuple[list[str], list[str]]:
+    """Lint one notice and tell the template's failures (global: they block the whole render) from those the
+    person's own data causes (they hold back this person only): a rule that still fails with the person's
+    fields replaced by a sentinel is the template's."""
+    args: dict[str, Any] = {
+        "own": own,
+        "data_texts": data_texts,
+        "previous_names": previous_names,
+        "person_texts": person_texts,
+    }
+    found = lint_notice(notice, parts=parts, person=person, **args)
+    if not found or not person_texts:
+        return found, []
+    neutral = {**notice, **{k: _sentinel(notice[k], person_texts) for k in ("subject", "body", "html")}}
+    neutral_parts = {k: _sentinel(v, person_texts) or "" for k, v in parts.items()}
+    still = {p.split(": ")[1] for p in lint_notice(neutral, parts=neutral_parts, person=person, **args)}
+    template = [p for p in found if p.split(": ")[1] in still]
+    return template, [p for p in found if p.split(": ")[1] not in still]

@@ -118,6 +118,51 @@ def notice_sha(subject: str, body: str, html: str | None) -> str:
     return hashlib.sha256("\x1f".join((subject, body, html or "")).encode("utf-8")).hexdigest()
 
 
+UNFINISHED = ""  # a render row's manifest hash until its render has finished and committed
+
+
+def start_render(session: Session, incident_id: str, actor: str, at: datetime) -> int:
+    """Record that a render has started (its own commit, so a concurrent approval sees it); drop the rows of
+    earlier renders that never finished (interrupted: they wrote nothing else)."""
+    abandon_renders(session, incident_id)
+    record = Render(
+        incident_id=incident_id,
+        at=at,
+        actor=actor,
+        manifest_hash=UNFINISHED,
+        fingerprint="{}",
+        notices=0,
+        people=0,
+        variants="{}",
+        lint="{}",
+        bundle="",
+    )
+    session.add(record)
+    session.flush()
+    assert record.id is not None  # flushed: the database gave it its id
+    return record.id
+
+
+def abandon_renders(session: Session, incident_id: str) -> None:
+    """Drop the incident's render rows that never finished."""
+    session.connection().execute(
+        text("DELETE FROM render WHERE incident_id = :iid AND manifest_hash = :u"),
+        {"iid": incident_id, "u": UNFINISHED},
+    )
+
+
+def unfinished_render(session: Session, incident_id: str) -> Render | None:
+    """The render of the incident's notices that has started and not finished, if one has."""
+    stmt = select(Render).where(Render.incident_id == incident_id, Render.manifest_hash == UNFINISHED)
+    return session.exec(stmt.order_by(Render.id.desc())).first()  # type: ignore[union-attr]
+
+
+def finished_render(session: Session, incident_id: str) -> Render | None:
+    """The newest finished render of an incident's notices."""
+    stmt = select(Render).where(Render.incident_id == incident_id, Render.manifest_hash != UNFINISHED)
+    return session.exec(stmt.order_by(Render.id.desc())).first()  # type: ignore[union-attr]
+
+
 def delete_notices(session: Session, incident_id: str) -> None:
     """Drop an incident's rendered notices before a new render writes them again."""
     session.connection().execute(text("DELETE FROM notice WHERE incident_id = :iid"), {"iid": incident_id})

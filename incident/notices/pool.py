@@ -54,6 +54,18 @@ def _data_texts(static: dict[str, Any]) -> list[str]:
     return sorted(forms, key=len, reverse=True)
 
 
+def _person_texts(person: dict[str, Any]) -> list[str]:
+    """The person's own fields as a notice can show them (as written, cleaned, line by line, HTML-escaped): lint
+    treats these as data, never as template residue."""
+    texts = [person[k] for k in ("to_email", "to_phone", "person_id") if person[k] and len(person[k]) >= 3]
+    for key in ("to_name", "subject_name", "to_address"):
+        value = content.clean(person[key]) if person[key] else ""
+        if value:
+            texts += [value, *(line.strip() for line in value.splitlines() if line.strip())]
+    forms = {t for t in texts if t} | {str(escape(t)) for t in texts if t}
+    return sorted(forms, key=len, reverse=True)
+
+
 def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
     """Render, lint, hash and compress a batch of people's notices; return the rows ready to insert, the batch's
     manifest lines, its counts and one example person per variant (for the review page)."""
@@ -61,6 +73,7 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
     officer, render_id, incident_id = static["officer"], _worker["render_id"], _worker["incident_id"]
     rows: list[tuple[Any, ...]] = []
     problems: list[str] = []
+    held: list[dict[str, Any]] = []  # people whose own data fails a check: their notices are held back
     examples: dict[str, dict[str, Any]] = {}
     listed: list[tuple[str, str, str]] = []
     variants: Counter[str] = Counter()
@@ -78,15 +91,23 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
             "emails": {e.lower() for e in (person["to_email"], officer.get("email")) if e},
             "phones": {p for p in (person["to_phone"],) if p},
         }
+        own_texts = _person_texts(person)
+        theirs: list[str] = []
         for r in rendered:
-            problems += lint.lint_notice(
+            template, data = lint.lint_person_notice(
                 r,
                 parts=parts,
                 person=person,
                 own=own,
                 data_texts=_worker["data_texts"],
                 previous_names=previous,
+                person_texts=own_texts,
             )
+            problems += template
+            theirs += data
+        if theirs and not problems:
+            held.append({"person_id": person["person_id"], "problems": sorted(set(theirs))})
+        for r in rendered if not theirs else ():
             variant = variant_key(person["locale"], r["channel"], person["audience"], person["categories"])
             examples.setdefault(variant, person)
             variants[variant] += 1
@@ -116,7 +137,8 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "rows": rows,
         "problems": problems[:20],
-        "failed": len(problems),
+        "failed": len(problems) + sum(len(h["problems"]) for h in held),
+        "held": held,
         "examples": examples,
         "affected": b"".join(affected),
         "variants": variants,

@@ -53,12 +53,31 @@ class RenderResult:
     lint_checks: int
     by_channel: dict[str, int] = field(default_factory=dict)
     lint_failures: int = 0
+    held: list[dict[str, Any]] = field(default_factory=list)  # people held back by their own data, and why
+
+
+def begin_render(session: Session, incident_id: str, actor: str) -> int:
+    """Check the incident can be rendered and record that its render has started; return the render row's id."""
+    from incident.notices.models import start_render
+
+    incidents.get(session, incident_id, for_update=True)
+    if assess.latest(session, incident_id) is None:
+        raise IncidentError(f"{incident_id} has not been assessed yet (run `incident assess {incident_id}`)")
+    return start_render(session, incident_id, actor, clock.now())
+
+
+def abandon_render(session: Session, render_id: int) -> None:
+    """Drop a started render row after its render failed (it wrote nothing else: that transaction rolled back)."""
+    record = session.get(Render, render_id)
+    if record is not None and not record.manifest_hash:
+        session.delete(record)
 
 
 def render_notices(
-    session: Session, ws: Workspace, incident_id: str, actor: str, workers: int | None = None
+    session: Session, ws: Workspace, incident_id: str, actor: str, workers: int | None = None, *, render_id: int
 ) -> RenderResult:
-    """Render every notice of the incident into the database and write review/ID/ (stops on any lint failure)."""
+    """Render every notice of the incident into the database and write review/ID/ (stops on a template's lint
+    failure; a person whose own data fails a check is held back, the others render)."""
     from incident.notices.bundle import Bundle
     from incident.notices.models import workspace_secret
 
@@ -70,21 +89,11 @@ def render_notices(
     static = content.static_context(session, ws, incident)
     now = clock.now()
     today = {loc: content.day(now, loc) for loc in static["locales"]}
-    record = Render(
-        incident_id=incident_id,
-        at=now,
-        actor=actor,
-        manifest_hash="",
-        fingerprint="{}",
-        notices=0,
-        people=0,
-        variants="{}",
-        lint="{}",
-        bundle="",
-    )
-    session.add(record)
-    session.flush()
-    assert record.id is not None  # flushed: the database gave it its id
+    record = session.get(Render, render_id)
+    if record is None or record.manifest_hash:
+        raise IncidentError(f"{incident_id}: another `notices render` replaced this one; run it again")
+    record.at = now
+    assert record.id is not None
     people = count_affected(session, incident_id)
     secret = workspace_secret(session)
     bundle = Bundle(ws, incident_id)
@@ -93,6 +102,7 @@ def render_notices(
     examples: dict[str, dict[str, Any]] = {}
     by_channel: Counter[str] = Counter()
     total = failures = 0
+    held: list[dict[str, Any]] = []
 
     workers = workers or min(2, os.cpu_count() or 1)
     with bundle.manifest_writer() as manifest:
@@ -113,6 +123,7 @@ def render_notices(
             if result["problems"]:
                 shown = "; ".join(result["problems"][:3])
                 raise IncidentError(f"lint failed, nothing was rendered: {shown}")
+            held += result["held"]
             affected_digest.update(result["affected"])
             rows = result["rows"]
             insert_rows(session, "notice", NOTICE_COLUMNS, rows)
@@ -129,8 +140,9 @@ def render_notices(
         "notices_checked": checks,
         "failures": failures,
         "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data"],
+        "held": held,
     }
-    bundle.write_index(session, static, today, variants, examples, lint_summary, manifest_hash, incident)
+    bundle.write_index(session, static, today, variants, examples, lint_summary, manifest_hash, incident, record.id)
     record.manifest_hash, record.fingerprint = manifest_hash, json.dumps(prints, sort_keys=True)
     record.notices, record.people = total, people
     record.variants, record.lint = json.dumps(variants, ensure_ascii=False), json.dumps(lint_summary)
@@ -151,4 +163,6 @@ def render_notices(
         ),
         actor,
     )
-    return RenderResult(record.id, total, people, variants, bundle.folder, manifest_hash, checks, by_channel, failures)
+    return RenderResult(
+        record.id, total, people, variants, bundle.folder, manifest_hash, checks, by_channel, failures, held
+    )

@@ -6,6 +6,7 @@ on-call) open one before and one after every send instead, so no transaction is 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from incident import catalog, clock
@@ -45,22 +46,35 @@ def publish_announcement(ws: Workspace, incident_id: str, actor: str) -> Any:
 
 
 def decide_announcement(
-    ws: Workspace, incident_id: str, reviewer: str, *, decision: str, comment: str | None, actor: str
-) -> None:
-    """Approve the current announcement render (only if nothing changed since) or reject it (with a comment)."""
+    ws: Workspace,
+    incident_id: str,
+    reviewer: str,
+    *,
+    decision: str,
+    comment: str | None,
+    actor: str,
+    manifest: str | None,
+    sign_key: Path | None = None,
+) -> dict[str, Any]:
+    """Approve the announcement render whose manifest the reviewer names (only if it is current and nothing
+    changed since) or reject it (with a comment). Return what was decided."""
     from incident import approvals
     from incident.reports.announcement import ANNOUNCEMENT
 
     with unit_of_work(ws) as session:
-        approvals.decide(
-            session,
-            ws,
-            incident_id,
-            artefact=ANNOUNCEMENT,
-            reviewer=reviewer,
-            decision=approvals.Decision(decision),
-            comment=comment,
-            actor=actor,
+        return approvals.decided(
+            approvals.decide(
+                session,
+                ws,
+                incident_id,
+                artefact=ANNOUNCEMENT,
+                reviewer=reviewer,
+                decision=approvals.Decision(decision),
+                comment=comment,
+                actor=actor,
+                manifest=manifest,
+                sign_key=sign_key,
+            )
         )
 
 
