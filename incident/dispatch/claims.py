@@ -173,12 +173,28 @@ def next_state(item: Work, outcome: transports.Outcome, cfg: ChannelConfig, *, n
     if outcome.status == transports.SENT:
         sent = {"state": DeliveryState.SENT, "final_channel": item.channel, "settled_at": now}
         return {**stay, **sent, "tries": tries, "next_at": now}
-    if outcome.status in (transports.TRANSIENT, transports.UNKNOWN) and tries < cfg.retries:
+    # A provider's wait past the channel's backoff_max is not waited for: the next channel is tried instead.
+    too_long = outcome.retry_after is not None and outcome.retry_after > cfg.backoff_max
+    if outcome.status in (transports.TRANSIENT, transports.UNKNOWN) and tries < cfg.retries and not too_long:
         return {**stay, "tries": tries, "next_at": next_attempt_at(now, cfg, tries, retry_after=outcome.retry_after)}
     if item.position + 1 < len(item.channels):
         return {**stay, "position": item.position + 1, "tries": 0, "next_at": now}
     last = DeliveryState.LETTER if item.has_letter else DeliveryState.UNREACHABLE
     return {**stay, "state": last, "settled_at": now, "tries": tries, "next_at": now}
+
+
+def _next_state_isolated(
+    item: Work, outcome: transports.Outcome, configs: dict[str, ChannelConfig], *, now: datetime
+) -> dict[str, Any]:
+    """next_state, with a bad result confined to itself: a provider's odd wait falls back on the channel's backoff,
+    a channel missing from incident.toml moves on, and the others settled with it stay settled."""
+    cfg = configs.get(item.channel) or ChannelConfig(item.channel, "", 0, 1, 1, 0.0, 0.0)
+    try:
+        return next_state(item, outcome, cfg, now=now)
+    except (ArithmeticError, ValueError, TypeError):
+        log.warning("attempt %s: unusable outcome details, settled with the channel's backoff", item.attempt_id)
+        plain = transports.Outcome(outcome.status, outcome.reason, outcome.provider_id)
+        return next_state(item, plain, cfg, now=now)
 
 
 def settle(
@@ -206,7 +222,7 @@ def settle(
                 "provider": outcome.provider_id or None,
             }
         )
-        deliveries.append({"pid": item.person_id, **next_state(item, outcome, configs[item.channel], now=now)})
+        deliveries.append({"pid": item.person_id, **_next_state_isolated(item, outcome, configs, now=now)})
     if log.isEnabledFor(logging.DEBUG):
         _log_outcomes(results)
     conn = session.connection()

@@ -139,8 +139,7 @@ class _Loop:
         results = [(self.inflight.pop(f), f.result()) for f in futures]
         if not results:
             return False
-        with unit_of_work(self.sender.ws) as session:
-            tally = settle(session, self.incident_id, results, configs=self.sender.configs, actor=self.actor)
+        tally = self._settle(results)
         for key, n in tally.items():
             self.report.tally[key] += n
         halt = next((o.reason for _, o in results if o.details.get(transports.HALT)), None)
@@ -151,6 +150,26 @@ class _Loop:
         rate = self.done / max(time.monotonic() - self.began, 1e-3)
         self.batch = max(self.workers * 4, min(CLAIM_MAX, int(rate * CLAIM_SECONDS)))
         return True
+
+    def _settle(self, results: list[tuple[Work, transports.Outcome]]) -> dict[str, int]:
+        """Settle in one transaction; should that fail, each result in its own, so one bad result cannot send the
+        others (already delivered) back to in flight. A result that cannot be settled at all stays in flight and
+        is recovered as unknown, alone."""
+        ws, configs = self.sender.ws, self.sender.configs
+        try:
+            with unit_of_work(ws) as session:
+                return settle(session, self.incident_id, results, configs=configs, actor=self.actor)
+        except Exception as exc:  # the error text may quote personal data: log its type only
+            if len(results) == 1:
+                log.error(
+                    "%s: attempt %s not settled: %s", self.incident_id, results[0][0].attempt_id, type(exc).__name__
+                )
+                return {}
+        tally: dict[str, int] = defaultdict(int)
+        for result in results:
+            for key, n in self._settle([result]).items():
+                tally[key] += n
+        return tally
 
 
 def _finished(

