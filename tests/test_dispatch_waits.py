@@ -95,3 +95,19 @@ def test_a_retry_after_past_the_channels_backoff_max_falls_back_at_once(workspac
         assert sorted(r.to for r in servers.push.requests) == ["tok-date", "tok-wait"]
     assert "sent 3" in out, out
     assert d.states() == {"wait": "sent", "date": "sent", "fine": "sent"}
+
+
+def test_channel_sms_finds_the_sms_behind_hundreds_of_emails(workspace: WorkspaceDir):
+    """Given 250 people due on email whose rows come first and 50 due on SMS, when the responder runs
+    `dispatch --channel sms`, then the 50 SMS go out (as `--dry-run --channel sms` said), and no email."""
+    by_mail = tuple(Member(f"a{i:03d}", f"Mail {i}", "en", email=f"a{i:03d}@example.com") for i in range(250))
+    by_sms = tuple(Member(f"z{i:03d}", f"Text {i}", "en", phone=f"+44770091{i:04d}") for i in range(50))
+    with sms_servers({}) as servers:
+        d = approve_story(workspace, by_mail + by_sms, servers)
+        assert "would send 50 messages" in d.ws.ok("dispatch", d.id, "--dry-run", "--channel", "sms")
+        d.ws.ok("dispatch", d.id, "--channel", "sms", "--workers", "2")
+        assert sorted(r.to for r in servers.sms.requests) == sorted(m.phone for m in by_sms)
+        assert servers.smtp.mails == []
+    states = d.states()
+    assert all(states[m.person_id] == "sent" for m in by_sms)
+    assert all(states[m.person_id] == "pending" for m in by_mail)

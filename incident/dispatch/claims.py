@@ -129,26 +129,19 @@ def claim(
 def _due(session: Session, incident_id: str, now: datetime, limit: int, only: str | None) -> list[_Due]:
     """Pending deliveries whose time has come and whose lease (if any) ran out, locked against other workers."""
     d = models.DELIVERY
-    stmt = (
-        sa.select(d.c.person_id, d.c.channels, d.c.position, d.c.tries, d.c.has_letter)
-        .where(
-            d.c.incident_id == incident_id,
-            d.c.state == DeliveryState.PENDING,
-            d.c.next_at <= now,
-            sa.or_(d.c.lease_until.is_(None), d.c.lease_until < now),
-        )
-        .order_by(d.c.next_at, d.c.person_id)
-        .limit(limit * 4 if only else limit)
-        .with_for_update(skip_locked=True)
+    stmt = sa.select(d.c.person_id, d.c.channels, d.c.position, d.c.tries, d.c.has_letter).where(
+        d.c.incident_id == incident_id,
+        d.c.state == DeliveryState.PENDING,
+        d.c.next_at <= now,
+        sa.or_(d.c.lease_until.is_(None), d.c.lease_until < now),
     )
+    if only:
+        stmt = stmt.where(models.due_on(session, incident_id, only))
+    stmt = stmt.order_by(d.c.next_at, d.c.person_id).limit(limit).with_for_update(skip_locked=True)
     due = []
     for person_id, chans, position, tries, has_letter in session.connection().execute(stmt):
-        channel = chans.split(",")[position]
-        if only and channel != only:
-            continue
-        due.append(_Due(person_id, chans.split(","), position, tries, has_letter, channel))
-        if len(due) >= limit:
-            break
+        channels = chans.split(",")
+        due.append(_Due(person_id, channels, position, tries, has_letter, channels[position]))
     return due
 
 

@@ -246,12 +246,10 @@ def _wait_until_due(ws: Workspace, incident_id: str, *, only: str | None, follow
 def _next_due(ws: Workspace, incident_id: str, only: str | None) -> float | None:
     """Seconds until the next pending delivery is due (None when nothing is pending)."""
     with unit_of_work(ws, write=False) as session:
-        rows = models.pending_schedule(session, incident_id)
+        rows = models.pending_schedule(session, incident_id, only=only)
     now = clock.now()
     best: float | None = None
-    for next_at, chans, position, lease_until in rows:
-        if only and chans.split(",")[position] != only:
-            continue
+    for next_at, lease_until in rows:
         due = read_time(next_at) if lease_until is None else max(read_time(next_at), read_time(lease_until))
         wait_s = (due - now).total_seconds()
         best = wait_s if best is None else min(best, wait_s)
