@@ -5,6 +5,7 @@ Every server is real, on 127.0.0.1; every test is bounded in time."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+from servers import SmtpSink, _AnyPortController, _SinkHandler, configure_channels, smtp_sink
 from servers import gateway as http_gateway
-from servers import smtp_sink
 from support import WorkspaceDir
 from test_dispatch import Member, Servers, approve_story
 
@@ -111,3 +112,61 @@ def test_channel_sms_finds_the_sms_behind_hundreds_of_emails(workspace: Workspac
     states = d.states()
     assert all(states[m.person_id] == "sent" for m in by_sms)
     assert all(states[m.person_id] == "pending" for m in by_mail)
+
+
+@contextmanager
+def smtp_with_auth() -> Iterator[tuple[SmtpSink, list[str]]]:
+    """An aiosmtpd sink that offers AUTH without TLS (as a misconfigured relay would) and records every login."""
+    from aiosmtpd.smtp import AuthResult
+
+    logins: list[str] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        logins.append(auth_data.login.decode())
+        return AuthResult(success=True)
+
+    sink = SmtpSink()
+    controller = _AnyPortController(
+        _SinkHandler(sink),
+        hostname="127.0.0.1",
+        port=0,
+        ready_timeout=10,
+        auth_require_tls=False,
+        authenticator=authenticator,
+    )
+    controller.start()
+    sink.controller, sink.port = controller, controller.port
+    try:
+        yield sink, logins
+    finally:
+        sink.stop()
+
+
+def test_smtppool_refuses_to_send_a_password_without_tls_unless_told_insecure(workspace: WorkspaceDir, caplog):
+    """Given an smtppool:// URL with a user and password but neither starttls=yes nor smtppools://, when the
+    responder runs dispatch, then it stops with one line saying so and the password never crossed the wire;
+    with insecure=yes it sends, and warns once."""
+    cast = (Member("ann", "Ann", "en", email="ann@example.com"), Member("ben", "Ben", "en", email="ben@example.com"))
+    with smtp_with_auth() as (smtp, logins), http_gateway() as sms, http_gateway() as push:
+        d = approve_story(workspace, cast, Servers(smtp, sms, push))
+        url = f"smtppool://relay:s3cret@127.0.0.1:{smtp.port}/{{email}}?from=security@example.com"
+        configure_channels(
+            d.ws.root,
+            email=url,
+            sms=f"gateway://127.0.0.1:{sms.port}/sms?to={{phone}}",
+            push=f"gateway://127.0.0.1:{push.port}/push?to={{push_token}}",
+        )
+        d.ws.refuse("dispatch", d.id, error="would send the SMTP password without TLS")
+        assert logins == [] and smtp.mails == []
+        assert set(d.states().values()) == {"pending"}, "nothing was spent on the refusal"
+        configure_channels(
+            d.ws.root,
+            email=url + "&insecure=yes",
+            sms=f"gateway://127.0.0.1:{sms.port}/sms?to={{phone}}",
+            push=f"gateway://127.0.0.1:{push.port}/push?to={{push_token}}",
+        )
+        with caplog.at_level(logging.WARNING, logger="incident.dispatch"):
+            d.ws.ok("dispatch", d.id, "--workers", "1")
+        assert logins == ["relay"] and len(smtp.mails) == 2
+    warnings = [r for r in caplog.records if "without TLS" in r.getMessage()]
+    assert len(warnings) == 1

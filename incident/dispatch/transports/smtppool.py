@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import threading
 from email.message import EmailMessage
@@ -9,6 +10,7 @@ from email.utils import make_msgid, parseaddr
 from typing import Any
 
 from incident.dispatch.transports import (
+    HALT,
     PERMANENT,
     SENT,
     TRANSIENT,
@@ -19,6 +21,7 @@ from incident.dispatch.transports import (
     ssl_context,
 )
 
+log = logging.getLogger("incident.dispatch")
 _pool = threading.local()  # this thread's connections, by (host, port, user, scheme)
 
 
@@ -82,19 +85,46 @@ def _connections() -> dict[tuple[Any, ...], _SMTP | _SMTPSSL]:
     return conns
 
 
+class InsecureAuth(Exception):
+    """Credentials would cross the network in clear text (AUTH without TLS)."""
+
+
+_warned_insecure = threading.Event()
+
+
+def _yes(qsd: dict[str, Any], name: str) -> bool:
+    return str(qsd.get(name, "no")).lower() in ("yes", "1", "true")
+
+
+def _check_auth_tls(meta: dict[str, Any]) -> None:
+    """Refuse AUTH over a connection without TLS unless the URL says insecure=yes (then warn once a process)."""
+    qsd = meta.get("qsd", {})
+    if not (meta.get("user") and meta.get("password")) or meta.get("schema") == "smtppools" or _yes(qsd, "starttls"):
+        return
+    if not _yes(qsd, "insecure"):
+        raise InsecureAuth(
+            "smtppool:// would send the SMTP password without TLS: add starttls=yes, use smtppools://, "
+            "or say insecure=yes"
+        )
+    if not _warned_insecure.is_set():
+        _warned_insecure.set()
+        log.warning("smtppool:// sends the SMTP password without TLS (insecure=yes)")
+
+
 def _smtp(meta: dict[str, Any]) -> _SMTP | _SMTPSSL:
     qsd = meta.get("qsd", {})
     pool = _connections()
     conn = pool.get(_key(meta))
     if conn is not None:
         return conn
+    _check_auth_tls(meta)
     timeout = float(qsd.get("timeout", 15))
     host, port = meta.get("host") or "localhost", int(meta.get("port") or 25)
     if meta.get("schema") == "smtppools":
         conn = _SMTPSSL(host, port, timeout=timeout, context=ssl_context())
     else:
         conn = _SMTP(host, port, timeout=timeout)
-        if qsd.get("starttls", "no").lower() in ("yes", "1", "true"):
+        if _yes(qsd, "starttls"):
             conn.starttls(context=ssl_context())
     user, password = meta.get("user"), meta.get("password")
     if user and password:
@@ -126,6 +156,8 @@ def smtppool_handler(body: str, title: str, notify_type: str, meta: dict[str, An
         fresh = _connections() == {} or attempt == 2
         try:
             conn = _smtp(meta)
+        except InsecureAuth as exc:  # our configuration: every message would meet it, so the run stops
+            return report(Outcome(PERMANENT, str(exc), details={HALT: True}))
         except (OSError, smtplib.SMTPException) as exc:
             return report(Outcome(TRANSIENT, f"SMTP connect failed: {exc}"[:300]))
         conn.data_sent = False
