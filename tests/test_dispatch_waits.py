@@ -6,6 +6,8 @@ Every server is real, on 127.0.0.1; every test is bounded in time."""
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -170,3 +172,77 @@ def test_smtppool_refuses_to_send_a_password_without_tls_unless_told_insecure(wo
         assert logins == ["relay"] and len(smtp.mails) == 2
     warnings = [r for r in caplog.records if "without TLS" in r.getMessage()]
     assert len(warnings) == 1
+
+
+@contextmanager
+def trickling_server(first: bytes, line: bytes, *, every: float = 0.5) -> Iterator[int]:
+    """A server on 127.0.0.1 that reads what it is sent, answers `first`, then one `line` every `every` seconds
+    for ever: each read succeeds well within a socket timeout, the answer never ends."""
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(0.1)
+            try:
+                if first.startswith(b"HTTP"):
+                    conn.settimeout(5)
+                    conn.recv(65536)  # the request
+                conn.sendall(first)
+                while not stop.wait(every):
+                    conn.sendall(line)
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+
+
+@pytest.mark.parametrize("channel", ["sms", "email"])
+def test_a_server_that_trickles_its_answer_hits_the_calls_deadline_and_the_notice_falls_back(
+    workspace: WorkspaceDir, channel: str
+):
+    """Given an SMS gateway that sends one header line every half second (or a mail server that greets one
+    line at a time) and a 2-second deadline in the channel URL, when the responder runs dispatch, then each
+    call is cut at its deadline and the notice falls back to the next channel: dispatch ends instead of hanging."""
+    who = Member("tia", "Tia", "en", email="tia@example.com", phone="+447700900201", push="tok-tia")
+    first, line = (
+        (b"HTTP/1.1 200 OK\r\n", b"X-Slow: 1\r\n") if channel == "sms" else (b"220-slow.example\r\n", b"220-wait\r\n")
+    )
+    with trickling_server(first, line) as port, sms_servers({}) as servers:
+        d = approve_story(workspace, (who,), servers)
+        slow = {
+            "sms": f"gateway://127.0.0.1:{port}/sms?to={{phone}}&deadline=2",
+            "email": f"smtppool://127.0.0.1:{port}/{{email}}?from=security@example.com&deadline=2",
+        }
+        configure_channels(
+            d.ws.root,
+            email=slow["email"] if channel == "email" else "smtppool://127.0.0.1:9/{email}?from=a@example.com",
+            sms=slow["sms"] if channel == "sms" else f"gateway://127.0.0.1:{servers.sms.port}/sms?to={{phone}}",
+            push=f"gateway://127.0.0.1:{servers.push.port}/push?to={{push_token}}",
+            retries=1,
+        )
+        started = time.monotonic()
+        d.ws.ok("dispatch", d.id)
+        took = time.monotonic() - started
+        after = servers.push.requests if channel == "sms" else servers.sms.requests
+        assert [r.to for r in after] == ["tok-tia" if channel == "sms" else who.phone]
+    assert took < 20, f"dispatch took {took:.1f}s"
+    slow_attempt = next(a for a in d.attempts() if a["channel"] == channel)
+    assert "deadline of 2s passed" in slow_attempt["reason"], slow_attempt
+    assert d.states() == {"tia": "sent"}

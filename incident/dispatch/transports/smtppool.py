@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import smtplib
+import socket
 import threading
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
@@ -17,6 +19,8 @@ from incident.dispatch.transports import (
     Message,
     Outcome,
     current_message,
+    current_outcome,
+    deadline,
     report,
     ssl_context,
 )
@@ -111,21 +115,28 @@ def _check_auth_tls(meta: dict[str, Any]) -> None:
         log.warning("smtppool:// sends the SMTP password without TLS (insecure=yes)")
 
 
-def _smtp(meta: dict[str, Any]) -> _SMTP | _SMTPSSL:
+def _smtp(meta: dict[str, Any], opening: list[_SMTP | _SMTPSSL]) -> _SMTP | _SMTPSSL:
     qsd = meta.get("qsd", {})
     pool = _connections()
-    conn = pool.get(_key(meta))
-    if conn is not None:
-        return conn
+    pooled = pool.get(_key(meta))
+    if pooled is not None:
+        return pooled
     _check_auth_tls(meta)
     timeout = float(qsd.get("timeout", 15))
     host, port = meta.get("host") or "localhost", int(meta.get("port") or 25)
+    # Built unconnected and handed to the caller first, so the call's deadline can cut a server that greets slowly.
+    conn: _SMTP | _SMTPSSL
     if meta.get("schema") == "smtppools":
-        conn = _SMTPSSL(host, port, timeout=timeout, context=ssl_context())
+        conn = _SMTPSSL(timeout=timeout, context=ssl_context())
     else:
-        conn = _SMTP(host, port, timeout=timeout)
-        if _yes(qsd, "starttls"):
-            conn.starttls(context=ssl_context())
+        conn = _SMTP(timeout=timeout)
+    opening.append(conn)
+    code, greeting = conn.connect(host, port)
+    if code != 220:
+        conn.close()
+        raise smtplib.SMTPConnectError(code, greeting)
+    if meta.get("schema") != "smtppools" and _yes(qsd, "starttls"):
+        conn.starttls(context=ssl_context())
     user, password = meta.get("user"), meta.get("password")
     if user and password:
         conn.login(user, password)
@@ -147,7 +158,33 @@ def _text(raw: bytes | str) -> str:
 
 
 def smtppool_handler(body: str, title: str, notify_type: str, meta: dict[str, Any], *args: Any, **kw: Any) -> bool:
-    """smtppool://HOST:PORT/ADDR?from=...: send over a reused connection with per-recipient SMTP codes."""
+    """smtppool://HOST:PORT/ADDR?from=...: send over a reused connection with per-recipient SMTP codes, within
+    the URL's total deadline (deadline=SECONDS)."""
+    limit = deadline.seconds_from(meta.get("qsd", {}))
+    used: list[_SMTP | _SMTPSSL] = []
+    pooled = _connections().get(_key(meta))
+    if pooled is not None:
+        used.append(pooled)
+    with deadline.deadline(limit, functools.partial(_cut, used)) as call:
+        sent = _send(meta, used)
+    outcome = current_outcome()
+    if call.expired and outcome is not None:
+        _drop_smtp(meta)
+        if sent:  # the cut raced the server's 250: ambiguous, like any lost connection after the data
+            return report(Outcome(TRANSIENT, f"SMTP deadline of {limit:g}s passed (may have been delivered)"))
+        outcome.reason = f"SMTP deadline of {limit:g}s passed: {outcome.reason}"[:300]
+    return sent
+
+
+def _cut(used: list[_SMTP | _SMTPSSL]) -> None:
+    """Called by the deadline: unblock the thread reading these connections."""
+    for conn in used:
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _send(meta: dict[str, Any], used: list[_SMTP | _SMTPSSL]) -> bool:
     msg = current_message()
     qsd = meta.get("qsd", {})
     sender = qsd.get("from") or "security@localhost"
@@ -155,7 +192,7 @@ def smtppool_handler(body: str, title: str, notify_type: str, meta: dict[str, An
     for attempt in (1, 2):
         fresh = _connections() == {} or attempt == 2
         try:
-            conn = _smtp(meta)
+            conn = _smtp(meta, used)
         except InsecureAuth as exc:  # our configuration: every message would meet it, so the run stops
             return report(Outcome(PERMANENT, str(exc), details={HALT: True}))
         except (OSError, smtplib.SMTPException) as exc:
