@@ -246,3 +246,28 @@ def test_a_server_that_trickles_its_answer_hits_the_calls_deadline_and_the_notic
     slow_attempt = next(a for a in d.attempts() if a["channel"] == channel)
     assert "deadline of 2s passed" in slow_attempt["reason"], slow_attempt
     assert d.states() == {"tia": "sent"}
+
+
+def test_no_more_than_eight_per_sending_thread_are_ever_in_flight(workspace: WorkspaceDir, monkeypatch):
+    """Given 300 people on a fast gateway, when the responder runs `dispatch --workers 2`, then at every
+    settle (the moment a kill -9 would turn what is in flight into unknowns, each one a possible duplicate)
+    at most 8 × 2 attempts are in flight: the README's bound holds while the claim batch grows with the rate."""
+    from sqlalchemy import text
+
+    from incident.dispatch import sending
+
+    seen: list[int] = []
+    settle = sending.settle
+
+    def counting_settle(session, incident_id, results, **kw):
+        sql = text("SELECT COUNT(*) FROM attempt WHERE incident_id = :i AND outcome = 'in-flight'")
+        seen.append(int(session.connection().execute(sql, {"i": incident_id}).scalar_one()))
+        return settle(session, incident_id, results, **kw)
+
+    monkeypatch.setattr(sending, "settle", counting_settle)
+    cast = tuple(Member(f"q{i:03d}", f"Quick {i}", "en", phone=f"+44770092{i:04d}") for i in range(300))
+    with sms_servers({}) as servers:
+        d = approve_story(workspace, cast, servers)
+        d.ws.ok("dispatch", d.id, "--workers", "2")
+        assert len(servers.sms.requests) == 300
+    assert seen and max(seen) <= 8 * 2, f"in flight at settles: max {max(seen)}"

@@ -21,9 +21,10 @@ from incident.dispatch.claims import DEFAULT_LEASE, Work, claim, send_work, sett
 from incident.dispatch.ratelimit import RateLimiter
 from incident.dispatch.recovery import owner_id, recover
 
-# A claim holds about CLAIM_SECONDS of work at the measured rate (at most CLAIM_MAX deliveries); a settle
-# gathers what finishes within SETTLE_SECONDS. Fewer, larger transactions; nothing queued for long.
-CLAIM_SECONDS, CLAIM_MAX, SETTLE_SECONDS = 0.5, 400, 0.1
+# A claim holds about CLAIM_SECONDS of work at the measured rate, but never more than IN_FLIGHT_PER_WORKER per
+# sending thread (nor CLAIM_MAX): what is in flight is what a kill -9 can duplicate, so that is the README's bound.
+# A settle gathers what finishes within SETTLE_SECONDS. Fewer, larger transactions; nothing queued for long.
+CLAIM_SECONDS, CLAIM_MAX, SETTLE_SECONDS, IN_FLIGHT_PER_WORKER = 0.5, 400, 0.1, 8
 log = logging.getLogger("incident.dispatch")
 
 
@@ -98,7 +99,8 @@ class _Loop:
         self.done = 0
         # Claim about CLAIM_SECONDS of work at the rate measured so far (at least 4 per thread): few round trips
         # when sends are fast, and never more queued than the lease comfortably covers when they are slow.
-        self.batch, self.began = workers * 4, time.monotonic()
+        self.most = max(1, min(CLAIM_MAX, IN_FLIGHT_PER_WORKER * workers))  # in flight at any moment, at most
+        self.batch, self.began = min(workers * 4, self.most), time.monotonic()
 
     def room(self) -> int:
         """How many to claim now: only when the queue runs low, never past stop_after, nothing once halted."""
@@ -148,7 +150,7 @@ class _Loop:
             log.info("%s: dispatch stopping: %s", self.incident_id, halt)
         self.done += len(results)
         rate = self.done / max(time.monotonic() - self.began, 1e-3)
-        self.batch = max(self.workers * 4, min(CLAIM_MAX, int(rate * CLAIM_SECONDS)))
+        self.batch = min(self.most, max(self.workers * 4, int(rate * CLAIM_SECONDS)))
         return True
 
     def _settle(self, results: list[tuple[Work, transports.Outcome]]) -> dict[str, int]:
