@@ -271,3 +271,30 @@ def test_no_more_than_eight_per_sending_thread_are_ever_in_flight(workspace: Wor
         d.ws.ok("dispatch", d.id, "--workers", "2")
         assert len(servers.sms.requests) == 300
     assert seen and max(seen) <= 8 * 2, f"in flight at settles: max {max(seen)}"
+
+
+def test_a_stale_approval_lets_the_planned_deliveries_finish_but_plans_nothing_new(workspace: WorkspaceDir):
+    """Given an incident already notifying (email went out, an SMS and a push are still pending), when a responder
+    logs an action (which makes the approval stale) and runs dispatch and then a worker, then neither refuses: the
+    pending notices go out with the approved content, the incident is notified, and dispatch says the approval is
+    stale and that nothing new is planned."""
+    cast = (
+        Member("mai", "Mai", "en", email="mai@example.com"),
+        Member("sam", "Sam", "en", phone="+447700900301"),
+        Member("sue", "Sue", "en", push="tok-sue"),
+    )
+    with sms_servers({}) as servers:
+        d = approve_story(workspace, cast, servers)
+        d.ws.ok("dispatch", d.id, "--channel", "email")
+        assert d.states() == {"mai": "sent", "sam": "pending", "sue": "pending"}
+        d.ws.ok("log", d.id, "Reset the passwords of every affected account", "--kind", "action")
+        result = d.ws.run("dispatch", d.id, "--channel", "sms", "--workers", "1")
+        assert result.exit_code == 0, result.output
+        assert "the approval is stale" in result.stderr and "nothing new is planned" in result.stderr
+        assert [r.to for r in servers.sms.requests] == ["+447700900301"] and servers.push.requests == []
+        d.ws.ok("worker", "--incident", d.id)
+        assert [r.to for r in servers.push.requests] == ["tok-sue"]
+        sent = {r.to: r.body["message"] for r in servers.sms.requests + servers.push.requests}
+    assert d.states() == {"mai": "sent", "sam": "sent", "sue": "sent"}
+    assert all(sent.values())
+    assert d.ws.sql("SELECT status FROM incident WHERE id = ?", (d.id,)) == [("notified",)]
