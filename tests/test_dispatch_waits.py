@@ -287,7 +287,10 @@ def test_a_stale_approval_lets_the_planned_deliveries_finish_but_plans_nothing_n
         d = approve_story(workspace, cast, servers)
         d.ws.ok("dispatch", d.id, "--channel", "email")
         assert d.states() == {"mai": "sent", "sam": "pending", "sue": "pending"}
-        d.ws.ok("log", d.id, "Reset the passwords of every affected account", "--kind", "action")
+        logged = d.ws.run("log", d.id, "Reset the passwords of every affected account", "--kind", "action")
+        assert logged.exit_code == 0 and "makes the approved notices stale" in logged.stderr, logged.output
+        again = d.ws.run("log", d.id, "Told the regulator", "--kind", "action")
+        assert again.exit_code == 0 and "stale" not in again.stderr, "said once, when it turned stale"
         result = d.ws.run("dispatch", d.id, "--channel", "sms", "--workers", "1")
         assert result.exit_code == 0, result.output
         assert "the approval is stale" in result.stderr and "nothing new is planned" in result.stderr
