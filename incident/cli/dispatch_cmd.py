@@ -98,6 +98,12 @@ def dispatch(
     finally:
         if bar is not None:
             bar.stop()
+    if report.stale:
+        typer.echo(
+            f"note: the approval is stale ({report.stale}): the deliveries already planned keep sending the approved "
+            "notices; nothing new is planned until the notices are approved again",
+            err=True,
+        )
     if report.recovered_unknown:
         what = "held for a decision (--release-held to re-send)" if hold_unknown else "re-sent once"
         typer.echo(f"{report.recovered_unknown} attempts were in flight when a previous run stopped: {what}")

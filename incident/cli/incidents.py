@@ -137,8 +137,14 @@ def log(
     from incident.incidents.flows import log as add
 
     st = state(ctx)
-    add(st.ws(), incident_id, text, kind, st.who())
+    stale = add(st.ws(), incident_id, text, kind, st.who())
     typer.echo(f"logged {kind} on {incident_id}")
+    if stale:
+        typer.echo(
+            f"note: this makes the approved notices stale ({stale}): deliveries already planned keep sending the "
+            "approved text; nothing new is planned until the notices are approved again",
+            err=True,
+        )
 
 
 def close(

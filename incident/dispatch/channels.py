@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from incident.config import Workspace
 from incident.errors import BadConfig
 
 PLACEHOLDERS = {"email": "{email}", "sms": "{phone}", "push": "{push_token}"}
+# No provider wait is taken past a day: a larger (or non-finite) Retry-After would overflow the datetime arithmetic,
+# and next_state falls back long before that (a wait past the channel's backoff_max moves to the next channel).
+RETRY_AFTER_CAP = 86400.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,26 @@ def next_attempt_at(
 ) -> datetime:
     """When to retry: Retry-After when the provider gave one, else exponential backoff with ±50% jitter."""
     if retry_after is not None:
-        return now + timedelta(seconds=retry_after)
+        wait = retry_after if math.isfinite(retry_after) else RETRY_AFTER_CAP
+        return now + timedelta(seconds=min(max(wait, 0.0), RETRY_AFTER_CAP))
     base = min(cfg.backoff * (2 ** max(0, tries - 1)), cfg.backoff_max)
     jitter = (rng or random).uniform(0.5, 1.5)
     return now + timedelta(seconds=base * jitter)
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (RFC 9110 10.2.3: delay-seconds or an HTTP-date), capped at
+    RETRY_AFTER_CAP; None when absent or malformed (then the channel's own backoff applies)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():  # delay-seconds = 1*DIGIT: no sign, point, exponent or "inf"
+        digits = value.lstrip("0") or "0"
+        return RETRY_AFTER_CAP if len(digits) > 6 else min(float(int(digits)), RETRY_AFTER_CAP)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # RFC 9110: an HTTP-date is always GMT
+    return min(max((when - now).total_seconds(), 0.0), RETRY_AFTER_CAP)

@@ -129,26 +129,19 @@ def claim(
 def _due(session: Session, incident_id: str, now: datetime, limit: int, only: str | None) -> list[_Due]:
     """Pending deliveries whose time has come and whose lease (if any) ran out, locked against other workers."""
     d = models.DELIVERY
-    stmt = (
-        sa.select(d.c.person_id, d.c.channels, d.c.position, d.c.tries, d.c.has_letter)
-        .where(
-            d.c.incident_id == incident_id,
-            d.c.state == DeliveryState.PENDING,
-            d.c.next_at <= now,
-            sa.or_(d.c.lease_until.is_(None), d.c.lease_until < now),
-        )
-        .order_by(d.c.next_at, d.c.person_id)
-        .limit(limit * 4 if only else limit)
-        .with_for_update(skip_locked=True)
+    stmt = sa.select(d.c.person_id, d.c.channels, d.c.position, d.c.tries, d.c.has_letter).where(
+        d.c.incident_id == incident_id,
+        d.c.state == DeliveryState.PENDING,
+        d.c.next_at <= now,
+        sa.or_(d.c.lease_until.is_(None), d.c.lease_until < now),
     )
+    if only:
+        stmt = stmt.where(models.due_on(session, incident_id, only))
+    stmt = stmt.order_by(d.c.next_at, d.c.person_id).limit(limit).with_for_update(skip_locked=True)
     due = []
     for person_id, chans, position, tries, has_letter in session.connection().execute(stmt):
-        channel = chans.split(",")[position]
-        if only and channel != only:
-            continue
-        due.append(_Due(person_id, chans.split(","), position, tries, has_letter, channel))
-        if len(due) >= limit:
-            break
+        channels = chans.split(",")
+        due.append(_Due(person_id, channels, position, tries, has_letter, channels[position]))
     return due
 
 
@@ -173,12 +166,28 @@ def next_state(item: Work, outcome: transports.Outcome, cfg: ChannelConfig, *, n
     if outcome.status == transports.SENT:
         sent = {"state": DeliveryState.SENT, "final_channel": item.channel, "settled_at": now}
         return {**stay, **sent, "tries": tries, "next_at": now}
-    if outcome.status in (transports.TRANSIENT, transports.UNKNOWN) and tries < cfg.retries:
+    # A provider's wait past the channel's backoff_max is not waited for: the next channel is tried instead.
+    too_long = outcome.retry_after is not None and outcome.retry_after > cfg.backoff_max
+    if outcome.status in (transports.TRANSIENT, transports.UNKNOWN) and tries < cfg.retries and not too_long:
         return {**stay, "tries": tries, "next_at": next_attempt_at(now, cfg, tries, retry_after=outcome.retry_after)}
     if item.position + 1 < len(item.channels):
         return {**stay, "position": item.position + 1, "tries": 0, "next_at": now}
     last = DeliveryState.LETTER if item.has_letter else DeliveryState.UNREACHABLE
     return {**stay, "state": last, "settled_at": now, "tries": tries, "next_at": now}
+
+
+def _next_state_isolated(
+    item: Work, outcome: transports.Outcome, configs: dict[str, ChannelConfig], *, now: datetime
+) -> dict[str, Any]:
+    """next_state, with a bad result confined to itself: a provider's odd wait falls back on the channel's backoff,
+    a channel missing from incident.toml moves on, and the others settled with it stay settled."""
+    cfg = configs.get(item.channel) or ChannelConfig(item.channel, "", 0, 1, 1, 0.0, 0.0)
+    try:
+        return next_state(item, outcome, cfg, now=now)
+    except (ArithmeticError, ValueError, TypeError):
+        log.warning("attempt %s: unusable outcome details, settled with the channel's backoff", item.attempt_id)
+        plain = transports.Outcome(outcome.status, outcome.reason, outcome.provider_id)
+        return next_state(item, plain, cfg, now=now)
 
 
 def settle(
@@ -206,7 +215,7 @@ def settle(
                 "provider": outcome.provider_id or None,
             }
         )
-        deliveries.append({"pid": item.person_id, **next_state(item, outcome, configs[item.channel], now=now)})
+        deliveries.append({"pid": item.person_id, **_next_state_isolated(item, outcome, configs, now=now)})
     if log.isEnabledFor(logging.DEBUG):
         _log_outcomes(results)
     conn = session.connection()

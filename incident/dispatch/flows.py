@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from sqlmodel import Session
+
 from incident.assess import models as assess
 from incident.audit import chain as audit
 from incident.config import Workspace
@@ -20,7 +22,7 @@ from incident.errors import IncidentError, InvalidArgument
 from incident.files import open_private
 from incident.incidents import models as incidents
 from incident.incidents.models import Status
-from incident.notices.approval import require_current_approval
+from incident.notices.approval import approval_state, require_current_approval
 
 ELECTRONIC = ("email", "sms", "push")
 
@@ -146,7 +148,21 @@ def _require_notifying(ws: Workspace, incident_id: str) -> None:
             raise IncidentError(
                 f"{incident_id} is '{incident.status}': start it with `incident dispatch {incident_id}`"
             )
-        require_current_approval(session, ws, incident)
+        _approval_for_sending(session, ws, incident)
+
+
+def _approval_for_sending(session: Session, ws: Workspace, incident: incidents.Incident) -> str | None:
+    """Refuse unless the deliveries may go out; return what made the approval stale when they still may.
+
+    A stale approval (a logged action, an edited template or incident.toml) blocks new plans only: deliveries
+    already planned while notifying keep sending the render that was approved (each claim checks its notice's
+    hash, and notice rows cannot change while notifying), and fall back on their channels."""
+    if Status(incident.status) == Status.NOTIFYING and models.delivery_count(session, incident.id) > 0:
+        state = approval_state(session, ws, incident)
+        if state["state"] == "stale":
+            return "; ".join(state["changes"]) or "changed"
+    require_current_approval(session, ws, incident)
+    return None
 
 
 def _start(ws: Workspace, incident_id: str, actor: str, *, hold_unknown: bool, report: DispatchReport) -> None:
@@ -154,10 +170,11 @@ def _start(ws: Workspace, incident_id: str, actor: str, *, hold_unknown: bool, r
     with unit_of_work(ws) as session:
         incident = incidents.get(session, incident_id, for_update=True)
         # The approval first: a re-assessment also steps the status back, and the refusal must name the change.
-        require_current_approval(session, ws, incident)
+        report.stale = _approval_for_sending(session, ws, incident)
         if Status(incident.status) not in (Status.APPROVED, Status.NOTIFYING, Status.NOTIFIED):
             raise IncidentError(f"{incident_id} is '{incident.status}': dispatch needs approved notices")
-        report.planned = planning.plan(session, incident, planning.allowed_channels(ws, incident))
+        if report.stale is None:  # a stale approval plans nothing new: it only lets the planned ones finish
+            report.planned = planning.plan(session, incident, planning.allowed_channels(ws, incident))
         report.recovered_unknown = recovery.recover(session, incident_id, hold_unknown=hold_unknown, actor=actor)
         if Status(incident.status) != Status.NOTIFYING:
             incidents.transition(session, incident, Status.NOTIFYING, actor)

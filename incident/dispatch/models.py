@@ -166,17 +166,28 @@ def unknown_resends(session: Session, incident_id: str) -> int:
     )
 
 
-def pending_schedule(session: Session, incident_id: str, limit: int = 200) -> list[Any]:
-    """The soonest pending deliveries as raw rows (next_at, channels, position, lease_until)."""
-    return list(
-        session.connection().execute(
-            text(
-                "SELECT next_at, channels, position, lease_until FROM delivery WHERE incident_id = :i "
-                "AND state = :pending ORDER BY next_at LIMIT :n"
-            ),
-            {"i": incident_id, "pending": DeliveryState.PENDING, "n": limit},
-        )
+def due_on(session: Session, incident_id: str, channel: str) -> Any:
+    """A condition on the delivery table: due on `channel` now (its channel list at its position is `channel`).
+
+    Built from the incident's few distinct channel lists, so `dispatch --channel sms` filters in SQL instead of
+    looking for SMS among the first rows only."""
+    d = DELIVERY
+    chains = (
+        session.connection().execute(sa.select(d.c.channels).where(d.c.incident_id == incident_id).distinct()).scalars()
     )
+    pairs = [(c, i) for c in chains for i, name in enumerate(c.split(",")) if name == channel]
+    return sa.or_(sa.false(), *(sa.and_(d.c.channels == c, d.c.position == i) for c, i in pairs))
+
+
+def pending_schedule(session: Session, incident_id: str, limit: int = 200, *, only: str | None = None) -> list[Any]:
+    """The soonest pending deliveries (on channel `only`, when given) as raw rows (next_at, lease_until)."""
+    d = DELIVERY
+    stmt = sa.select(d.c.next_at, d.c.lease_until).where(
+        d.c.incident_id == incident_id, d.c.state == DeliveryState.PENDING
+    )
+    if only:
+        stmt = stmt.where(due_on(session, incident_id, only))
+    return list(session.connection().execute(stmt.order_by(d.c.next_at).limit(limit)))
 
 
 # ---- joins of deliveries and attempts with their notices -------------------------------------------------------

@@ -21,9 +21,10 @@ from incident.dispatch.claims import DEFAULT_LEASE, Work, claim, send_work, sett
 from incident.dispatch.ratelimit import RateLimiter
 from incident.dispatch.recovery import owner_id, recover
 
-# A claim holds about CLAIM_SECONDS of work at the measured rate (at most CLAIM_MAX deliveries); a settle
-# gathers what finishes within SETTLE_SECONDS. Fewer, larger transactions; nothing queued for long.
-CLAIM_SECONDS, CLAIM_MAX, SETTLE_SECONDS = 0.5, 400, 0.1
+# A claim holds about CLAIM_SECONDS of work at the measured rate, but never more than IN_FLIGHT_PER_WORKER per
+# sending thread (nor CLAIM_MAX): what is in flight is what a kill -9 can duplicate, so that is the README's bound.
+# A settle gathers what finishes within SETTLE_SECONDS. Fewer, larger transactions; nothing queued for long.
+CLAIM_SECONDS, CLAIM_MAX, SETTLE_SECONDS, IN_FLIGHT_PER_WORKER = 0.5, 400, 0.1, 8
 log = logging.getLogger("incident.dispatch")
 
 
@@ -38,6 +39,7 @@ class DispatchReport:
     states: dict[str, int] = field(default_factory=dict)
     notified: bool = False
     halted: str | None = None  # why the run stopped early (a fault on our side); the rest is still pending
+    stale: str | None = None  # what made the approval stale while notifying: planned deliveries still go out
 
 
 @dataclass
@@ -98,7 +100,8 @@ class _Loop:
         self.done = 0
         # Claim about CLAIM_SECONDS of work at the rate measured so far (at least 4 per thread): few round trips
         # when sends are fast, and never more queued than the lease comfortably covers when they are slow.
-        self.batch, self.began = workers * 4, time.monotonic()
+        self.most = max(1, min(CLAIM_MAX, IN_FLIGHT_PER_WORKER * workers))  # in flight at any moment, at most
+        self.batch, self.began = min(workers * 4, self.most), time.monotonic()
 
     def room(self) -> int:
         """How many to claim now: only when the queue runs low, never past stop_after, nothing once halted."""
@@ -139,8 +142,7 @@ class _Loop:
         results = [(self.inflight.pop(f), f.result()) for f in futures]
         if not results:
             return False
-        with unit_of_work(self.sender.ws) as session:
-            tally = settle(session, self.incident_id, results, configs=self.sender.configs, actor=self.actor)
+        tally = self._settle(results)
         for key, n in tally.items():
             self.report.tally[key] += n
         halt = next((o.reason for _, o in results if o.details.get(transports.HALT)), None)
@@ -149,8 +151,28 @@ class _Loop:
             log.info("%s: dispatch stopping: %s", self.incident_id, halt)
         self.done += len(results)
         rate = self.done / max(time.monotonic() - self.began, 1e-3)
-        self.batch = max(self.workers * 4, min(CLAIM_MAX, int(rate * CLAIM_SECONDS)))
+        self.batch = min(self.most, max(self.workers * 4, int(rate * CLAIM_SECONDS)))
         return True
+
+    def _settle(self, results: list[tuple[Work, transports.Outcome]]) -> dict[str, int]:
+        """Settle in one transaction; should that fail, each result in its own, so one bad result cannot send the
+        others (already delivered) back to in flight. A result that cannot be settled at all stays in flight and
+        is recovered as unknown, alone."""
+        ws, configs = self.sender.ws, self.sender.configs
+        try:
+            with unit_of_work(ws) as session:
+                return settle(session, self.incident_id, results, configs=configs, actor=self.actor)
+        except Exception as exc:  # the error text may quote personal data: log its type only
+            if len(results) == 1:
+                log.error(
+                    "%s: attempt %s not settled: %s", self.incident_id, results[0][0].attempt_id, type(exc).__name__
+                )
+                return {}
+        tally: dict[str, int] = defaultdict(int)
+        for result in results:
+            for key, n in self._settle([result]).items():
+                tally[key] += n
+        return tally
 
 
 def _finished(
@@ -227,12 +249,10 @@ def _wait_until_due(ws: Workspace, incident_id: str, *, only: str | None, follow
 def _next_due(ws: Workspace, incident_id: str, only: str | None) -> float | None:
     """Seconds until the next pending delivery is due (None when nothing is pending)."""
     with unit_of_work(ws, write=False) as session:
-        rows = models.pending_schedule(session, incident_id)
+        rows = models.pending_schedule(session, incident_id, only=only)
     now = clock.now()
     best: float | None = None
-    for next_at, chans, position, lease_until in rows:
-        if only and chans.split(",")[position] != only:
-            continue
+    for next_at, lease_until in rows:
         due = read_time(next_at) if lease_until is None else max(read_time(next_at), read_time(lease_until))
         wait_s = (due - now).total_seconds()
         best = wait_s if best is None else min(best, wait_s)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from incident.config import Workspace
 from incident.db import unit_of_work
-from incident.incidents import service
+from incident.incidents import models, service
 from incident.incidents.service import OpenRequest
 
 
@@ -14,10 +14,17 @@ def open_incident(ws: Workspace, req: OpenRequest, actor: str) -> str:
         return service.open_incident(session, req, actor, ws.root).id
 
 
-def log(ws: Workspace, incident_id: str, text: str, kind: str, actor: str) -> None:
-    """Append a timeline entry."""
+def log(ws: Workspace, incident_id: str, text: str, kind: str, actor: str) -> str | None:
+    """Append a timeline entry; return what it changed when it made the notices' approval stale."""
+    from incident.notices.approval import approval_state
+
     with unit_of_work(ws) as session:
-        service.log_entry(session, incident_id, text, kind, actor)
+        before = approval_state(session, ws, models.get(session, incident_id))["state"]
+        entry = service.log_entry(session, incident_id, text, kind, actor)
+        after = approval_state(session, ws, models.get(session, entry.incident_id))
+        if before != "stale" and after["state"] == "stale":
+            return "; ".join(after["changes"]) or "changed"
+        return None
 
 
 def close(ws: Workspace, incident_id: str, actor: str) -> None:

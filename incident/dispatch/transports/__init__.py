@@ -71,6 +71,12 @@ def current_message() -> Message:
     return message
 
 
+def current_outcome() -> Outcome | None:
+    """The outcome this thread's scheme handler reported last (None before it reported)."""
+    outcome: Outcome | None = getattr(_local, "outcome", None)
+    return outcome
+
+
 def report(outcome: Outcome) -> bool:
     """Hand a scheme handler's outcome back to deliver(); True for apprise when it was sent."""
     _local.outcome = outcome

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
+import socket
 import threading
 from typing import Any
 
-from incident.dispatch.transports import PERMANENT, SENT, TRANSIENT, Outcome, current_message, report, ssl_context
+from incident import clock
+from incident.dispatch.channels import parse_retry_after
+from incident.dispatch.transports import (
+    PERMANENT,
+    SENT,
+    TRANSIENT,
+    Outcome,
+    current_message,
+    deadline,
+    report,
+    ssl_context,
+)
 
 _pool = threading.local()  # this thread's kept-alive connections, by (scheme, host, port)
 
@@ -26,12 +39,7 @@ def http_status_outcome(status: int, reason: str, *, retry_after: str | None, bo
     if 200 <= status < 300:
         return Outcome(SENT, provider_id=body[:200])
     if status == 429 or status == 408 or status >= 500:
-        wait = None
-        if retry_after:
-            try:
-                wait = max(0.0, float(retry_after))
-            except ValueError:
-                wait = None
+        wait = parse_retry_after(retry_after, now=clock.now())
         return Outcome(TRANSIENT, text, retry_after=wait, details={"http_status": status})
     return Outcome(PERMANENT, text, details={"http_status": status})
 
@@ -87,26 +95,46 @@ def gateway_handler(body: str, title: str, notify_type: str, meta: dict[str, Any
     ).encode()
     headers = _headers(meta, msg.notice_id)
     path = meta.get("fullpath") or "/"
+    limit = deadline.seconds_from(meta.get("qsd", {}))
     for attempt in (1, 2):
         conn = _http(meta)
         try:
-            conn.request("POST", path, body=payload, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read().decode(errors="replace")
-        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+            with deadline.deadline(limit, functools.partial(_cut, conn)) as call:
+                conn.request("POST", path, body=payload, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read().decode(errors="replace")
+        except (http.client.HTTPException, OSError) as exc:
+            if not call.expired:
+                failed = _failed(meta, conn, exc, attempt)
+                if failed is None:
+                    continue  # a kept-alive connection closed by the server before our request
+                return failed
+        if call.expired:  # a cut answer can parse as complete (EOF ends the headers): it is never trusted
             _drop(meta, conn)
-            if attempt == 1:
-                continue  # a kept-alive connection closed by the server before our request
-            return report(Outcome(TRANSIENT, f"HTTP connection dropped: {exc}"))
-        except TimeoutError as exc:
-            _drop(meta, conn)
-            return report(Outcome(TRANSIENT, f"HTTP timeout (may have been delivered): {exc}"))
-        except OSError as exc:
-            _drop(meta, conn)
-            return report(Outcome(TRANSIENT, f"HTTP connection failed: {exc.strerror or exc}"))
+            return report(Outcome(TRANSIENT, f"HTTP deadline of {limit:g}s passed (may have been delivered)"))
         if resp.getheader("Connection", "").lower() == "close":
             _drop(meta, conn)
         return report(
             http_status_outcome(resp.status, resp.reason, retry_after=resp.getheader("Retry-After"), body=data)
         )
     return report(Outcome(TRANSIENT, "HTTP: no connection"))
+
+
+def _cut(conn: http.client.HTTPConnection) -> None:
+    """Called by the deadline: unblock the thread reading this connection."""
+    if conn.sock is not None:
+        conn.sock.shutdown(socket.SHUT_RDWR)
+
+
+def _failed(meta: dict[str, Any], conn: http.client.HTTPConnection, exc: BaseException, attempt: int) -> bool | None:
+    """A call that failed: None to try once more on a fresh connection, else the reported outcome."""
+    _drop(meta, conn)
+    if isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError | ConnectionResetError):
+        if attempt == 1:
+            return None
+        return report(Outcome(TRANSIENT, f"HTTP connection dropped: {exc}"))
+    if isinstance(exc, TimeoutError):
+        return report(Outcome(TRANSIENT, f"HTTP timeout (may have been delivered): {exc}"))
+    if isinstance(exc, OSError):
+        return report(Outcome(TRANSIENT, f"HTTP connection failed: {exc.strerror or exc}"))
+    return report(Outcome(TRANSIENT, f"HTTP error: {type(exc).__name__}"))

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import smtplib
+import socket
 import threading
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
 from typing import Any
 
 from incident.dispatch.transports import (
+    HALT,
     PERMANENT,
     SENT,
     TRANSIENT,
     Message,
     Outcome,
     current_message,
+    current_outcome,
+    deadline,
     report,
     ssl_context,
 )
 
+log = logging.getLogger("incident.dispatch")
 _pool = threading.local()  # this thread's connections, by (host, port, user, scheme)
 
 
@@ -82,20 +89,54 @@ def _connections() -> dict[tuple[Any, ...], _SMTP | _SMTPSSL]:
     return conns
 
 
-def _smtp(meta: dict[str, Any]) -> _SMTP | _SMTPSSL:
+class InsecureAuth(Exception):
+    """Credentials would cross the network in clear text (AUTH without TLS)."""
+
+
+_warned_insecure = threading.Event()
+
+
+def _yes(qsd: dict[str, Any], name: str) -> bool:
+    return str(qsd.get(name, "no")).lower() in ("yes", "1", "true")
+
+
+def _check_auth_tls(meta: dict[str, Any]) -> None:
+    """Refuse AUTH over a connection without TLS unless the URL says insecure=yes (then warn once a process)."""
+    qsd = meta.get("qsd", {})
+    if not (meta.get("user") and meta.get("password")) or meta.get("schema") == "smtppools" or _yes(qsd, "starttls"):
+        return
+    if not _yes(qsd, "insecure"):
+        raise InsecureAuth(
+            "smtppool:// would send the SMTP password without TLS: add starttls=yes, use smtppools://, "
+            "or say insecure=yes"
+        )
+    if not _warned_insecure.is_set():
+        _warned_insecure.set()
+        log.warning("smtppool:// sends the SMTP password without TLS (insecure=yes)")
+
+
+def _smtp(meta: dict[str, Any], opening: list[_SMTP | _SMTPSSL]) -> _SMTP | _SMTPSSL:
     qsd = meta.get("qsd", {})
     pool = _connections()
-    conn = pool.get(_key(meta))
-    if conn is not None:
-        return conn
+    pooled = pool.get(_key(meta))
+    if pooled is not None:
+        return pooled
+    _check_auth_tls(meta)
     timeout = float(qsd.get("timeout", 15))
     host, port = meta.get("host") or "localhost", int(meta.get("port") or 25)
+    # Built unconnected and handed to the caller first, so the call's deadline can cut a server that greets slowly.
+    conn: _SMTP | _SMTPSSL
     if meta.get("schema") == "smtppools":
-        conn = _SMTPSSL(host, port, timeout=timeout, context=ssl_context())
+        conn = _SMTPSSL(timeout=timeout, context=ssl_context())
     else:
-        conn = _SMTP(host, port, timeout=timeout)
-        if qsd.get("starttls", "no").lower() in ("yes", "1", "true"):
-            conn.starttls(context=ssl_context())
+        conn = _SMTP(timeout=timeout)
+    opening.append(conn)
+    code, greeting = conn.connect(host, port)
+    if code != 220:
+        conn.close()
+        raise smtplib.SMTPConnectError(code, greeting)
+    if meta.get("schema") != "smtppools" and _yes(qsd, "starttls"):
+        conn.starttls(context=ssl_context())
     user, password = meta.get("user"), meta.get("password")
     if user and password:
         conn.login(user, password)
@@ -117,7 +158,33 @@ def _text(raw: bytes | str) -> str:
 
 
 def smtppool_handler(body: str, title: str, notify_type: str, meta: dict[str, Any], *args: Any, **kw: Any) -> bool:
-    """smtppool://HOST:PORT/ADDR?from=...: send over a reused connection with per-recipient SMTP codes."""
+    """smtppool://HOST:PORT/ADDR?from=...: send over a reused connection with per-recipient SMTP codes, within
+    the URL's total deadline (deadline=SECONDS)."""
+    limit = deadline.seconds_from(meta.get("qsd", {}))
+    used: list[_SMTP | _SMTPSSL] = []
+    pooled = _connections().get(_key(meta))
+    if pooled is not None:
+        used.append(pooled)
+    with deadline.deadline(limit, functools.partial(_cut, used)) as call:
+        sent = _send(meta, used)
+    outcome = current_outcome()
+    if call.expired and outcome is not None:
+        _drop_smtp(meta)
+        if sent:  # the cut raced the server's 250: ambiguous, like any lost connection after the data
+            return report(Outcome(TRANSIENT, f"SMTP deadline of {limit:g}s passed (may have been delivered)"))
+        outcome.reason = f"SMTP deadline of {limit:g}s passed: {outcome.reason}"[:300]
+    return sent
+
+
+def _cut(used: list[_SMTP | _SMTPSSL]) -> None:
+    """Called by the deadline: unblock the thread reading these connections."""
+    for conn in used:
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _send(meta: dict[str, Any], used: list[_SMTP | _SMTPSSL]) -> bool:
     msg = current_message()
     qsd = meta.get("qsd", {})
     sender = qsd.get("from") or "security@localhost"
@@ -125,7 +192,9 @@ def smtppool_handler(body: str, title: str, notify_type: str, meta: dict[str, An
     for attempt in (1, 2):
         fresh = _connections() == {} or attempt == 2
         try:
-            conn = _smtp(meta)
+            conn = _smtp(meta, used)
+        except InsecureAuth as exc:  # our configuration: every message would meet it, so the run stops
+            return report(Outcome(PERMANENT, str(exc), details={HALT: True}))
         except (OSError, smtplib.SMTPException) as exc:
             return report(Outcome(TRANSIENT, f"SMTP connect failed: {exc}"[:300]))
         conn.data_sent = False
