@@ -292,3 +292,39 @@ def decided(approval: Approval) -> dict[str, Any]:
         "at": approval.at.isoformat(),
         "signer": approval.signer,
     }
+
+
+def decide_in_units(
+    ws: Workspace,
+    incident_id: str,
+    *,
+    artefact: Artefact[Any],
+    reviewer: str,
+    decision: str,
+    comment: str | None,
+    actor: str,
+    manifest: str | None,
+    sign_key: Path | None = None,
+) -> dict[str, Any]:
+    """The decision use case of every artefact: refuse while a render runs, then decide in one unit of work and
+    return what was decided."""
+    from incident.db import unit_of_work
+
+    # A render holds the write lock while it runs: look for it first without waiting for that lock.
+    with unit_of_work(ws, write=False) as session:
+        refuse_while_rendering(session, incident_id, artefact=artefact)
+    with unit_of_work(ws) as session:
+        return decided(
+            decide(
+                session,
+                ws,
+                incident_id,
+                artefact=artefact,
+                reviewer=reviewer,
+                decision=Decision(decision),
+                comment=comment,
+                actor=actor,
+                manifest=manifest,
+                sign_key=sign_key,
+            )
+        )

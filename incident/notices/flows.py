@@ -44,24 +44,17 @@ def decide_notices(
     from incident import approvals
     from incident.notices.approval import NOTICES
 
-    # A render holds the write lock while it runs: look for it first without waiting for that lock.
-    with unit_of_work(ws, write=False) as session:
-        approvals.refuse_while_rendering(session, incident_id, artefact=NOTICES)
-    with unit_of_work(ws) as session:
-        return approvals.decided(
-            approvals.decide(
-                session,
-                ws,
-                incident_id,
-                artefact=NOTICES,
-                reviewer=reviewer,
-                decision=approvals.Decision(decision),
-                comment=comment,
-                actor=actor,
-                manifest=manifest,
-                sign_key=sign_key,
-            )
-        )
+    return approvals.decide_in_units(
+        ws,
+        incident_id,
+        artefact=NOTICES,
+        reviewer=reviewer,
+        decision=decision,
+        comment=comment,
+        actor=actor,
+        manifest=manifest,
+        sign_key=sign_key,
+    )
 
 
 def show_notice(ws: Workspace, incident_id: str, person_id: str, *, channel: str | None) -> list[dict[str, Any]]:

@@ -61,21 +61,17 @@ def decide_announcement(
     from incident import approvals
     from incident.reports.announcement import ANNOUNCEMENT
 
-    with unit_of_work(ws) as session:
-        return approvals.decided(
-            approvals.decide(
-                session,
-                ws,
-                incident_id,
-                artefact=ANNOUNCEMENT,
-                reviewer=reviewer,
-                decision=approvals.Decision(decision),
-                comment=comment,
-                actor=actor,
-                manifest=manifest,
-                sign_key=sign_key,
-            )
-        )
+    return approvals.decide_in_units(
+        ws,
+        incident_id,
+        artefact=ANNOUNCEMENT,
+        reviewer=reviewer,
+        decision=decision,
+        comment=comment,
+        actor=actor,
+        manifest=manifest,
+        sign_key=sign_key,
+    )
 
 
 def generate_report(
