@@ -246,3 +246,9 @@ def manifest_of(ws: WorkspaceDir, incident_id: str, *, announcement: bool = Fals
     """The manifest sha256 of the current render, as the reviewer reads it on the review page."""
     shown = ws.json("show", incident_id)
     return str(shown["announcement" if announcement else "notices"]["manifest"])
+
+
+def approve_announcement(ws: WorkspaceDir, incident_id: str, reviewer: str) -> str:
+    """Approve the current announcement render as the reviewer does: naming the manifest on the review page."""
+    manifest = manifest_of(ws, incident_id, announcement=True)
+    return ws.ok("notices", "approve", incident_id, "--manifest", manifest, "--announcement", "--reviewer", reviewer)

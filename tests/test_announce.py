@@ -20,7 +20,15 @@ import pytest
 from killed import kill_once_received
 from servers import gateway
 from snapshots import Snapshot
-from support import MEMBER_DB_YAML, OpenedIncident, WorkspaceDir, manifest_of, open_incident, people_csv
+from support import (
+    MEMBER_DB_YAML,
+    OpenedIncident,
+    WorkspaceDir,
+    approve_announcement,
+    manifest_of,
+    open_incident,
+    people_csv,
+)
 
 from incident.reports.announcement import about
 from incident.reports.publishing import owner_gone
@@ -245,16 +253,7 @@ def test_publishing_needs_a_current_approval_of_this_render(rendered: OpenedInci
     assert rendered.obligations()["ca-posting"]["state"] == "waiting"
 
     ws.ok("announce", iid)
-    ws.ok(
-        "notices",
-        "approve",
-        iid,
-        "--manifest",
-        manifest_of(ws, iid, announcement=True),
-        "--announcement",
-        "--reviewer",
-        "Legal (Li Na)",
-    )
+    approve_announcement(ws, iid, "Legal (Li Na)")
     out = ws.ok("announce", iid, "--publish")
 
     public = ws.root / "public" / iid
@@ -277,16 +276,7 @@ def test_an_approval_goes_stale_when_what_it_approved_changes(rendered: OpenedIn
     """Given an approved announcement, when the facts, a template in effect or a rendered file change, then
     `show` names the change and publishing is refused until it is rendered and approved again."""
     ws, iid = rendered.ws, rendered.id
-    ws.ok(
-        "notices",
-        "approve",
-        iid,
-        "--manifest",
-        manifest_of(ws, iid, announcement=True),
-        "--announcement",
-        "--reviewer",
-        "Legal (Li Na)",
-    )
+    approve_announcement(ws, iid, "Legal (Li Na)")
     if change == "logged action":
         ws.ok("log", iid, "Engaged an outside forensic firm")
         named = "the incident facts, logged actions, playbook or organisation details changed"
@@ -331,16 +321,7 @@ def test_publish_sends_to_each_target_once_and_retries_only_the_failed(rendered:
     """Given two announcement targets, one of which fails first, when the responder publishes twice, then the
     status page got the announcement once (both languages), and the failed target was retried and reached."""
     ws, iid = rendered.ws, rendered.id
-    ws.ok(
-        "notices",
-        "approve",
-        iid,
-        "--manifest",
-        manifest_of(ws, iid, announcement=True),
-        "--announcement",
-        "--reviewer",
-        "Legal (Li Na)",
-    )
+    approve_announcement(ws, iid, "Legal (Li Na)")
     with gateway({"broken": [(500, {}), (200, {})]}) as gw:
         config = ws.root / "incident.toml"
         urls = [f"json://127.0.0.1:{gw.port}/status?:to=status", f"json://127.0.0.1:{gw.port}/hook?:to=broken"]
@@ -377,16 +358,7 @@ def test_a_publish_killed_after_its_send_re_sends_that_one_once_and_says_so(rend
     it unknown, re-sends it once and says so; the status page got it twice at most, the other target once, and the
     audit chain verifies."""
     ws, iid = rendered.ws, rendered.id
-    ws.ok(
-        "notices",
-        "approve",
-        iid,
-        "--manifest",
-        manifest_of(ws, iid, announcement=True),
-        "--announcement",
-        "--reviewer",
-        "Legal (Li Na)",
-    )
+    approve_announcement(ws, iid, "Legal (Li Na)")
     with gateway(hang={"status": 1}) as gw:
         status, feed = f"json://127.0.0.1:{gw.port}/status", f"json://127.0.0.1:{gw.port}/feed"
         set_targets(ws, [f"{status}?:to=status", f"{feed}?:to=feed"])

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import init_workspace
 from rawdb import connect
-from support import ACTOR, MEMBER_DB_YAML, WorkspaceDir, manifest_of, open_incident, people_csv
+from support import ACTOR, MEMBER_DB_YAML, WorkspaceDir, approve_announcement, manifest_of, open_incident, people_csv
 from typer.testing import CliRunner
 
 from incident.cli import app
@@ -239,16 +239,7 @@ def test_revision_0004_a_downgrade_restores_both_decision_tables_and_an_upgrade_
     ws.ok("announce", iid)
     ws.ok("notices", "reject", iid, "--announcement", "--reviewer", "Legal", "--comment", "Add the hotline")
     ws.ok("announce", iid)
-    ws.ok(
-        "notices",
-        "approve",
-        iid,
-        "--manifest",
-        manifest_of(ws, iid, announcement=True),
-        "--announcement",
-        "--reviewer",
-        "Legal (Li Na)",
-    )
+    approve_announcement(ws, iid, "Legal (Li Na)")
     config = ws.root / "incident.toml"
     config.write_text(
         config.read_text(encoding="utf-8").replace("targets = []", 'targets = ["outbox://status"]'), encoding="utf-8"
