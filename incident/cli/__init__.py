@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from incident.cli.output import echo, echo_json
 from incident.errors import IncidentError
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ class ErrorMappingGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except IncidentError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except Exception as exc:
             if "sqlalchemy" not in sys.modules:
@@ -33,7 +34,7 @@ class ErrorMappingGroup(TyperGroup):
             mapped = database_error(exc)  # locked, full, unreachable: one line, never the SQL or its rows
             if mapped is None:
                 raise
-            typer.echo(f"error: {mapped}", err=True)
+            echo(f"error: {mapped}", err=True)
             raise typer.Exit(mapped.exit_code) from None
 
 
@@ -102,9 +103,7 @@ def state(ctx: typer.Context) -> State:
 
 def print_json(data: Any) -> None:
     """Print machine-readable output."""
-    import json
-
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    echo_json(data)
 
 
 def _register() -> None:

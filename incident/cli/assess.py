@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from incident.cli import print_json, state
-from incident.cli.output import print_assessment
+from incident.cli.output import echo, print_assessment, terminal_stream
 
 
 def assess(
@@ -40,9 +39,9 @@ def affected(
     """Stream the affected people from the stored snapshot (contains personal data)."""
     from incident.assess.flows import export_affected_to
 
-    n = export_affected_to(state(ctx).ws(), incident_id, fmt, output, sys.stdout)
+    n = export_affected_to(state(ctx).ws(), incident_id, fmt, output, terminal_stream())
     if output is not None:
-        typer.echo(f"wrote {n} people to {output}", err=True)
+        echo(f"wrote {n} people to {output}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from incident.cli import state
+from incident.cli.output import echo
 from incident.errors import ExitCode
 
 audit_app = typer.Typer(
@@ -33,11 +34,11 @@ def verify(
     bad = 0
     for v in verdicts:
         if v.ok:
-            typer.echo(f"{v.chain}: ok, {v.entries} entries, head {v.head_hash}")
+            echo(f"{v.chain}: ok, {v.entries} entries, head {v.head_hash}")
         else:
             bad += 1
             where = f" at seq {v.first_bad_seq}" if v.first_bad_seq is not None else ""
-            typer.echo(f"{v.chain}: BROKEN{where}: {v.problem}", err=True)
+            echo(f"{v.chain}: BROKEN{where}: {v.problem}", err=True)
     if bad:
         raise typer.Exit(ExitCode.VERIFY_FAILED)
 
@@ -52,7 +53,7 @@ def export(
     from incident.audit.flows import export_audit
 
     head = export_audit(state(ctx).ws(), incident_id, output)
-    typer.echo(f"wrote {output} (head {head})")
+    echo(f"wrote {output} (head {head})")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from incident.cli import state
+from incident.cli.output import echo
 
 db_app = typer.Typer(
     help="Database schema: upgrade to the current revision.", no_args_is_help=True, rich_markup_mode=None
@@ -17,7 +18,7 @@ def upgrade(ctx: typer.Context) -> None:
     from incident.audit.flows import upgrade_database
 
     before, after = upgrade_database(state(ctx).ws(), state(ctx).who())
-    typer.echo(f"schema {before} → {after}" if before != after else f"schema already at {after}")
+    echo(f"schema {before} → {after}" if before != after else f"schema already at {after}")
 
 
 def register(app: typer.Typer) -> None:

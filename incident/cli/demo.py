@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from incident.cli import state
+from incident.cli.output import echo
 
 
 def demo(
@@ -29,7 +30,7 @@ def demo(
     from incident.demo.flows import run_demo
 
     for line in run_demo(directory, people=people, seed=seed, actor=state(ctx).who(), until=until):
-        typer.echo(line)
+        echo(line)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from incident.cli import state
+from incident.cli.output import echo, stderr_is_terminal, terminal_stream
 from incident.errors import ExitCode
 
 
@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _progress() -> tuple[Any, Any]:
-    if not sys.stderr.isatty():
+    if not stderr_is_terminal():
         return None, None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -65,14 +65,14 @@ def dispatch(
         plan = flows.dispatch_preview(ws, incident_id, channel)
         total = 0
         for ch, variants in sorted(plan.items()):
-            typer.echo(f"{ch}: {sum(variants.values()):,}")
+            echo(f"{ch}: {sum(variants.values()):,}")
             for variant, n in sorted(variants.items()):
-                typer.echo(f"  {n:>9,}  {variant}")
+                echo(f"  {n:>9,}  {variant}")
             total += sum(variants.values())
-        typer.echo(f"would send {total:,} messages now (nothing was sent)")
+        echo(f"would send {total:,} messages now (nothing was sent)")
         return
     if release_held:
-        typer.echo(f"released {flows.release_held(ws, incident_id, st.who())} held deliveries")
+        echo(f"released {flows.release_held(ws, incident_id, st.who())} held deliveries")
     import time
 
     bar, task = _progress()
@@ -99,23 +99,23 @@ def dispatch(
         if bar is not None:
             bar.stop()
     if report.stale:
-        typer.echo(
+        echo(
             f"note: the approval is stale ({report.stale}): the deliveries already planned keep sending the approved "
             "notices; nothing new is planned until the notices are approved again",
             err=True,
         )
     if report.recovered_unknown:
         what = "held for a decision (--release-held to re-send)" if hold_unknown else "re-sent once"
-        typer.echo(f"{report.recovered_unknown} attempts were in flight when a previous run stopped: {what}")
-    typer.echo("attempts: " + (", ".join(f"{k} {v:,}" for k, v in sorted(report.tally.items())) or "none"))
-    typer.echo("deliveries: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report.states.items())))
+        echo(f"{report.recovered_unknown} attempts were in flight when a previous run stopped: {what}")
+    echo("attempts: " + (", ".join(f"{k} {v:,}" for k, v in sorted(report.tally.items())) or "none"))
+    echo("deliveries: " + ", ".join(f"{k} {v:,}" for k, v in sorted(report.states.items())))
     letters_due = report.states.get(DeliveryState.LETTER)
     if letters_due:
-        typer.echo(f"{letters_due:,} people need a letter: run `incident letters {incident_id}`")
+        echo(f"{letters_due:,} people need a letter: run `incident letters {incident_id}`")
     if report.notified:
-        typer.echo(f"{incident_id}: every person is notified or settled (status 'notified')")
+        echo(f"{incident_id}: every person is notified or settled (status 'notified')")
     if report.halted:
-        typer.echo(
+        echo(
             f"error: dispatch stopped: {report.halted}; {report.states.get(DeliveryState.PENDING, 0):,} deliveries are "
             f"still pending: fix it and run `incident dispatch {incident_id}` again",
             err=True,
@@ -132,9 +132,9 @@ def letters(
 
     st = state(ctx)
     batch = flows.letters(st.ws(), incident_id, st.who())
-    typer.echo(f"wrote {batch.letters:,} letters to {batch.folder}")
-    typer.echo(f"  mail merge: {batch.csv}")
-    typer.echo(f"  print all:  {batch.print_file}")
+    echo(f"wrote {batch.letters:,} letters to {batch.folder}")
+    echo(f"  mail merge: {batch.csv}")
+    echo(f"  print all:  {batch.print_file}")
 
 
 def deliveries(
@@ -146,9 +146,9 @@ def deliveries(
     """Export the proof of delivery: every attempt with channel, masked address, times, outcome and reason."""
     from incident.dispatch.flows import export_deliveries
 
-    n = export_deliveries(state(ctx).ws(), incident_id, fmt=fmt, output=output, stdout=sys.stdout)
+    n = export_deliveries(state(ctx).ws(), incident_id, fmt=fmt, output=output, stdout=terminal_stream())
     if output is not None:
-        typer.echo(f"wrote {n:,} attempts to {output}", err=True)
+        echo(f"wrote {n:,} attempts to {output}", err=True)
 
 
 def worker(
@@ -169,14 +169,14 @@ def worker(
     )
     for iid, report in reports.items():
         tally = ", ".join(f"{k} {v:,}" for k, v in sorted(report.tally.items())) or "nothing to send"
-        typer.echo(f"{iid}: {tally}")
+        echo(f"{iid}: {tally}")
         if report.recovered_unknown:
-            typer.echo(f"  took over {report.recovered_unknown} attempts left in flight by a stopped worker")
+            echo(f"  took over {report.recovered_unknown} attempts left in flight by a stopped worker")
     if not reports:
-        typer.echo("no incident is notifying")
+        echo("no incident is notifying")
     halted = [f"{iid}: {r.halted}" for iid, r in reports.items() if r.halted]
     if halted:
-        typer.echo(
+        echo(
             f"error: dispatch stopped: {'; '.join(halted)} (the rest is still pending; fix it and run the "
             "worker again)",
             err=True,

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from incident.cli import print_json, state
-from incident.cli.output import parse_time, print_assessment, print_review, split_csv, submission
-from incident.privacy import terminal_safe as safe
+from incident.cli.output import echo, parse_time, print_assessment, print_review, split_csv, submission
 
 
 def open_(
@@ -51,7 +50,7 @@ def open_(
         connected_systems=connected,
         police_contacted=police,
     )
-    typer.echo(open_incident(st.ws(), req, st.who()))
+    echo(open_incident(st.ws(), req, st.who()))
 
 
 def list_(
@@ -67,7 +66,7 @@ def list_(
         return
     for r in rows:
         people = "-" if r["people"] is None else f"{r['people']:,}"
-        typer.echo(f"{r['id']}  {r['status']:<16} {people:>12} people  {r['grade'] or '-':<18} {safe(r['title'])}")
+        echo(f"{r['id']}  {r['status']:<16} {people:>12} people  {r['grade'] or '-':<18} {r['title']}")
 
 
 def show(
@@ -82,49 +81,47 @@ def show(
     if as_json:
         print_json(d)
         return
-    typer.echo(f"{d['id']}  {safe(d['title'])}")
-    typer.echo(f"status:     {d['status']}")
-    typer.echo(f"playbook:   {d['playbook']}")
-    typer.echo(f"systems:    {', '.join(d['systems'])}")
-    typer.echo(f"categories: {', '.join(d['categories'])}")
-    typer.echo(f"exposure:   {d['exposure']['from']} .. {d['exposure']['to']}")
+    echo(f"{d['id']}  {d['title']}")
+    echo(f"status:     {d['status']}")
+    echo(f"playbook:   {d['playbook']}")
+    echo(f"systems:    {', '.join(d['systems'])}")
+    echo(f"categories: {', '.join(d['categories'])}")
+    echo(f"exposure:   {d['exposure']['from']} .. {d['exposure']['to']}")
     disc = d["discovered"]
-    typer.echo(
-        f"discovered: {disc['at']} by {safe(disc['by'])}" + (f" at {safe(disc['where'])}" if disc["where"] else "")
-    )
+    echo(f"discovered: {disc['at']} by {disc['by']}" + (f" at {disc['where']}" if disc["where"] else ""))
     if d["assessment"]:
         print_assessment(d["assessment"])
     else:
-        typer.echo(f"not assessed yet: run `incident assess {d['id']}`")
+        echo(f"not assessed yet: run `incident assess {d['id']}`")
     n = d["notices"]
     print_review(
         "notices:    ", n, f" ({n['notices']:,} notices, manifest {n['manifest'][:12]})" if n.get("notices") else ""
     )
     dispatch = d["dispatch"]
     if dispatch["deliveries"]:
-        typer.echo(
+        echo(
             "dispatch:   "
             + ", ".join(f"{k} {v:,}" for k, v in sorted(dispatch["deliveries"].items()))
             + (f" (re-sent after a crash: {dispatch['unknown_resent']})" if dispatch["unknown_resent"] else "")
         )
         for channel, outcomes in sorted(dispatch["channels"].items()):
-            typer.echo(f"  {channel:<7} " + ", ".join(f"{k} {v:,}" for k, v in sorted(outcomes.items())))
+            echo(f"  {channel:<7} " + ", ".join(f"{k} {v:,}" for k, v in sorted(outcomes.items())))
     ann = d.get("announcement")
     if ann:
         print_review(
             "announcement: ", ann, f", published {ann['published_at'][:16]}" if ann.get("published_at") else ""
         )
     for r in d.get("reports", []):
-        typer.echo(
+        echo(
             f"report:     {r['regulator']} {r['stage']} {r['format']} generated {r['generated_at'][:16]}, "
             f"{submission(r)}"
         )
-    typer.echo("timeline:")
+    echo("timeline:")
     for e in d["timeline"]:
-        typer.echo(f"  {e['at'][:19]}  {e['kind']:<8} {safe(e['actor'])}: {safe(e['text'])}")
-    typer.echo("containment checklist (playbook):")
+        echo(f"  {e['at'][:19]}  {e['kind']:<8} {e['actor']}: {e['text']}")
+    echo("containment checklist (playbook):")
     for step in d["containment"]:
-        typer.echo(f"  - {safe(step['en'])} / {safe(step['zh-CN'])}")
+        echo(f"  - {step['en']} / {step['zh-CN']}")
 
 
 def log(
@@ -138,9 +135,9 @@ def log(
 
     st = state(ctx)
     stale = add(st.ws(), incident_id, text, kind, st.who())
-    typer.echo(f"logged {kind} on {incident_id}")
+    echo(f"logged {kind} on {incident_id}")
     if stale:
-        typer.echo(
+        echo(
             f"note: this makes the approved notices stale ({stale}): deliveries already planned keep sending the "
             "approved text; nothing new is planned until the notices are approved again",
             err=True,
@@ -156,7 +153,7 @@ def close(
 
     st = state(ctx)
     do_close(st.ws(), incident_id, st.who())
-    typer.echo(f"closed {incident_id}")
+    echo(f"closed {incident_id}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from incident.cli import print_json, state
+from incident.cli.output import echo
 
 inventory_app = typer.Typer(
     help="Load and inspect the data inventory (people, systems, holdings).", no_args_is_help=True, rich_markup_mode=None
@@ -32,14 +33,14 @@ def inventory_import(
     report = import_files(
         st.ws(), st.who(), people=people, holdings=holdings, systems=systems, skip_invalid=skip_invalid, rejects=rejects
     )
-    typer.echo(
+    echo(
         f"systems: {report.systems}  people: {report.people_read} read, {report.people_new} new  "
         f"holdings: {report.holdings_read} read, {report.holdings_new} new"
     )
     if report.rejected:
-        typer.echo(f"rejected {report.rejected} rows; reasons in {report.rejects_file}", err=True)
+        echo(f"rejected {report.rejected} rows; reasons in {report.rejects_file}", err=True)
         for err in report.errors:
-            typer.echo(f"  {err}", err=True)
+            echo(f"  {err}", err=True)
 
 
 @inventory_app.command("stats")
@@ -54,19 +55,19 @@ def inventory_stats(
     if as_json:
         print_json(data)
         return
-    typer.echo(f"people:            {data['people']}")
-    typer.echo(f"holdings:          {data['holdings']}")
-    typer.echo(f"children (<14):    {data['children']}")
-    typer.echo(f"cancelled:         {data['cancelled']}")
-    typer.echo(f"no usable channel: {data['no_usable_channel']}")
-    typer.echo("systems:")
+    echo(f"people:            {data['people']}")
+    echo(f"holdings:          {data['holdings']}")
+    echo(f"children (<14):    {data['children']}")
+    echo(f"cancelled:         {data['cancelled']}")
+    echo(f"no usable channel: {data['no_usable_channel']}")
+    echo("systems:")
     for s in data["systems"]:
-        typer.echo(
+        echo(
             f"  {s['name']:<24} {s['kind']:<9} {s['location']:<6} {s['people']:>9} people {s['holdings']:>10} holdings"
         )
-    typer.echo("categories:")
+    echo("categories:")
     for key, c in data["categories"].items():
-        typer.echo(f"  {key:<26} {c['people']:>9} people")
+        echo(f"  {key:<26} {c['people']:>9} people")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,8 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from incident.cli import print_json, state
-from incident.cli.output import print_held
-from incident.privacy import terminal_safe as safe
+from incident.cli.output import echo, print_held
 
 notices_app = typer.Typer(
     help="Render notices, review them, approve or reject them.", no_args_is_help=True, rich_markup_mode=None
@@ -27,13 +26,13 @@ def render(
 
     st = state(ctx)
     r = render_notices(st.ws(), incident_id, st.who(), workers=workers)
-    typer.echo(
+    echo(
         f"rendered {r.notices:,} notices for {r.people:,} people in {len(r.variants)} variants "
         f"({', '.join(f'{k} {v:,}' for k, v in sorted(r.by_channel.items()))})"
     )
-    typer.echo(f"lint: {r.lint_checks:,} notices checked, {r.lint_failures:,} failures")
-    typer.echo(f"review bundle: {r.bundle / 'index.html'}")
-    typer.echo(f"manifest sha256: {r.manifest_hash}")
+    echo(f"lint: {r.lint_checks:,} notices checked, {r.lint_failures:,} failures")
+    echo(f"review bundle: {r.bundle / 'index.html'}")
+    echo(f"manifest sha256: {r.manifest_hash}")
     print_held(r.held)
 
 
@@ -83,14 +82,14 @@ def _decide(
         done = decide_notices(st.ws(), incident_id, reviewer, **args)
     what = "announcement" if announcement else "notices"
     if decision != "approved":
-        typer.echo(f"rejected {incident_id} {what}: {safe(comment or '')}")
+        echo(f"rejected {incident_id} {what}: {comment or ''}")
         return
-    typer.echo(
+    echo(
         f"approved {incident_id} {what} render {done['render']}, manifest sha256 {done['manifest']} "
-        f"(reviewer {safe(reviewer)}, {done['at']})"
+        f"(reviewer {reviewer}, {done['at']})"
     )
     if done["signer"]:
-        typer.echo(f"signed with {done['signer']}")
+        echo(f"signed with {done['signer']}")
 
 
 @notices_app.command("reject")
@@ -123,18 +122,18 @@ def show(
         elif held:
             print_held(held)
         else:
-            typer.echo(f"{incident_id}: nobody is held back")
+            echo(f"{incident_id}: nobody is held back")
         return
     found = show_notice(state(ctx).ws(), incident_id, person, channel=channel)
     if as_json:
         print_json(found)
         return
     for n in found:
-        typer.echo(f"== {n['channel']} ({n['locale']}, {n['audience']}, ref {n['ref']}, sha256 {n['sha256'][:12]})")
+        echo(f"== {n['channel']} ({n['locale']}, {n['audience']}, ref {n['ref']}, sha256 {n['sha256'][:12]})")
         if n["subject"]:
-            typer.echo(f"Subject: {n['subject']}")
-        typer.echo(n["body"])
-        typer.echo("")
+            echo(f"Subject: {n['subject']}")
+        echo(n["body"])
+        echo("")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from incident.cli import print_json, state
+from incident.cli.output import echo
 from incident.errors import ExitCode, InvalidArgument
 
 
@@ -43,20 +44,18 @@ def announce(
     ws = st.ws()
     if publish:
         done = use.publish_announcement(ws, incident_id, st.who())
-        typer.echo(
+        echo(
             f"{'published' if done.first_time else 'published again'} {incident_id} announcement "
             f"(first published {done.published_at[:16].replace('T', ' ')}Z) to {done.folder}"
         )
         for path in done.files:
-            typer.echo(f"  {path}")
+            echo(f"  {path}")
         for send in done.sends:
-            typer.echo(
-                f"  target {send['target']}: {send['outcome']}" + (f" ({send['reason']})" if send["reason"] else "")
-            )
+            echo(f"  target {send['target']}: {send['outcome']}" + (f" ({send['reason']})" if send["reason"] else ""))
         if done.resent:
-            typer.echo(f"{done.resent} announcement send(s) were in flight when a previous run stopped: re-sent once")
+            echo(f"{done.resent} announcement send(s) were in flight when a previous run stopped: re-sent once")
         if done.failed:
-            typer.echo(
+            echo(
                 f"error: {len(done.failed)} announcement target(s) failed; run `incident announce "
                 f"{incident_id} --publish` again to retry them",
                 err=True,
@@ -64,14 +63,14 @@ def announce(
             raise typer.Exit(ExitCode.FAILED)
         return
     result = use.announce(ws, incident_id, st.who())
-    typer.echo(f"announcement: {'required' if result.required else 'not required (voluntary)'}")
+    echo(f"announcement: {'required' if result.required else 'not required (voluntary)'}")
     for reason in result.reasons:
-        typer.echo(f"  - {reason}")
-    typer.echo(f"rendered for review in {result.folder}")
+        echo(f"  - {reason}")
+    echo(f"rendered for review in {result.folder}")
     for path in result.files.values():
-        typer.echo(f"  {path}")
-    typer.echo(f"manifest: {result.manifest} (sha256 {result.manifest_hash})")
-    typer.echo(
+        echo(f"  {path}")
+    echo(f"manifest: {result.manifest} (sha256 {result.manifest_hash})")
+    echo(
         f"next: incident notices approve {incident_id} --announcement --reviewer NAME, then "
         f"incident announce {incident_id} --publish"
     )
@@ -121,12 +120,12 @@ def report(
         from incident.cli.output import submission
 
         for r in rows:
-            typer.echo(
+            echo(
                 f"{r['id']:>4}  {r['regulator']:<9} {r['stage']:<7} {r['format']:<4} "
                 f"{r['generated_at'][:19]}  sha256 {r['sha256'][:12]}  {submission(r)}  {r['path']}"
             )
         if not rows:
-            typer.echo(f"no reports generated for {incident_id}")
+            echo(f"no reports generated for {incident_id}")
         return
     if regulator is None:
         raise InvalidArgument("--regulator: name the report kind (or use --list)")
@@ -142,8 +141,8 @@ def report(
             reference=reference,
             actor=st.who(),
         )
-        typer.echo(f"marked {regulator} {stage} submitted (report files {', '.join(map(str, ids))})")
-        typer.echo("settled: " + (", ".join(settled) or "no obligation names this report"))
+        echo(f"marked {regulator} {stage} submitted (report files {', '.join(map(str, ids))})")
+        echo("settled: " + (", ".join(settled) or "no obligation names this report"))
         return
     made = use.generate_report(
         ws,
@@ -156,14 +155,14 @@ def report(
         actor=st.who(),
     )
     for r in made.reports:
-        typer.echo(f"{r.path}  (sha256 {r.sha256[:12]})")
+        echo(f"{r.path}  (sha256 {r.sha256[:12]})")
     if made.settles:
-        typer.echo(
+        echo(
             f"once filed: incident report {incident_id} --regulator {regulator} --stage {stage} "
             f"--submitted-at ISO --reference REF  (settles {', '.join(made.settles)})"
         )
     for note in made.notes:
-        typer.echo(f"note: {note}")
+        echo(f"note: {note}")
 
 
 def status(
@@ -186,21 +185,21 @@ def status(
     if as_json:
         print_json(board.as_json())
     else:
-        typer.echo(
+        echo(
             f"deadline board at {board.now[:16].replace('T', ' ')}Z: {len(board.incidents)} incident(s), "
             f"{board.overdue} overdue"
         )
         for inc in board.incidents:
-            typer.echo(f"{inc['id']}  {inc['status']:<16} {inc['title']}")
+            echo(f"{inc['id']}  {inc['status']:<16} {inc['title']}")
             if not inc["assessed"]:
-                typer.echo(f"  not assessed yet: run `incident assess {inc['id']}`")
+                echo(f"  not assessed yet: run `incident assess {inc['id']}`")
             print_obligations(inc["obligations"])
         for w in board.warnings:
-            typer.echo(f"warned {w['target']}: {w['incident']} {w['key']} {w['level']}: {w['outcome']}")
+            echo(f"warned {w['target']}: {w['incident']} {w['key']} {w['level']}: {w['outcome']}")
         if board.resent:
-            typer.echo(f"{board.resent} on-call warning(s) were in flight when a previous run stopped: re-sent once")
+            echo(f"{board.resent} on-call warning(s) were in flight when a previous run stopped: re-sent once")
     for w in board.failed_warnings:
-        typer.echo(f"error: on-call warning for {w['incident']} {w['key']} failed: {w['reason']}", err=True)
+        echo(f"error: on-call warning for {w['incident']} {w['key']} failed: {w['reason']}", err=True)
     if board.overdue:
         raise typer.Exit(ExitCode.OVERDUE)
     if board.failed_warnings:
@@ -221,7 +220,7 @@ def settle(
     done = use.settle_obligation(
         st.ws(), incident_id, key, actor=st.who(), at=parse_time(at, "--at"), reference=reference
     )
-    typer.echo(
+    echo(
         f"settled {incident_id} {done['key']} at {done['at'][:16].replace('T', ' ')}Z"
         + (f" (reference {done['reference']})" if done["reference"] else "")
     )

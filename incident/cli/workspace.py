@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from incident.cli import print_json, state
+from incident.cli.output import echo
 
 config_app = typer.Typer(
     help="Show the workspace configuration (secrets masked).", no_args_is_help=True, rich_markup_mode=None
@@ -22,9 +23,9 @@ def init(
     from incident.audit.flows import init_workspace
 
     ws = init_workspace(directory, state(ctx).who())
-    typer.echo(f"workspace ready: {ws.root}")
-    typer.echo(f"  config:   {ws.path('incident.toml')}")
-    typer.echo(f"  database: {ws.database_url.split('@')[-1]}")
+    echo(f"workspace ready: {ws.root}")
+    echo(f"  config:   {ws.path('incident.toml')}")
+    echo(f"  database: {ws.database_url.split('@')[-1]}")
 
 
 @config_app.command("show")
@@ -41,7 +42,7 @@ def config_show(
         print_json(data)
         return
     for line in _flatten(data):
-        typer.echo(line)
+        echo(line)
 
 
 def _flatten(data: object, prefix: str = "") -> list[str]:
