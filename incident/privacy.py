@@ -81,8 +81,20 @@ SECRET_KEYS = (
     "authorization",
     "credential",
     "signature",
-    "sig",
+    "login",
+    "cookie",
 )
+# Short names that mean a credential only as a whole word of a key: `code=`, `sms_pw=`, not `postcode`.
+SECRET_WORDS = frozenset({"pw", "pwd", "passwd", "sig", "session", "sid", "code", "otp", "pin", "user", "username"})
+# Where incident.toml keeps notification URLs (apprise URLs): anything there apprise cannot read is masked whole.
+CHANNEL_SECTIONS = frozenset({"channels", "announcement", "oncall"})
+_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|\{(?:email|phone|push_token|address)\}")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a configuration key or URL parameter names a credential (token, sms_pw, session, smtp_login...)."""
+    bare = key.lstrip("+:-").lower()
+    return any(s in bare for s in SECRET_KEYS) or bool(SECRET_WORDS & set(re.split(r"[^a-z0-9]+", bare)))
 
 
 def mask_url(url: str) -> str:
@@ -91,6 +103,8 @@ def mask_url(url: str) -> str:
     from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
     parts = urlsplit(url)
+    if parts.scheme.startswith("sqlite"):  # a file path: nothing secret, and urlunsplit would drop its slashes
+        return url
     try:
         odd_port = parts.port is None and parts.netloc.rsplit("@", 1)[-1].rsplit("]", 1)[-1].count(":") > 0
     except ValueError:
@@ -108,22 +122,78 @@ def mask_url(url: str) -> str:
     query = []
     # In apprise URLs a leading + names a header, not a space.
     for key, value in parse_qsl(parts.query.replace("+", "%2B"), keep_blank_values=True):
-        bare = key.lstrip("+:-").lower()
-        secret = any(s in bare for s in SECRET_KEYS) or key.startswith("+")
+        secret = is_secret_key(key) or key.startswith("+")
         query.append(f"{key}={'****' if secret and value else quote(value, safe='@{}$')}")
     path = re.sub(r"/[A-Za-z0-9_-]{24,}", "/****", parts.path)  # long path tokens (webhook keys)
     return urlunsplit((parts.scheme, netloc, path, "&".join(query), ""))
 
 
-def masked_config(value: Any, key: str = "") -> Any:
-    """The configuration with every secret and credential masked, for printing."""
+def mask_channel_url(url: str, *, own_schemes: tuple[str, ...] = ()) -> str:
+    """A notification URL as apprise itself prints it with privacy on (host tokens, path tokens and passwords
+    masked the way each service keeps them); every query value apprise does not show as harmless is masked, and a
+    URL apprise cannot read is masked whole after its scheme. ${NAME} references and {phone}-style slots stay."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    scheme = url.split("://", 1)[0].lower()
+    refs: dict[str, str] = {}
+
+    def protect(match: re.Match[str]) -> str:
+        token = f"zqref{len(refs)}zq"  # lower-case letters: apprise lower-cases hosts
+        refs[token] = match.group(0)
+        return token
+
+    def restore(text: str) -> str:
+        for token, ref in refs.items():
+            text = text.replace(token, ref)
+        return text
+
+    protected = _REFERENCE.sub(protect, url)
+    if scheme in own_schemes:  # our own schemes keep no secret outside the userinfo and the query
+        return restore(mask_url(protected))
+    rendered = _apprise_privacy_url(protected)
+    if rendered is None:
+        return f"{scheme}://****"
+    written = dict(parse_qsl(urlsplit(protected).query.replace("+", "%2B"), keep_blank_values=True))
+    shown = dict(parse_qsl(urlsplit(rendered).query.replace("+", "%2B"), keep_blank_values=True))
+    query = []
+    for key, value in written.items():  # only what the responder wrote: apprise adds its defaults
+        harmless = key in shown and shown[key] == value and not key.startswith(("+", "-", ":"))
+        keep = value in refs or (harmless and not is_secret_key(key))
+        query.append(f"{key}={value if keep else '****'}")
+    base = rendered.split("?", 1)[0]
+    head, sep, rest = base.partition("://")
+    userinfo, at, host = rest.partition("@") if "@" in rest.split("/", 1)[0] else ("", "", rest)
+    if at:  # apprise shows some user fields (ntfy's token user) as they are: only references stay readable
+        parts = urlsplit(protected)
+        password = f":{parts.password if parts.password in refs else '****'}" if ":" in userinfo else ""
+        userinfo = (parts.username if parts.username in refs else "****") + password
+    return restore(f"{head}{sep}{userinfo}{at}{host}" + ("?" + "&".join(query) if query else ""))
+
+
+def _apprise_privacy_url(url: str) -> str | None:
+    """apprise's own privacy rendering of a URL, without sending anything (None when apprise cannot read it)."""
+    try:
+        import apprise
+
+        plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+        rendered = str(plugin.url(privacy=True)) if plugin else ""
+    except Exception:  # a URL apprise chokes on is one it cannot mask
+        return None
+    return rendered if rendered.split("://", 1)[-1].strip("/") else None
+
+
+def masked_config(value: Any, key: str = "", *, section: str = "", own_schemes: tuple[str, ...] = ()) -> Any:
+    """The configuration with every secret and credential masked, for printing: notification URLs through
+    apprise's privacy rendering, other URLs with their credentials hidden, credential-named keys as ****."""
     if isinstance(value, dict):
-        return {k: masked_config(v, k) for k, v in value.items()}
+        return {k: masked_config(v, k, section=section or k, own_schemes=own_schemes) for k, v in value.items()}
     if isinstance(value, list):
-        return [masked_config(v, key) for v in value]
-    if isinstance(value, str):
-        if "://" in value:
-            return mask_url(value)
-        if any(s in key.lower() for s in SECRET_KEYS) and value:
+        return [masked_config(v, key, section=section, own_schemes=own_schemes) for v in value]
+    if isinstance(value, str) and value:
+        if is_secret_key(key) and not (section in CHANNEL_SECTIONS and "://" in value):
             return "****"
+        if "://" in value:
+            if section in CHANNEL_SECTIONS:
+                return mask_channel_url(value, own_schemes=own_schemes)
+            return mask_url(value)
     return value

@@ -34,10 +34,11 @@ def config_show(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Print the configuration in effect with every secret and credential masked."""
+    from incident.dispatch.transports import OWN_SCHEMES
     from incident.privacy import masked_config as masked
 
     ws = state(ctx).ws()
-    data = masked({"workspace": str(ws.root), "database_url": ws.database_url, **ws.config})
+    data = masked({"workspace": str(ws.root), "database_url": ws.database_url, **ws.config}, own_schemes=OWN_SCHEMES)
     if as_json:
         print_json(data)
         return
