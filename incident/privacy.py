@@ -69,6 +69,62 @@ def mask_address(channel: str, address: str) -> str:
     return address[:4] + "****"
 
 
+# An email address as servers echo it: plain, upper case, <bracketed>, "quoted"@local part, or %40-encoded.
+_EMAIL_TOKEN = re.compile(r'"?[A-Za-z0-9._%+-]+"?(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+')
+# Seven digits or more, spaced or dashed: the least a phone number has; shorter runs skip the matcher.
+_PHONE_CANDIDATE = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")
+PHONE_REGIONS = ("CN", "US")  # tried after the recipient's own region: where this tool's numbers mostly are
+_SEP = r"[\s().\-/]*"
+
+
+def mask_recipient(text: str, channel: str, address: str) -> str:
+    """The recipient's own address masked wherever it appears in the text, in any case, and a phone number in
+    any spelling (national, E.164, with or without the +, spaced or dashed)."""
+    if not text or not address or len(address) <= 3:
+        return text
+    masked = mask_address(channel, address)
+    text = re.sub(re.escape(address), lambda _: masked, text, flags=re.IGNORECASE)
+    if channel == "sms" and address.startswith("+"):
+        parsed = _parse_phone(address)
+        if parsed is not None:
+            digits = _SEP.join(str(parsed.national_number))
+            prefix = rf"(?:(?:(?:\+|00){_SEP})?{parsed.country_code}{_SEP})?"
+            text = re.sub(rf"(?<!\d){prefix}(?:0{_SEP})?{digits}(?!\d)", lambda _: masked, text)
+    return text
+
+
+def mask_contacts(text: str, channel: str = "", address: str = "") -> str:
+    """Provider text (a refusal, an error body) fit for the proof of delivery and the logs: the recipient's own
+    address in any spelling, and every email-looking and phone-number-looking token in any format, masked."""
+    if not text:
+        return text
+    text = mask_recipient(text, channel, address)
+    text = _EMAIL_TOKEN.sub(lambda m: mask_email(m.group(0).replace('"', "").replace("%40", "@")), text)
+    if not _PHONE_CANDIDATE.search(text):
+        return text
+    import phonenumbers
+
+    recipient = _parse_phone(address) if channel == "sms" else None
+    own = phonenumbers.region_code_for_number(recipient) if recipient is not None else None
+    for region in dict.fromkeys([r for r in (own, *PHONE_REGIONS) if r]):
+        # POSSIBLE: national (13800000001), E.164 and spaced or dashed forms, valid or not (a typo is still a number)
+        found = list(phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE))
+        for match in reversed(found):
+            e164 = phonenumbers.format_number(match.number, phonenumbers.PhoneNumberFormat.E164)
+            text = text[: match.start] + mask_phone(e164) + text[match.end :]
+    return text
+
+
+def _parse_phone(number: str) -> Any:
+    """A phone number as phonenumbers reads it, or None."""
+    import phonenumbers
+
+    try:
+        return phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
+
+
 SECRET_KEYS = (
     "pass",
     "password",

@@ -179,6 +179,7 @@ class Gateway:
 
     script: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     hang: dict[str, int] = field(default_factory=dict)  # recipient -> times to never answer (until stopped)
+    bodies: dict[str, str] = field(default_factory=dict)  # recipient -> the body of its error answers
     requests: list[Request] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 0
@@ -239,6 +240,8 @@ def _handler_for(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
             payload = json.dumps(
                 {"id": f"msg-{len(gateway.requests)}"} if status < 300 else {"error": REASONS.get(status, "error")}
             ).encode()
+            if status >= 300 and to in gateway.bodies:  # a gateway that echoes the request in its error
+                payload = gateway.bodies[to].encode()
             self.send_response(status, REASONS.get(status))
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -256,15 +259,20 @@ def _handler_for(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
 
 
 def start_gateway(
-    script: dict[str, list[tuple[int, dict[str, str]]]] | None = None, hang: dict[str, int] | None = None
+    script: dict[str, list[tuple[int, dict[str, str]]]] | None = None,
+    hang: dict[str, int] | None = None,
+    bodies: dict[str, str] | None = None,
 ) -> Gateway:
     """Start an HTTP gateway on 127.0.0.1 with a free port.
 
     `script` maps a recipient to the answers it gets in turn, e.g. {"+86139...": [(500, {}), (200, {})]}.
     The last answer in each list repeats (a permanent 400 stays 400). `hang` maps a recipient to how many of
-    its requests the gateway takes in and never answers (status 0 in `requests`).
+    its requests the gateway takes in and never answers (status 0 in `requests`). `bodies` maps a recipient to
+    the body its error answers carry instead of {"error": ...}.
     """
-    gateway = Gateway(script={k: list(v) for k, v in (script or {}).items()}, hang=dict(hang or {}))
+    gateway = Gateway(
+        script={k: list(v) for k, v in (script or {}).items()}, hang=dict(hang or {}), bodies=dict(bodies or {})
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(gateway))
     server.daemon_threads = True
     gateway.server, gateway.port = server, server.server_address[1]
@@ -277,9 +285,11 @@ def start_gateway(
 
 @contextmanager
 def gateway(
-    script: dict[str, list[tuple[int, dict[str, str]]]] | None = None, hang: dict[str, int] | None = None
+    script: dict[str, list[tuple[int, dict[str, str]]]] | None = None,
+    hang: dict[str, int] | None = None,
+    bodies: dict[str, str] | None = None,
 ) -> Iterator[Gateway]:
-    gw = start_gateway(script, hang)
+    gw = start_gateway(script, hang, bodies)
     try:
         yield gw
     finally:
