@@ -115,7 +115,7 @@ try:
 except SystemExit as exc:
     if exc.code:
         raise
-heavy = [m for m in ("apprise", "jinja2", "weasyprint", "markdown") if m in sys.modules]
+heavy = [m for m in ("apprise", "jinja2", "weasyprint", "markdown_it") if m in sys.modules]
 print(json.dumps(heavy))
 """
 

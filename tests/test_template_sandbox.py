@@ -9,9 +9,11 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from html import unescape as html_unescape
 from pathlib import Path
 
 import pytest
+from markdown_it import MarkdownIt
 from markupsafe import escape
 from servers import Gateway, SmtpSink, configure_channels, smtp_sink
 from servers import gateway as http_gateway
@@ -69,6 +71,17 @@ def assert_literal_text(text: str, fields: tuple[str, ...], where: str) -> None:
     assert_inert(text, where)
     for field in fields:
         assert literal(field) in text, f"{where}: the {field} is not shown as typed"
+
+
+def assert_literal_markdown(markdown: str, fields: tuple[str, ...], where: str) -> None:
+    """A Markdown file is read through a viewer: any CommonMark renderer (raw HTML on, as most are) shows the text
+    as typed and no tag the responder typed as markup (issue 12: the file itself escapes it for Markdown)."""
+    assert_inert(markdown, where)
+    rendered = MarkdownIt("commonmark").enable("table").render(markdown)
+    assert "<script" not in rendered.lower() and "<img" not in rendered.lower(), f"{where}: responder markup is live"
+    shown = " ".join(html_unescape(re.sub(r"<[^>]+>", " ", rendered)).split())
+    for field in fields:
+        assert " ".join(literal(field).split()) in shown, f"{where}: the {field} is not shown as typed"
 
 
 def assert_literal_html(html: str, fields: tuple[str, ...], where: str) -> None:
@@ -213,7 +226,7 @@ def test_the_announcement_and_every_regulator_report_show_the_text_literally(hos
         if page.suffix == ".html":
             assert_literal_html(text, fields, page.name)
         else:
-            assert_literal_text(text, fields, page.name)
+            assert_literal_markdown(text, fields, page.name)
     # A responder-written section of the report, where the kind has one.
     sections = {"cn-cac": "other", "eu-gdpr": None, "us-ca-ag": "law_enforcement_delay", "us-tx-ag": None}
     for regulator, section in sections.items():
@@ -230,9 +243,8 @@ def test_the_announcement_and_every_regulator_report_show_the_text_literally(hos
         }
         assert set(made) == {".md", ".html", ".json"}, out
         markdown, page = made[".md"].read_text(encoding="utf-8"), made[".html"].read_text(encoding="utf-8")
-        assert_literal_text(markdown, ("summary" if regulator == "cn-cac" else "summary-en",), made[".md"].name)
-        if extra:
-            assert literal("field") in markdown, f"{regulator}: the responder's section is not shown as typed"
+        summary = "summary" if regulator == "cn-cac" else "summary-en"
+        assert_literal_markdown(markdown, (summary, "field") if extra else (summary,), made[".md"].name)
         assert_inert(page, made[".html"].name)
         assert "<script" not in page.lower() and "<img" not in page.lower(), f"{made['.html'].name}: live markup"
         assert_inert(

@@ -1,8 +1,11 @@
-"""One sandboxed Jinja environment: workspace templates override the packaged ones, nothing undefined passes."""
+"""One sandboxed Jinja environment: workspace templates override the packaged ones, nothing undefined passes, and
+in a Markdown template (*.md.j2) every value is Markdown-escaped, as HTML templates autoescape."""
 
 from __future__ import annotations
 
+import re
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,54 @@ def blocks(text: str) -> Markup:
         else:
             html.append("<p>" + "<br>".join(str(escape(line)) for line in lines) + "</p>")
     return Markup("\n".join(html))
+
+
+class MarkdownSafe(str):
+    """Text that is already Markdown (escaped responder text, or a list the code built): a .md.j2 keeps it."""
+
+
+# CommonMark reads these anywhere in a line: emphasis, code, links and images, raw HTML, tables, entities.
+_MD_INLINE = re.compile(r"([\\`*_\[\]<>|~&])")
+# And these at the start of a line: headings, setext underlines, list items, thematic breaks.
+_MD_LINE_START = re.compile(r"^([#=+-])|^(\d{1,9})([.)])")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.M)
+
+
+def markdown_escape(text: object) -> MarkdownSafe:
+    """Responder text for a Markdown document: shown as typed, never a link, image, heading, table row or HTML.
+    Its lines stay lines (hard breaks) inside the block the template put them in."""
+    if isinstance(text, MarkdownSafe):
+        return text
+    lines = []
+    for line in str(text).splitlines():
+        line = _MD_INLINE.sub(r"\\\1", line.strip())  # stripped: four spaces would start a code block
+        lines.append(_MD_LINE_START.sub(lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", line))
+    return MarkdownSafe("  \n".join(line for line in lines if line))
+
+
+def markdown_code(text: str) -> MarkdownSafe:
+    """Text for inside a fenced code block: shown as it is, except that no line can close the fence."""
+    return MarkdownSafe(_FENCE.sub(lambda m: "    " + m[1], str(text)))
+
+
+def _markdown_value(value: Any) -> Any:
+    # finalize of the Markdown twin: every {{ }} of a .md.j2 template passes here, as autoescape does for HTML
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    return markdown_escape(value)
+
+
+_MARKDOWN_TWINS: weakref.WeakKeyDictionary[Any, ImmutableSandboxedEnvironment] = weakref.WeakKeyDictionary()
+
+
+def markdown_twin(env: ImmutableSandboxedEnvironment) -> ImmutableSandboxedEnvironment:
+    """The same environment (loader, sandbox, filters) with every value Markdown-escaped."""
+    twin = _MARKDOWN_TWINS.get(env)
+    if twin is None:
+        # a cache of its own: a template compiled without the escaping must never be reused here
+        twin = env.overlay(finalize=_markdown_value, cache_size=64)
+        _MARKDOWN_TWINS[env] = twin
+    return twin
 
 
 def environment(workspace: Path | None) -> ImmutableSandboxedEnvironment:
@@ -69,7 +120,10 @@ def template_error(exc: Exception) -> IncidentError:
 
 
 def render(env: ImmutableSandboxedEnvironment, name: str, context: dict[str, Any]) -> str:
-    """Render one template; any template problem becomes a one-line IncidentError."""
+    """Render one template (a .md.j2 one with every value Markdown-escaped); any template problem becomes a
+    one-line IncidentError."""
+    if name.endswith(".md.j2"):
+        env = markdown_twin(env)
     try:
         return env.get_template(name).render(context).strip()
     except (TemplateError, OverflowError) as exc:  # OverflowError: the sandbox refusing a huge range()

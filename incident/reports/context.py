@@ -49,7 +49,7 @@ def sample_notice(
     parts, rendered = render_person(env, static, person, {loc: content.day(date, loc) for loc in catalog.LOCALES})
     notice = next((r for r in rendered if r["channel"] == "email"), rendered[-1])
     body = notice["body"] if notice["channel"] == "email" else "\n\n".join(parts.values())
-    return {"channel": notice["channel"], "subject": notice["subject"], "text": body}
+    return {"channel": notice["channel"], "subject": notice["subject"], "text": templates.markdown_code(body)}
 
 
 def _check_fields(kind: kinds.ReportKind, stage: str, fields: dict[str, str]) -> None:
@@ -138,7 +138,11 @@ def _prefills(incident: incidents.Incident, loc: dict[str, Any]) -> dict[str, di
     return {
         "cause": _both(lambda lc: loc[lc]["incident"]["cause"]),
         "summary": _both(lambda lc: loc[lc]["incident"]["summary"]),
-        "measures_planned": _both(lambda lc: "\n".join(f"- {m}" for m in loc[lc]["measures_planned"])),
+        "measures_planned": _both(
+            lambda lc: templates.MarkdownSafe(
+                "\n".join(f"- {templates.markdown_escape(m)}" for m in loc[lc]["measures_planned"])
+            )
+        ),
         "connected_systems": {
             "zh": content.clean(incident.connected_systems),
             "en": content.clean(incident.connected_systems),
