@@ -82,6 +82,9 @@ def mask_recipient(text: str, channel: str, address: str) -> str:
     any spelling (national, E.164, with or without the +, spaced or dashed)."""
     if not text or not address or len(address) <= 3:
         return text
+    tail = re.sub(r"\D", "", address)[-7:] if channel == "sms" else ""
+    if address.lower() not in text.lower() and not (tail and tail in re.sub(r"\D", "", text)):
+        return text  # the common case (a receipt, a plain refusal): no pattern to compile, no number to parse
     masked = mask_address(channel, address)
     text = re.sub(re.escape(address), lambda _: masked, text, flags=re.IGNORECASE)
     if channel == "sms" and address.startswith("+"):
