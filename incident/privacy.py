@@ -147,6 +147,7 @@ SECRET_KEYS = (
 SECRET_WORDS = frozenset({"pw", "pwd", "passwd", "sig", "session", "sid", "code", "otp", "pin", "user", "username"})
 # Where incident.toml keeps notification URLs (apprise URLs): anything there apprise cannot read is masked whole.
 CHANNEL_SECTIONS = frozenset({"channels", "announcement", "oncall"})
+_PATH_TOKEN = re.compile(r"/[A-Za-z0-9_-]{24,}")
 _REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|\{(?:email|phone|push_token|address)\}")
 
 
@@ -158,7 +159,6 @@ def is_secret_key(key: str) -> bool:
 
 def mask_url(url: str) -> str:
     """Hide credentials in a URL: user:password@, secret-looking query values and header values."""
-    import re
     from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
     parts = urlsplit(url)
@@ -183,7 +183,7 @@ def mask_url(url: str) -> str:
     for key, value in parse_qsl(parts.query.replace("+", "%2B"), keep_blank_values=True):
         secret = is_secret_key(key) or key.startswith("+")
         query.append(f"{key}={'****' if secret and value else quote(value, safe='@{}$')}")
-    path = re.sub(r"/[A-Za-z0-9_-]{24,}", "/****", parts.path)  # long path tokens (webhook keys)
+    path = _PATH_TOKEN.sub("/****", parts.path)  # long path tokens (webhook keys)
     return urlunsplit((parts.scheme, netloc, path, "&".join(query), ""))
 
 
@@ -226,6 +226,7 @@ def mask_channel_url(url: str, *, own_schemes: tuple[str, ...] = ()) -> str:
         parts = urlsplit(protected)
         password = f":{parts.password if parts.password in refs else '****'}" if ":" in userinfo else ""
         userinfo = (parts.username if parts.username in refs else "****") + password
+    host = _PATH_TOKEN.sub("/****", host)  # apprise shows a webhook's path as it is: a long token there is a key
     return restore(f"{head}{sep}{userinfo}{at}{host}" + ("?" + "&".join(query) if query else ""))
 
 
