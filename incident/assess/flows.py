@@ -103,5 +103,8 @@ def export_affected_to(ws: Workspace, incident_id: str, fmt: str, output: Path |
     """Write the affected list to a private file (0600) or to stdout."""
     if output is None:
         return export_affected(ws, incident_id, fmt, stdout)
+    from incident.incidents.flows import remember_export
+
+    remember_export(ws, incident_id, output, "affected")
     with open_private(output) as fh:
         return export_affected(ws, incident_id, fmt, fh)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -197,3 +198,33 @@ def affected_contacts(
     sql = text("SELECT subject_name, to_name, to_email, to_phone FROM affected WHERE incident_id = :i")
     rows = session.connection().execute(sql.execution_options(stream_results=True, yield_per=5000), {"i": incident_id})
     return ((r[0], r[1], r[2], r[3]) for r in rows)
+
+
+# What a purge keeps of each affected person: what the counts and the reports group by, nothing that names them.
+KEPT_AFTER_PURGE = ("audience", "locale", "region", "account_status", "is_child", "categories")
+
+
+def forget_people(session: Session, incident_id: str) -> dict[str, str]:
+    """Strip the snapshot of names, contacts and person ids, keeping one row per person with what the counts
+    group by; return each old person id's new meaningless id.
+
+    The new ids are numbers dealt in random order and the rows are written again in that order, so neither an
+    id nor a row's place in the table leads back to the inventory (whose ids sort like the old ones)."""
+    conn = session.connection()
+    cols = ", ".join(KEPT_AFTER_PURGE)
+    rows = list(
+        conn.execute(text(f"SELECT person_id, {cols} FROM affected WHERE incident_id = :i"), {"i": incident_id})
+    )
+    secrets.SystemRandom().shuffle(rows)
+    new_ids = {row[0]: f"purged-{n:07d}" for n, row in enumerate(rows, start=1)}
+    conn.execute(text("DELETE FROM affected WHERE incident_id = :i"), {"i": incident_id})
+    if rows:
+        marks = ", ".join(f":{c}" for c in KEPT_AFTER_PURGE)
+        conn.execute(
+            text(f"INSERT INTO affected (incident_id, person_id, {cols}) VALUES (:i, :p, {marks})"),
+            [
+                {"i": incident_id, "p": new_ids[row[0]], **dict(zip(KEPT_AFTER_PURGE, row[1:], strict=True))}
+                for row in rows
+            ],
+        )
+    return new_ids

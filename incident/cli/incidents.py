@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from incident.cli import print_json, state
-from incident.cli.output import parse_time, print_assessment, print_review, split_csv, submission
+from incident.cli.output import parse_time, print_assessment, print_retention, print_review, split_csv, submission
 from incident.privacy import terminal_safe as safe
 
 
@@ -119,6 +119,7 @@ def show(
             f"report:     {r['regulator']} {r['stage']} {r['format']} generated {r['generated_at'][:16]}, "
             f"{submission(r)}"
         )
+    print_retention(d["retention"], d["id"])
     typer.echo("timeline:")
     for e in d["timeline"]:
         typer.echo(f"  {e['at'][:19]}  {e['kind']:<8} {safe(e['actor'])}: {safe(e['text'])}")

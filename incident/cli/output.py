@@ -88,3 +88,22 @@ def submission(report: dict[str, Any]) -> str:
     if not report["submitted_at"]:
         return "not submitted"
     return f"submitted {report['submitted_at'][:16]} ref {report['reference'] or '-'}"
+
+
+def print_retention(retention: dict[str, Any], incident_id: str) -> None:
+    """Print where the incident's personal data stands: kept until when, due for purge, held, or purged."""
+    from incident.privacy import terminal_safe
+
+    state, until = retention["state"], (retention["purge_after"] or "")[:16]
+    hold, purged = retention["hold"], retention["purged"]
+    if purged:
+        typer.echo(f"personal data: purged {purged['at'][:16]} by {terminal_safe(purged['by'])} (counts kept)")
+    elif hold:
+        typer.echo(
+            f"personal data: under legal hold since {hold['since'][:16]} by {terminal_safe(hold['by'])}: "
+            f"{terminal_safe(hold['reason'])}"
+        )
+    elif state == "purge due":
+        typer.echo(f"personal data: retention ended {until}: run `incident purge {incident_id}`")
+    elif state == "kept":
+        typer.echo(f"personal data: kept until {until} ({retention['days']} days after closing)")

@@ -178,7 +178,7 @@ def status(
 ) -> None:
     """The deadline board: every obligation of every open incident with its due time, time left and state. Exits
     4 when anything is overdue (for cron)."""
-    from incident.cli.output import print_obligations
+    from incident.cli.output import print_obligations, print_retention
     from incident.reports import flows as use
 
     st = state(ctx)
@@ -195,6 +195,7 @@ def status(
             if not inc["assessed"]:
                 typer.echo(f"  not assessed yet: run `incident assess {inc['id']}`")
             print_obligations(inc["obligations"])
+            print_retention(inc["retention"], inc["id"])
         for w in board.warnings:
             typer.echo(f"warned {w['target']}: {w['incident']} {w['key']} {w['level']}: {w['outcome']}")
         if board.resent:

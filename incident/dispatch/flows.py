@@ -231,6 +231,10 @@ def export_deliveries(ws: Workspace, incident_id: str, *, fmt: str, output: Path
     """Export every attempt as proof of delivery, to a private file (0600) or to stdout."""
     if fmt not in ("csv", "jsonl"):
         raise InvalidArgument("--format: use csv or jsonl")
+    if output is not None:
+        from incident.incidents.flows import remember_export
+
+        remember_export(ws, incident_id, output, "deliveries")
     with unit_of_work(ws, write=False) as session:
         incidents.get(session, incident_id)
         if output is None:

@@ -89,6 +89,16 @@ class RateBudget(SQLModel, table=True):
     next_free: float
 
 
+class AttemptTally(SQLModel, table=True):
+    """How many attempts per channel and outcome a purge deleted: the counts the proof of delivery keeps."""
+
+    __tablename__ = "attempt_tally"
+    incident_id: str = Field(primary_key=True, foreign_key="incident.id")
+    channel: str = Field(primary_key=True)
+    outcome: str = Field(primary_key=True)
+    attempts: int
+
+
 DELIVERY: sa.Table = SQLModel.metadata.tables["delivery"]
 ATTEMPT: sa.Table = SQLModel.metadata.tables["attempt"]
 STREAM = {"stream_results": True, "yield_per": 5000}
@@ -134,13 +144,17 @@ def failed_everywhere(session: Session, incident_id: str) -> int:
 
 
 def attempts_by_channel(session: Session, incident_id: str) -> dict[str, dict[str, int]]:
-    """Attempts per channel and outcome."""
+    """Attempts per channel and outcome, with those a purge deleted (kept as its tally)."""
     per_channel: dict[str, dict[str, int]] = {}
     for channel, outcome, count in session.connection().execute(
-        text("SELECT channel, outcome, COUNT(*) FROM attempt WHERE incident_id = :i GROUP BY channel, outcome"),
+        text(
+            "SELECT channel, outcome, COUNT(*) FROM attempt WHERE incident_id = :i GROUP BY channel, outcome "
+            "UNION ALL SELECT channel, outcome, attempts FROM attempt_tally WHERE incident_id = :i"
+        ),
         {"i": incident_id},
     ):
-        per_channel.setdefault(channel, {})[outcome] = int(count)
+        outcomes = per_channel.setdefault(channel, {})
+        outcomes[outcome] = outcomes.get(outcome, 0) + int(count)  # a purge's tally adds to the rows left
     return per_channel
 
 
@@ -261,3 +275,43 @@ def delivery_states_by_region(session: Session, incident_id: str) -> list[tuple[
         {"i": incident_id},
     )
     return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+
+# ---- a purge: the incident's people leave the delivery records, the counts stay ---------------------------------
+
+
+def forget_delivery_people(session: Session, incident_id: str, new_ids: dict[str, str]) -> int:
+    """Rewrite each delivery under its person's new meaningless id (assess.models.forget_people), in that id's
+    order, so neither the id nor the row order points back to a person; return how many deliveries there are."""
+    d = DELIVERY
+    conn = session.connection()
+    rows = [dict(r._mapping) for r in conn.execute(sa.select(d).where(d.c.incident_id == incident_id))]
+    for i, row in enumerate(rows):
+        row["person_id"] = new_ids.get(row["person_id"]) or f"gone-{i + 1:06d}"
+        row["lease_owner"], row["lease_until"] = None, None
+    conn.execute(sa.delete(d).where(d.c.incident_id == incident_id))
+    rows.sort(key=lambda r: r["person_id"])
+    if rows:
+        conn.execute(sa.insert(d), rows)
+    return len(rows)
+
+
+def tally_and_delete_attempts(session: Session, incident_id: str) -> list[int]:
+    """Keep the incident's attempts as counts per channel and outcome, delete the rows; return their ids."""
+    conn = session.connection()
+    ids = [int(i) for i in conn.execute(sa.select(ATTEMPT.c.id).where(ATTEMPT.c.incident_id == incident_id)).scalars()]
+    for (channel, outcome), n in attempts_counted(session, incident_id).items():
+        found = session.get(AttemptTally, (incident_id, channel, outcome))
+        tally = found or AttemptTally(incident_id=incident_id, channel=channel, outcome=outcome, attempts=0)
+        tally.attempts += n
+        session.add(tally)
+    session.flush()
+    conn.execute(sa.delete(ATTEMPT).where(ATTEMPT.c.incident_id == incident_id))
+    return ids
+
+
+def attempts_counted(session: Session, incident_id: str) -> dict[tuple[str, str], int]:
+    """Attempt rows per (channel, outcome), the tally aside."""
+    t = ATTEMPT
+    stmt = sa.select(t.c.channel, t.c.outcome, sa.func.count()).where(t.c.incident_id == incident_id)
+    return {(r[0], r[1]): int(r[2]) for r in session.connection().execute(stmt.group_by(t.c.channel, t.c.outcome))}
