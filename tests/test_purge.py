@@ -11,6 +11,7 @@ report filed, and the incident closed. Then the responder purges it.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 import subprocess
@@ -44,8 +45,8 @@ PDFTOTEXT = shutil.which("pdftotext")
 
 
 def closed_story(ws: WorkspaceDir) -> str:
-    """Dispatch the hand-written incident to a real SMTP server and SMS gateway (push to the file outbox), write letters, exports, announcement and a report,
-    then close it."""
+    """Dispatch the hand-written incident to a real SMTP server and SMS gateway (push to the file outbox), write
+    the letters, two exports, the announcement and a report, then close it."""
     ws.import_inventory()
     iid = open_incident(ws, "--where", "数据库审计告警, Fuzhou DC", "--discovered-by", "SOC on-call").id
     ws.ok("assess", iid)
@@ -485,3 +486,17 @@ def test_a_workspace_without_a_retention_setting_keeps_data_90_days(closed: Open
     shown = closed.show()["retention"]
 
     assert shown["days"] == 90 and shown["state"] == "kept"
+
+
+def test_a_reviewer_s_comment_is_chained_as_a_digest_only(assessed_incident: OpenedIncident) -> None:
+    """Given rendered notices, when legal rejects them with a comment that quotes an affected person, then the
+    audit chain (which a purge keeps and a regulator may receive) holds the comment's digest, not its text."""
+    ws, iid = assessed_incident.ws, assessed_incident.id
+    comment = "张伟 (zhang.wei@example.cn) is addressed by the wrong name"
+    ws.ok("notices", "render", iid)
+    ws.ok("notices", "reject", iid, "--reviewer", "Legal (Li Na)", "--comment", comment)
+
+    payloads = [p for (a, p) in ws.sql("SELECT action, payload FROM audit_entry WHERE chain = ?", (iid,))]
+    rejected = [json.loads(p) for p in payloads if "comment_sha256" in p]
+    assert len(rejected) == 1 and rejected[0]["comment_sha256"] == hashlib.sha256(comment.encode()).hexdigest()
+    assert not [p for p in payloads if "张伟" in p or "zhang.wei" in p]
