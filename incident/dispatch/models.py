@@ -280,20 +280,38 @@ def delivery_states_by_region(session: Session, incident_id: str) -> list[tuple[
 # ---- a purge: the incident's people leave the delivery records, the counts stay ---------------------------------
 
 
-def forget_delivery_people(session: Session, incident_id: str, new_ids: dict[str, str]) -> int:
-    """Rewrite each delivery under its person's new meaningless id (assess.models.forget_people), in that id's
-    order, so neither the id nor the row order points back to a person; return how many deliveries there are."""
-    d = DELIVERY
+def forget_delivery_people(session: Session, incident_id: str, person_map: str) -> int:
+    """Rewrite each delivery under its person's new meaningless id from the purge's `person_map` table (old_id,
+    n; see assess.models.forget_people), in n's order, so neither the id nor the row order points back to a
+    person; return how many deliveries there are."""
     conn = session.connection()
-    rows = [dict(r._mapping) for r in conn.execute(sa.select(d).where(d.c.incident_id == incident_id))]
-    for i, row in enumerate(rows):
-        row["person_id"] = new_ids.get(row["person_id"]) or f"gone-{i + 1:06d}"
-        row["lease_owner"], row["lease_until"] = None, None
-    conn.execute(sa.delete(d).where(d.c.incident_id == incident_id))
-    rows.sort(key=lambda r: r["person_id"])
-    if rows:
-        conn.execute(sa.insert(d), rows)
-    return len(rows)
+    p = {"i": incident_id}
+    # A delivery whose person left the snapshot still gets a number, dealt after the snapshot's.
+    conn.execute(
+        text(
+            f"INSERT INTO {person_map} (old_id, n) SELECT d.person_id, (SELECT COALESCE(MAX(n), 0) FROM {person_map})"
+            f" + ROW_NUMBER() OVER (ORDER BY random()) FROM delivery d WHERE d.incident_id = :i AND NOT EXISTS "
+            f"(SELECT 1 FROM {person_map} m WHERE m.old_id = d.person_id)"
+        ),
+        p,
+    )
+    conn.execute(text("DROP TABLE IF EXISTS purge_delivery"))
+    conn.execute(text("CREATE TEMPORARY TABLE purge_delivery AS SELECT * FROM delivery WHERE 1 = 0"))
+    conn.execute(text("INSERT INTO purge_delivery SELECT * FROM delivery WHERE incident_id = :i"), p)
+    conn.execute(text("DELETE FROM delivery WHERE incident_id = :i"), p)
+    names = [c.name for c in DELIVERY.columns]
+    values = [
+        "'purged-' || m.n" if c == "person_id" else "NULL" if c in ("lease_owner", "lease_until") else f"d.{c}"
+        for c in names
+    ]
+    inserted = conn.execute(
+        text(
+            f"INSERT INTO delivery ({', '.join(names)}) SELECT {', '.join(values)} FROM purge_delivery d "
+            f"JOIN {person_map} m ON m.old_id = d.person_id ORDER BY m.n"
+        )
+    )
+    conn.execute(text("DROP TABLE purge_delivery"))
+    return int(inserted.rowcount or 0)
 
 
 def tally_and_delete_attempts(session: Session, incident_id: str) -> list[int]:

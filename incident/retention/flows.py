@@ -117,7 +117,9 @@ def _forget(session: Any, incident_id: str, plan: Purged, *, actor: str, days: i
     notices.forget_notices(session, incident_id)
     attempt_ids = dispatch.tally_and_delete_attempts(session, incident_id)
     proof.forget_attempts(session, incident_id, attempt_ids, reason="purge", actor=actor)
-    dispatch.forget_delivery_people(session, incident_id, assess.forget_people(session, incident_id))
+    assess.forget_people(session, incident_id)
+    dispatch.forget_delivery_people(session, incident_id, assess.PERSON_MAP)
+    assess.drop_person_map(session)
     incidents.forget_exports(session, incident_id)
     plan.counts["files"] = len(plan.files)
     session.add(
