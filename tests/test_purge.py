@@ -500,3 +500,30 @@ def test_a_reviewer_s_comment_is_chained_as_a_digest_only(assessed_incident: Ope
     rejected = [json.loads(p) for p in payloads if "comment_sha256" in p]
     assert len(rejected) == 1 and rejected[0]["comment_sha256"] == hashlib.sha256(comment.encode()).hexdigest()
     assert not [p for p in payloads if "张伟" in p or "zhang.wei" in p]
+
+
+def test_a_purge_that_fails_half_way_changes_nothing(closed: OpenedIncident, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the closed incident after its retention period, when the purge fails after the notices and attempts
+    are gone but before the deliveries are rewritten, then the database is exactly as before (one transaction)
+    and no file was removed; the next purge runs whole."""
+    from incident.dispatch import models as dispatch_models
+
+    class DiskFull(Exception):
+        """The database refuses the next write."""
+
+    def disk_full(*args: Any) -> int:
+        raise DiskFull
+
+    before = snapshot_of(closed.ws)
+    monkeypatch.setattr(dispatch_models, "forget_delivery_people", disk_full)
+    with freeze_time(purge_after(closed)), pytest.raises(DiskFull):
+        from typer.testing import CliRunner
+
+        from incident.cli import app
+
+        CliRunner().invoke(app, ["--workspace", str(closed.ws.root), "purge", closed.id], catch_exceptions=False)
+    monkeypatch.undo()
+
+    assert snapshot_of(closed.ws) == before
+    purge_when_due(closed)
+    assert closed.show()["retention"]["state"] == "purged"
