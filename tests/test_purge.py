@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import zlib
@@ -392,7 +393,7 @@ def test_a_purge_interrupted_after_its_commit_is_finished_by_running_it_again(
     class PowerCut(Exception):
         """The process stops between the commit and the files."""
 
-    def power_cut(root: Path, paths: list[str]) -> list[str]:
+    def power_cut(root: Path, paths: list[str]) -> tuple[list[str], list[str]]:
         raise PowerCut
 
     monkeypatch.setattr(leftovers, "remove", power_cut)
@@ -527,3 +528,25 @@ def test_a_purge_that_fails_half_way_changes_nothing(closed: OpenedIncident, mon
     assert snapshot_of(closed.ws) == before
     purge_when_due(closed)
     assert closed.show()["retention"]["state"] == "purged"
+
+
+def test_a_purge_never_deletes_through_a_symlink(closed: OpenedIncident, tmp_path: Path) -> None:
+    """Given an outbox folder that is a symlink to a folder outside the workspace and a letters folder whose parent
+    is one, when the incident is purged, then the links are removed or named, and nothing outside the workspace
+    is deleted."""
+    ws, iid = closed.ws, closed.id
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(ws.root / "outbox" / iid, elsewhere / "outbox")
+    shutil.rmtree(ws.root / "outbox" / iid)
+    (ws.root / "outbox" / iid).symlink_to(elsewhere / "outbox", target_is_directory=True)
+    shutil.move(ws.root / "letters", elsewhere / "letters")
+    (ws.root / "letters").symlink_to(elsewhere / "letters", target_is_directory=True)
+    kept = sorted(str(p) for p in elsewhere.rglob("*"))
+
+    with freeze_time(purge_after(closed)):
+        result = ws.run("purge", iid)
+
+    assert result.exit_code == 0, result.output
+    assert sorted(str(p) for p in elsewhere.rglob("*")) == kept
+    assert not os.path.lexists(ws.root / "outbox" / iid)
+    assert f"not removed, outside the workspace (remove it yourself): {ws.root / 'letters' / iid}" in result.stderr

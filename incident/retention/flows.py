@@ -79,9 +79,12 @@ def purge(ws: Workspace, incident_id: str, actor: str, *, dry_run: bool = False)
             if not dry_run:
                 _forget(session, incident_id, result, actor=actor, days=days)
     if dry_run:
-        result.files = [f for f in result.files if leftovers.inside(ws.root, f) is not None]
+        through_links = [f for f in result.files if leftovers.inside(ws.root, f) != f]
+        result.files = [f for f in result.files if f not in through_links]
+        result.outside += [str(ws.root / rel) for rel in through_links]
         return result
-    result.files = leftovers.remove(ws.root, result.files)
+    result.files, through_links = leftovers.remove(ws.root, result.files)
+    result.outside += [str(ws.root / rel) for rel in through_links]
     result.compacted = compact(ws)
     return result
 

@@ -41,21 +41,22 @@ def inside(root: Path, path: str | Path) -> str | None:
     return rel.as_posix() if rel.parts else None
 
 
-def remove(root: Path, paths: list[str]) -> list[str]:
-    """Remove these workspace paths (files, or folders with everything in them); return those that existed.
+def remove(root: Path, paths: list[str]) -> tuple[list[str], list[str]]:
+    """Remove these workspace paths (files, or folders with everything in them); return those removed and those
+    left because their folder leads out of the workspace (a symlinked folder).
 
-    A symlink is removed itself, never what it points to, and a path whose folder leads out of the workspace is
-    left alone: a purge deletes only what the tool wrote inside it."""
-    removed = []
+    A symlink is removed itself, never what it points to: a purge deletes only what lies inside the workspace."""
+    removed, outside = [], []
     for rel in paths:
-        if inside(root, rel) != rel:
-            continue
         full = root / rel
         if not os.path.lexists(full):
+            continue
+        if inside(root, rel) != rel:
+            outside.append(rel)
             continue
         if full.is_symlink() or not full.is_dir():
             full.unlink()
         else:
             shutil.rmtree(full)
         removed.append(rel)
-    return removed
+    return removed, outside
