@@ -550,3 +550,18 @@ def test_a_purge_never_deletes_through_a_symlink(closed: OpenedIncident, tmp_pat
     assert sorted(str(p) for p in elsewhere.rglob("*")) == kept
     assert not os.path.lexists(ws.root / "outbox" / iid)
     assert f"not removed, outside the workspace (remove it yourself): {ws.root / 'letters' / iid}" in result.stderr
+
+
+@pytest.mark.parametrize("export", [("affected",), ("deliveries", "--format", "jsonl")], ids=["affected", "deliveries"])
+def test_exports_after_a_purge_say_the_personal_data_is_gone(
+    closed: OpenedIncident, tmp_path: Path, export: tuple[str, ...]
+) -> None:
+    """Given the purged incident, when the responder asks for the affected people or the proof of delivery, then
+    it is refused in one line saying the personal data was purged, and no file is written."""
+    purge_when_due(closed)
+    output = tmp_path / "after-purge.out"
+
+    closed.ws.refuse(export[0], closed.id, *export[1:], error=f"{closed.id}'s personal data was purged on")
+    result = closed.ws.run(export[0], closed.id, *export[1:], "--output", str(output))
+    assert result.exit_code == 1 and "personal data was purged" in result.stderr, result.output
+    assert not output.exists()

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from incident import clock
 from incident.audit import chain as audit
-from incident.errors import IllegalTransition, InvalidArgument
+from incident.errors import IllegalTransition, IncidentError, InvalidArgument
 from incident.incidents.models import Incident, LegalHold, Status, active_hold, get, purge_of
 
 
@@ -113,3 +113,13 @@ def retention_state(session: Session, incident: Incident, days: int) -> dict[str
         else {"since": hold.placed_at.isoformat(), "by": hold.placed_by, "reason": hold.reason},
         "purged": None if done is None else {"at": done.at.isoformat(), "by": done.actor},
     }
+
+
+def refuse_if_purged(session: Session, incident_id: str) -> None:
+    """Refuse to export people of an incident whose personal data was purged (only counts are left)."""
+    done = purge_of(session, incident_id)
+    if done is not None:
+        raise IncidentError(
+            f"{incident_id}'s personal data was purged on {done.at.isoformat(timespec='seconds')}: only the counts "
+            f"are left (`incident show {incident_id}`)"
+        )
