@@ -203,7 +203,11 @@ def test_after_retention_a_purge_leaves_no_identifier_of_the_incident_s_people(c
     assert shown["assessment"]["counts"] == shown_before["assessment"]["counts"]
     assert shown["dispatch"] == shown_before["dispatch"]
     assert shown["notices"]["state"] == "purged" and shown["retention"]["state"] == "purged"
-    assert "personal data: purged" in ws.ok("show", iid)
+    printed = ws.ok("show", iid)
+    assert (
+        "personal data: purged" in printed
+        and f"notices:    purged ({shown_before['notices']['notices']} notices" in printed
+    ), printed
     report_after = _report_json(ws, iid)
     regenerated = json.loads(Path(report_after).read_text(encoding="utf-8"))
     assert regenerated["counts"] == report_before["counts"]

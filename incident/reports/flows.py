@@ -199,7 +199,14 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
         data["retention"] = holds.retention_state(session, inc, ws.retention_days)
         if data["retention"]["purged"]:
             # The rendered notices were deleted on purpose: say so, not that they changed since their approval.
-            data["notices"] |= {"state": "purged", "changes": [], "held": []}
+            approved_by = data["notices"].get("reviewer")
+            data["notices"] |= {
+                "state": "purged",
+                "changes": [],
+                "held": [],
+                "reviewer": None,
+                "approved_by": approved_by,
+            }
         data["dispatch"] = channel_summary(session, incident_id)
         data["announcement"] = announcement.approval_state(session, ws, inc) if data["assessment"] else None
         data["reports"] = [r.as_json() for r in report_models.list_reports(session, incident_id)]

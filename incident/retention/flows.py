@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlmodel import Session
+
 from incident import clock
 from incident.audit import chain as audit
 from incident.config import Workspace
@@ -89,7 +91,7 @@ def purge(ws: Workspace, incident_id: str, actor: str, *, dry_run: bool = False)
     return result
 
 
-def _plan(session: Any, ws: Workspace, incident_id: str, dry_run: bool) -> Purged:
+def _plan(session: Session, ws: Workspace, incident_id: str, dry_run: bool) -> Purged:
     from incident.assess import models as assess
     from incident.dispatch import models as dispatch
     from incident.notices import models as notices
@@ -110,7 +112,7 @@ def _plan(session: Any, ws: Workspace, incident_id: str, dry_run: bool) -> Purge
     return Purged(incident_id, dry_run, counts=counts, files=files, outside=outside)
 
 
-def _forget(session: Any, incident_id: str, plan: Purged, *, actor: str, days: int) -> None:
+def _forget(session: Session, incident_id: str, plan: Purged, *, actor: str, days: int) -> None:
     """The database half of a purge, in the caller's unit of work."""
     from incident.assess import models as assess
     from incident.dispatch import models as dispatch
