@@ -7,6 +7,7 @@ changed since, how its messages read and what a decision does beyond being recor
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -207,7 +208,9 @@ def decide(
                 "render": render.id,
                 "manifest": render.manifest_hash,
                 "reviewer": reviewer,
-                "comment": comment,
+                # A digest only: a comment is free text that may quote an affected person, and a purge keeps the
+                # chain (the text itself stays in the approval table, next to the other responder text).
+                "comment_sha256": hashlib.sha256(comment.encode("utf-8")).hexdigest() if comment else None,
                 **({"signer": approval.signer} if approval.signer else {}),
             },
         ),

@@ -39,6 +39,12 @@ address_en = "3F, 179-2 Jinjingwan Avenue East, Pingtan County, Fujian, China"
 # SQLite file in this workspace by default; INCIDENT_DATABASE_URL overrides this.
 url = "sqlite:///incident.db"
 
+# How long an incident's personal data (notices, outbox, letters, contacts, delivery addresses) is kept after
+# `incident close`; then `incident purge ID` deletes it, keeping counts, reports and the audit chain. A legal
+# hold (`incident hold ID --reason ...`) keeps it longer. 90 days: see README, "Data at rest".
+[retention]
+days = 90
+
 # Channels: an apprise URL with the recipient as {email}, {phone} or {push_token}; rate in messages per
 # second (0 = unlimited; set your provider's limit); retries per channel before falling back; backoff in
 # seconds before the first retry (doubles each time, with jitter). Secrets: ${ENV_VAR} inside the URL.
@@ -101,6 +107,11 @@ class Workspace:
     def organisation(self) -> dict[str, Any]:
         return self.config.get("organisation", {})
 
+    @property
+    def retention_days(self) -> int:
+        """Days an incident's personal data is kept after it is closed ([retention] days)."""
+        return retention_days(self.config, self.root / CONFIG_NAME)
+
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
 
@@ -109,9 +120,29 @@ def read_config(root: Path) -> dict[str, Any]:
     """Parse root/incident.toml, with a one-line error naming the line on bad TOML."""
     path = root / CONFIG_NAME
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise BadConfig(f"{path}: {exc}") from None
+    retention_days(config, path)  # checked on load: a typo must not surface only on the day of a purge
+    return config
+
+
+# PIPL art. 19 and GB/T 35273-2020 §6.1: the shortest period necessary; no law names a number (README).
+DEFAULT_RETENTION_DAYS = 90
+MAX_RETENTION_DAYS = 36500
+
+
+def retention_days(config: dict[str, Any], path: Path | str = CONFIG_NAME) -> int:
+    """Days an incident's personal data is kept after it is closed: [retention] days, else the default."""
+    section = config.get("retention", {})
+    if not isinstance(section, dict):
+        raise BadConfig(f"{path}: [retention]: must be a table (a [retention] section), not {section!r}")
+    value = section.get("days", DEFAULT_RETENTION_DAYS)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETENTION_DAYS:
+        raise BadConfig(
+            f"{path}: [retention] days: must be a whole number of days from 0 to {MAX_RETENTION_DAYS}, not {value!r}"
+        )
+    return value
 
 
 def find_workspace(explicit: Path | None = None) -> Workspace:

@@ -17,7 +17,7 @@ from incident.config import Workspace
 from incident.errors import BadConfig, DatabaseBusy, IncidentError, SchemaOutOfDate
 
 # Alembic revisions in incident/migrations/versions, oldest first; the last one is what this code needs.
-SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
 
@@ -242,6 +242,21 @@ def unit_of_work(ws: Workspace, *, write: bool = True) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def compact(ws: Workspace) -> bool:
+    """Rewrite a SQLite database file so the rows deleted from it leave no copy in its free pages or its WAL;
+    return whether it did (PostgreSQL: no, its VACUUM FULL locks tables others use, so the operator runs it)."""
+    if not ws.database_url.startswith("sqlite"):
+        return False
+    raw = engine_for(ws).raw_connection()
+    try:
+        conn: Any = raw.driver_connection  # outside any transaction: VACUUM refuses to run inside one
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        raw.close()
+    return True
 
 
 class SchemaMeta(SQLModel, table=True):

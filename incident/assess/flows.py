@@ -15,6 +15,7 @@ from incident.db import unit_of_work
 from incident.errors import InvalidArgument, NotAssessed
 from incident.files import open_private, safe_cell
 from incident.incidents import models as incidents
+from incident.incidents.holds import refuse_if_purged
 
 
 def list_incidents(ws: Workspace) -> list[dict[str, Any]]:
@@ -80,6 +81,7 @@ def export_affected(ws: Workspace, incident_id: str, fmt: str, out: IO[str]) -> 
         incidents.get(session, incident_id)
         if assess.latest(session, incident_id) is None:
             raise NotAssessed(f"{incident_id} has not been assessed yet (run `incident assess {incident_id}`)")
+        refuse_if_purged(session, incident_id)
         writer = csv.writer(out) if fmt == "csv" else None
         if writer is not None:
             writer.writerow(AFFECTED_FIELDS)
@@ -103,5 +105,8 @@ def export_affected_to(ws: Workspace, incident_id: str, fmt: str, output: Path |
     """Write the affected list to a private file (0600) or to stdout."""
     if output is None:
         return export_affected(ws, incident_id, fmt, stdout)
+    from incident.incidents.flows import remember_export
+
+    remember_export(ws, incident_id, output, "affected")
     with open_private(output) as fh:
         return export_affected(ws, incident_id, fmt, fh)

@@ -197,3 +197,49 @@ def affected_contacts(
     sql = text("SELECT subject_name, to_name, to_email, to_phone FROM affected WHERE incident_id = :i")
     rows = session.connection().execute(sql.execution_options(stream_results=True, yield_per=5000), {"i": incident_id})
     return ((r[0], r[1], r[2], r[3]) for r in rows)
+
+
+# What a purge keeps of each affected person: what the counts and the reports group by, nothing that names them.
+KEPT_AFTER_PURGE = ("audience", "locale", "region", "account_status", "is_child", "categories")
+# A purge's temporary table (its own connection only): each old person id, its new number, and what is kept.
+PERSON_MAP = "purge_person_map"
+
+
+def forget_people(session: Session, incident_id: str) -> int:
+    """Strip the snapshot of names, contacts and person ids, keeping one row per person with what the counts
+    group by, under a new id `purged-N`; return how many people. PERSON_MAP keeps old id -> N for the other
+    tables in this unit of work (drop it with drop_person_map).
+
+    N is dealt in random order and the rows are written again in N's order, so neither an id nor a row's place
+    in the table leads back to the inventory (whose ids sort like the old ones). All in SQL: no person is read
+    into memory, however many there are."""
+    conn = session.connection()
+    kept = ", ".join(KEPT_AFTER_PURGE)
+    conn.execute(text(f"DROP TABLE IF EXISTS {PERSON_MAP}"))
+    conn.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {PERSON_MAP} AS SELECT person_id AS old_id, 0 AS n, {kept} "
+            "FROM affected WHERE 1 = 0"
+        )
+    )
+    conn.execute(
+        text(
+            f"INSERT INTO {PERSON_MAP} (old_id, n, {kept}) SELECT person_id, ROW_NUMBER() OVER (ORDER BY random()), "
+            f"{kept} FROM affected WHERE incident_id = :i"
+        ),
+        {"i": incident_id},
+    )
+    conn.execute(text("DELETE FROM affected WHERE incident_id = :i"), {"i": incident_id})
+    inserted = conn.execute(
+        text(
+            f"INSERT INTO affected (incident_id, person_id, {kept}) SELECT :i, 'purged-' || n, {kept} "
+            f"FROM {PERSON_MAP} ORDER BY n"
+        ),
+        {"i": incident_id},
+    )
+    return int(inserted.rowcount or 0)
+
+
+def drop_person_map(session: Session) -> None:
+    """Drop the purge's table of old person ids (it must not outlive the purge's unit of work)."""
+    session.connection().execute(text(f"DROP TABLE IF EXISTS {PERSON_MAP}"))

@@ -52,6 +52,10 @@ class Action(StrEnum):
     REPORT_SUBMITTED = "report-submitted"
     DEADLINE_WARNING = "deadline-warning"
     DEADLINE_WARNING_RECOVERED = "deadline-warning-recovered"
+    HOLD_PLACED = "hold-placed"
+    HOLD_RELEASED = "hold-released"
+    PURGED = "purged"
+    ATTEMPTS_FORGOTTEN = "attempts-forgotten"
 
 
 @dataclass(frozen=True)

@@ -108,9 +108,21 @@ def print_json(data: Any) -> None:
 
 def _register() -> None:
     # One CLI module per domain; each adds its own commands (the order is the help screen's).
-    from incident.cli import assess, audit, db, demo, dispatch, incidents, inventory, notices, reports, workspace
+    from incident.cli import (
+        assess,
+        audit,
+        db,
+        demo,
+        dispatch,
+        incidents,
+        inventory,
+        notices,
+        reports,
+        retention,
+        workspace,
+    )
 
-    for module in (workspace, inventory, incidents, assess, notices, dispatch, reports, audit, db, demo):
+    for module in (workspace, inventory, incidents, assess, notices, dispatch, reports, retention, audit, db, demo):
         module.register(app)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from incident.cli import print_json, state
-from incident.cli.output import echo, parse_time, print_assessment, print_review, split_csv, submission
+from incident.cli.output import echo, parse_time, print_assessment, print_retention, print_review, split_csv, submission
 
 
 def open_(
@@ -116,6 +116,7 @@ def show(
             f"report:     {r['regulator']} {r['stage']} {r['format']} generated {r['generated_at'][:16]}, "
             f"{submission(r)}"
         )
+    print_retention(d["retention"], d["id"])
     echo("timeline:")
     for e in d["timeline"]:
         echo(f"  {e['at'][:19]}  {e['kind']:<8} {e['actor']}: {e['text']}")

@@ -134,3 +134,17 @@ def submission(report: dict[str, Any]) -> str:
     if not report["submitted_at"]:
         return "not submitted"
     return f"submitted {report['submitted_at'][:16]} ref {report['reference'] or '-'}"
+
+
+def print_retention(retention: dict[str, Any], incident_id: str) -> None:
+    """Print where the incident's personal data stands: kept until when, due for purge, held, or purged."""
+    state, until = retention["state"], (retention["purge_after"] or "")[:16]
+    hold, purged = retention["hold"], retention["purged"]
+    if purged:
+        echo(f"personal data: purged {purged['at'][:16]} by {purged['by']} (counts kept)")
+    elif hold:
+        echo(f"personal data: under legal hold since {hold['since'][:16]} by {hold['by']}: {hold['reason']}")
+    elif state == "purge due":
+        echo(f"personal data: retention ended {until}: run `incident purge {incident_id}`")
+    elif state == "kept":
+        echo(f"personal data: kept until {until} ({retention['days']} days after closing)")

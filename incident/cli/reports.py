@@ -177,7 +177,7 @@ def status(
 ) -> None:
     """The deadline board: every obligation of every open incident with its due time, time left and state. Exits
     4 when anything is overdue (for cron)."""
-    from incident.cli.output import print_obligations
+    from incident.cli.output import print_obligations, print_retention
     from incident.reports import flows as use
 
     st = state(ctx)
@@ -194,6 +194,7 @@ def status(
             if not inc["assessed"]:
                 echo(f"  not assessed yet: run `incident assess {inc['id']}`")
             print_obligations(inc["obligations"])
+            print_retention(inc["retention"], inc["id"])
         for w in board.warnings:
             echo(f"warned {w['target']}: {w['incident']} {w['key']} {w['level']}: {w['outcome']}")
         if board.resent:

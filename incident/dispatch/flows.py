@@ -21,6 +21,7 @@ from incident.dispatch.sending import DispatchReport, Sender, make_sender, pump
 from incident.errors import IncidentError, InvalidArgument
 from incident.files import open_private
 from incident.incidents import models as incidents
+from incident.incidents.holds import refuse_if_purged
 from incident.incidents.models import Status
 from incident.notices.approval import approval_state, require_current_approval
 
@@ -231,8 +232,13 @@ def export_deliveries(ws: Workspace, incident_id: str, *, fmt: str, output: Path
     """Export every attempt as proof of delivery, to a private file (0600) or to stdout."""
     if fmt not in ("csv", "jsonl"):
         raise InvalidArgument("--format: use csv or jsonl")
+    if output is not None:
+        from incident.incidents.flows import remember_export
+
+        remember_export(ws, incident_id, output, "deliveries")
     with unit_of_work(ws, write=False) as session:
         incidents.get(session, incident_id)
+        refuse_if_purged(session, incident_id)
         if output is None:
             return proof.export_attempts(session, incident_id, fmt=fmt, out=stdout)
         with open_private(output) as fh:

@@ -89,6 +89,16 @@ class RateBudget(SQLModel, table=True):
     next_free: float
 
 
+class AttemptTally(SQLModel, table=True):
+    """How many attempts per channel and outcome a purge deleted: the counts the proof of delivery keeps."""
+
+    __tablename__ = "attempt_tally"
+    incident_id: str = Field(primary_key=True, foreign_key="incident.id")
+    channel: str = Field(primary_key=True)
+    outcome: str = Field(primary_key=True)
+    attempts: int
+
+
 DELIVERY: sa.Table = SQLModel.metadata.tables["delivery"]
 ATTEMPT: sa.Table = SQLModel.metadata.tables["attempt"]
 STREAM = {"stream_results": True, "yield_per": 5000}
@@ -134,13 +144,17 @@ def failed_everywhere(session: Session, incident_id: str) -> int:
 
 
 def attempts_by_channel(session: Session, incident_id: str) -> dict[str, dict[str, int]]:
-    """Attempts per channel and outcome."""
+    """Attempts per channel and outcome, with those a purge deleted (kept as its tally)."""
     per_channel: dict[str, dict[str, int]] = {}
     for channel, outcome, count in session.connection().execute(
-        text("SELECT channel, outcome, COUNT(*) FROM attempt WHERE incident_id = :i GROUP BY channel, outcome"),
+        text(
+            "SELECT channel, outcome, COUNT(*) FROM attempt WHERE incident_id = :i GROUP BY channel, outcome "
+            "UNION ALL SELECT channel, outcome, attempts FROM attempt_tally WHERE incident_id = :i"
+        ),
         {"i": incident_id},
     ):
-        per_channel.setdefault(channel, {})[outcome] = int(count)
+        outcomes = per_channel.setdefault(channel, {})
+        outcomes[outcome] = outcomes.get(outcome, 0) + int(count)  # a purge's tally adds to the rows left
     return per_channel
 
 
@@ -261,3 +275,61 @@ def delivery_states_by_region(session: Session, incident_id: str) -> list[tuple[
         {"i": incident_id},
     )
     return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+
+# ---- a purge: the incident's people leave the delivery records, the counts stay ---------------------------------
+
+
+def forget_delivery_people(session: Session, incident_id: str, person_map: str) -> int:
+    """Rewrite each delivery under its person's new meaningless id from the purge's `person_map` table (old_id,
+    n; see assess.models.forget_people), in n's order, so neither the id nor the row order points back to a
+    person; return how many deliveries there are."""
+    conn = session.connection()
+    p = {"i": incident_id}
+    # A delivery whose person left the snapshot still gets a number, dealt after the snapshot's.
+    conn.execute(
+        text(
+            f"INSERT INTO {person_map} (old_id, n) SELECT d.person_id, (SELECT COALESCE(MAX(n), 0) FROM {person_map})"
+            f" + ROW_NUMBER() OVER (ORDER BY random()) FROM delivery d WHERE d.incident_id = :i AND NOT EXISTS "
+            f"(SELECT 1 FROM {person_map} m WHERE m.old_id = d.person_id)"
+        ),
+        p,
+    )
+    conn.execute(text("DROP TABLE IF EXISTS purge_delivery"))
+    conn.execute(text("CREATE TEMPORARY TABLE purge_delivery AS SELECT * FROM delivery WHERE 1 = 0"))
+    conn.execute(text("INSERT INTO purge_delivery SELECT * FROM delivery WHERE incident_id = :i"), p)
+    conn.execute(text("DELETE FROM delivery WHERE incident_id = :i"), p)
+    names = [c.name for c in DELIVERY.columns]
+    values = [
+        "'purged-' || m.n" if c == "person_id" else "NULL" if c in ("lease_owner", "lease_until") else f"d.{c}"
+        for c in names
+    ]
+    inserted = conn.execute(
+        text(
+            f"INSERT INTO delivery ({', '.join(names)}) SELECT {', '.join(values)} FROM purge_delivery d "
+            f"JOIN {person_map} m ON m.old_id = d.person_id ORDER BY m.n"
+        )
+    )
+    conn.execute(text("DROP TABLE purge_delivery"))
+    return int(inserted.rowcount or 0)
+
+
+def tally_and_delete_attempts(session: Session, incident_id: str) -> list[int]:
+    """Keep the incident's attempts as counts per channel and outcome, delete the rows; return their ids."""
+    conn = session.connection()
+    ids = [int(i) for i in conn.execute(sa.select(ATTEMPT.c.id).where(ATTEMPT.c.incident_id == incident_id)).scalars()]
+    for (channel, outcome), n in attempts_counted(session, incident_id).items():
+        found = session.get(AttemptTally, (incident_id, channel, outcome))
+        tally = found or AttemptTally(incident_id=incident_id, channel=channel, outcome=outcome, attempts=0)
+        tally.attempts += n
+        session.add(tally)
+    session.flush()
+    conn.execute(sa.delete(ATTEMPT).where(ATTEMPT.c.incident_id == incident_id))
+    return ids
+
+
+def attempts_counted(session: Session, incident_id: str) -> dict[tuple[str, str], int]:
+    """Attempt rows per (channel, outcome), the tally aside."""
+    t = ATTEMPT
+    stmt = sa.select(t.c.channel, t.c.outcome, sa.func.count()).where(t.c.incident_id == incident_id)
+    return {(r[0], r[1]): int(r[2]) for r in session.connection().execute(stmt.group_by(t.c.channel, t.c.outcome))}

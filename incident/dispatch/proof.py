@@ -111,27 +111,42 @@ def record_attempts(session: Session, incident_id: str, ids: list[int], *, actor
         )
 
 
+def forget_attempts(session: Session, incident_id: str, ids: list[int], *, reason: str, actor: str) -> None:
+    """Append the audit entry saying these attempt rows were deleted on purpose (a purge): verification then
+    expects them absent instead of reporting them deleted."""
+    # The one place a deletion is told to the chain, so it can become audit's generic forget() at merge.
+    if ids:
+        audit.record(
+            session,
+            incident_id,
+            audit.Event(audit.Action.ATTEMPTS_FORGOTTEN, {"ids": sorted(ids), "reason": reason}),
+            actor,
+        )
+
+
 def verify_attempts(session: Session, incident_id: str) -> list[str]:
     """Problems with the attempt rows against the audit chain (empty when every attempt is covered)."""
+    chain = audit.entries(session, incident_id)
+    forgotten = {
+        int(i) for e in chain if e.action == audit.Action.ATTEMPTS_FORGOTTEN for i in json.loads(e.payload)["ids"]
+    }
     covered: set[int] = set()
     problems: list[str] = []
-    for entry in audit.entries(session, incident_id):
-        if entry.action != "attempts":
+    for entry in chain:
+        if entry.action != audit.Action.ATTEMPTS:
             continue
         payload = json.loads(entry.payload)
         ids = [int(i) for i in payload["ids"]]
-        found = {
-            int(r[0])
-            for r in session.connection().execute(
-                text("SELECT id FROM attempt WHERE incident_id = :i AND id IN :ids").bindparams(
-                    bindparam("ids", expanding=True)
-                ),
-                {"i": incident_id, "ids": ids},
+        found = _present(session, incident_id, ids)
+        expected = set(ids) - forgotten
+        if found - expected:
+            problems.append(
+                f"audit seq {entry.seq}: attempt rows {sorted(found - expected)[:5]} were forgotten "
+                "by a purge but are back (inserted?)"
             )
-        }
-        if found != set(ids):
-            problems.append(f"audit seq {entry.seq}: attempt rows {sorted(set(ids) - found)[:5]} were deleted")
-        elif attempts_digest(session, incident_id, ids) != payload["digest"]:
+        elif found != expected:
+            problems.append(f"audit seq {entry.seq}: attempt rows {sorted(expected - found)[:5]} were deleted")
+        elif expected == set(ids) and attempts_digest(session, incident_id, ids) != payload["digest"]:
             problems.append(f"audit seq {entry.seq}: attempt rows {ids[0]}..{ids[-1]} were edited")
         covered.update(ids)
     extra = [
@@ -145,3 +160,15 @@ def verify_attempts(session: Session, incident_id: str) -> list[str]:
     if extra:
         problems.append(f"attempt rows {extra[:5]} are not covered by the audit chain (inserted?)")
     return problems
+
+
+def _present(session: Session, incident_id: str, ids: list[int]) -> set[int]:
+    return {
+        int(r[0])
+        for r in session.connection().execute(
+            text("SELECT id FROM attempt WHERE incident_id = :i AND id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"i": incident_id, "ids": ids},
+        )
+    }

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from incident import clock
 from incident.config import Workspace
 from incident.db import unit_of_work
 from incident.incidents import models, service
@@ -31,3 +35,17 @@ def close(ws: Workspace, incident_id: str, actor: str) -> None:
     """Close an incident."""
     with unit_of_work(ws) as session:
         service.close_incident(session, incident_id, actor)
+
+
+def remember_export(ws: Workspace, incident_id: str, output: Path, kind: str) -> None:
+    """Record, before it is written, that personal data of the incident goes to `output`, so a purge removes it."""
+    full, root = os.path.realpath(output), os.path.realpath(ws.root)
+    # Inside the workspace the path is kept relative to it, so it still holds when the folder is moved or copied.
+    path = os.path.relpath(full, root) if full.startswith(root + os.sep) else os.path.abspath(output)
+    from incident.incidents.holds import refuse_if_purged
+
+    with unit_of_work(ws) as session:
+        models.get(session, incident_id)
+        refuse_if_purged(session, incident_id)
+        if all(e.path != path for e in models.exports_of(session, incident_id)):
+            models.record_export(session, incident_id, path, kind, clock.now())

@@ -137,3 +137,71 @@ def facts(incident: Incident) -> dict[str, Any]:
         "discovered_by": incident.discovered_by,
         "discovered_where": incident.discovered_where,
     }
+
+
+# ---- data at rest: legal holds, purges, and the exports the tool wrote -----------------------------------------
+
+
+class LegalHold(SQLModel, table=True):
+    """A legal hold on an incident: while one is not released, its personal data may not be purged."""
+
+    __tablename__ = "legal_hold"
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    placed_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    placed_by: str
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    released_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    released_by: str | None = None
+    release_reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Purge(SQLModel, table=True):
+    """When an incident's personal data was purged, by whom, what went, and the files still to remove."""
+
+    __tablename__ = "purge"
+    incident_id: str = Field(primary_key=True, foreign_key="incident.id")
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    actor: str
+    retention_days: int
+    removed: str = Field(sa_column=Column(Text, nullable=False))  # JSON: what the purge removed, counted
+    files: str = Field(sa_column=Column(Text, nullable=False))  # JSON: workspace paths it removes after its commit
+
+
+class ExportFile(SQLModel, table=True):
+    """A file the tool wrote personal data of an incident into on request (`affected --output`, ...)."""
+
+    __tablename__ = "export_file"
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    path: str = Field(sa_column=Column(Text, nullable=False))
+    kind: str
+    at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+def active_hold(session: Session, incident_id: str) -> LegalHold | None:
+    """The incident's legal hold that has not been released, if there is one."""
+    stmt = select(LegalHold).where(LegalHold.incident_id == incident_id, col(LegalHold.released_at).is_(None))
+    return session.exec(stmt.order_by(col(LegalHold.id).desc())).first()
+
+
+def purge_of(session: Session, incident_id: str) -> Purge | None:
+    """The purge of the incident's personal data, if it has been purged."""
+    return session.get(Purge, incident_id)
+
+
+def record_export(session: Session, incident_id: str, path: str, kind: str, at: datetime) -> None:
+    """Remember that personal data of the incident was written to `path`, so a purge can remove it."""
+    session.add(ExportFile(incident_id=incident_id, path=path, kind=kind, at=at))
+
+
+def exports_of(session: Session, incident_id: str) -> list[ExportFile]:
+    """Every export the tool wrote for the incident, oldest first."""
+    stmt = select(ExportFile).where(ExportFile.incident_id == incident_id).order_by(col(ExportFile.id))
+    return list(session.exec(stmt))
+
+
+def forget_exports(session: Session, incident_id: str) -> None:
+    """Drop the record of the incident's exports (a purge has listed them for removal)."""
+    for export in exports_of(session, incident_id):
+        session.delete(export)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import zlib
 from collections.abc import Iterator
@@ -166,6 +167,26 @@ def finished_render(session: Session, incident_id: str) -> Render | None:
 def delete_notices(session: Session, incident_id: str) -> None:
     """Drop an incident's rendered notices before a new render writes them again."""
     session.connection().execute(text("DELETE FROM notice WHERE incident_id = :iid"), {"iid": incident_id})
+
+
+def count_notices(session: Session, incident_id: str) -> int:
+    """How many rendered notices the incident holds."""
+    sql = text("SELECT COUNT(*) FROM notice WHERE incident_id = :i")
+    return int(session.connection().execute(sql, {"i": incident_id}).scalar_one())
+
+
+def forget_notices(session: Session, incident_id: str) -> int:
+    """Delete the incident's rendered notices for a purge, and the names of the people its renders held back
+    (their number stays); return how many notices went."""
+    n = count_notices(session, incident_id)
+    delete_notices(session, incident_id)
+    for render in session.exec(select(Render).where(Render.incident_id == incident_id)):
+        lint = json.loads(render.lint or "{}")
+        if isinstance(lint, dict) and lint.get("held"):
+            lint["held_count"], lint["held"] = len(lint["held"]), []
+            render.lint = json.dumps(lint)
+            session.add(render)
+    return n
 
 
 # ---- what dispatch reads of the notices (with the addresses they go to) -------------------------------------

@@ -17,6 +17,7 @@ from incident.config import Workspace
 from incident.dispatch import transports
 from incident.dispatch.recovery import owner_id
 from incident.errors import BadConfig, IncidentError
+from incident.incidents import holds
 from incident.incidents import models as incidents
 from incident.incidents.models import Status
 from incident.reports import aggregates, broadcast
@@ -45,7 +46,8 @@ class Board:
 
 def incident_rows(session: Session, ws: Workspace) -> list[dict[str, Any]]:
     """Every incident not closed, and closed ones that still have an obligation not done (the CAC final summary
-    runs after close), each with its obligations in due order."""
+    runs after close) or personal data due for purge or under a legal hold, each with its obligations in due
+    order."""
     rows = []
     for inc in incidents.list_incidents(session):
         row: dict[str, Any] = {
@@ -63,8 +65,11 @@ def incident_rows(session: Session, ws: Workspace) -> list[dict[str, Any]]:
                 "announcement": view.announcement,
                 "obligations": [o.as_json() for o in view.obligations],
             }
+        row["retention"] = holds.retention_state(session, inc, ws.retention_days)
         open_work = any(o["state"] != "done" for o in row["obligations"])
-        if Status(inc.status) != Status.CLOSED or open_work:
+        # A closed incident stays on the board while its personal data is due for purge or under a legal hold.
+        at_rest = row["retention"]["state"] in ("purge due", "held")
+        if Status(inc.status) != Status.CLOSED or open_work or at_rest:
             rows.append(row)
     return rows
 

@@ -164,6 +164,7 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
     """Everything `incident show` prints: facts, timeline, counts, obligations with time left, where the notices
     and the announcement stand, dispatch and reports."""
     from incident.dispatch.proof import channel_summary
+    from incident.incidents import holds
     from incident.notices import approval as notices_approval
     from incident.reports import aggregates, announcement
 
@@ -195,6 +196,17 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
         if assess.latest(session, incident_id) is not None:
             data["assessment"] = aggregates.picture(session, ws, inc).as_json()
         data["notices"] = notices_approval.approval_state(session, ws, inc)
+        data["retention"] = holds.retention_state(session, inc, ws.retention_days)
+        if data["retention"]["purged"]:
+            # The rendered notices were deleted on purpose: say so, not that they changed since their approval.
+            approved_by = data["notices"].get("reviewer")
+            data["notices"] |= {
+                "state": "purged",
+                "changes": [],
+                "held": [],
+                "reviewer": None,
+                "approved_by": approved_by,
+            }
         data["dispatch"] = channel_summary(session, incident_id)
         data["announcement"] = announcement.approval_state(session, ws, inc) if data["assessment"] else None
         data["reports"] = [r.as_json() for r in report_models.list_reports(session, incident_id)]
