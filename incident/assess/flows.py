@@ -51,7 +51,21 @@ def assess_incident(
 
     with unit_of_work(ws) as session:
         grading.assess_incident(session, incident_id, actor, ws.root, reassess=reassess, grade=grade, reason=reason)
+        if reassess:
+            _cancel_unaffected(session, incident_id, actor)
         return picture(session, ws, incidents.get(session, incident_id)).as_json()
+
+
+def _cancel_unaffected(session: Any, incident_id: str, actor: str) -> None:
+    """People a re-assessment no longer finds affected are sent nothing more (what they were sent stays)."""
+    from incident import clock
+    from incident.audit import chain as audit
+    from incident.dispatch import binding
+
+    cancelled = binding.cancel_unaffected(session, incident_id, reason=binding.NO_LONGER_AFFECTED, now=clock.now())
+    if cancelled:
+        event = audit.Event(audit.Action.DISPATCH_CANCELLED, {"deliveries": cancelled, "reason": "no longer affected"})
+        audit.record(session, incident_id, event, actor)
 
 
 AFFECTED_FIELDS = (

@@ -83,7 +83,7 @@ def show(
         print_json(d)
         return
     typer.echo(f"{d['id']}  {safe(d['title'])}")
-    typer.echo(f"status:     {d['status']}")
+    typer.echo(f"status:     {d.get('sending') or d['status']}")
     typer.echo(f"playbook:   {d['playbook']}")
     typer.echo(f"systems:    {', '.join(d['systems'])}")
     typer.echo(f"categories: {', '.join(d['categories'])}")

@@ -192,6 +192,8 @@ def status(
         )
         for inc in board.incidents:
             typer.echo(f"{inc['id']}  {inc['status']:<16} {inc['title']}")
+            if inc.get("sending"):
+                typer.echo(f"  {inc['sending']}")
             if not inc["assessed"]:
                 typer.echo(f"  not assessed yet: run `incident assess {inc['id']}`")
             print_obligations(inc["obligations"])
