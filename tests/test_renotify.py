@@ -296,3 +296,27 @@ def test_a_worker_applies_an_approval_made_while_notifying_like_dispatch(sending
     assert states[withdrawn] == "cancelled" and sum(s == "sent" for s in states.values()) == 60
     assert d.status() == "notified"
     assert f"{d.id}: ok" in d.ws.ok("audit", "verify", d.id)
+
+
+def test_a_reassessment_after_everyone_was_notified_brings_the_newcomer_in(sending: Sending) -> None:
+    """Given an incident whose 60 people are all notified, when a re-assessment finds one more, then the incident
+    is notifying again (not notified while someone is untold), and after a re-render and its approval, dispatch
+    notifies the newcomer and the incident is notified once more."""
+    d = sending
+    d.ws.ok("dispatch", d.id)
+    assert d.status() == "notified"
+    d.ws.import_inventory(people=people_csv([NEWCOMER.row()]), holdings=holdings_csv((NEWCOMER,)), systems=None)
+    d.ws.ok("assess", d.id, "--reassess")
+    assert d.status() == "notifying"
+    stale = d.ws.run("dispatch", d.id)
+    assert stale.exit_code == 0 and "the affected set (re-assessed) changed" in stale.stderr, stale.output
+    assert d.status() == "notifying", "not notified while the newcomer is untold"
+
+    rendered = d.ws.ok("notices", "render", d.id)
+    manifest = rendered.split("manifest sha256: ")[1].split()[0]
+    d.ws.ok("notices", "approve", d.id, "--manifest", manifest, "--reviewer", REVIEWER)
+    out = d.ws.ok("dispatch", d.id)
+    assert "every person is notified" in out, out
+    assert len(d.servers.sms.received_for(NEWCOMER.phone)) == 1
+    assert d.states()[NEWCOMER.person_id] == "sent" and d.status() == "notified"
+    assert f"{d.id}: ok" in d.ws.ok("audit", "verify", d.id)

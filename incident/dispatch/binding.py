@@ -75,11 +75,12 @@ def unplanned_count(session: Session, incident_id: str) -> int:
     return int(session.connection().execute(sql, {"i": incident_id}).scalar_one())
 
 
-# A delivery may change render only while nothing of it is on its way: pending, no live lease, no attempt in flight.
+# A delivery may change render only while nothing of it is on its way: pending, no live lease, no attempt in flight
+# and none of unknown outcome (its re-send repeats what may have arrived, not a different text).
 _MOVABLE = (
     "d.incident_id = :i AND d.state = :pending AND (d.lease_until IS NULL OR d.lease_until < :now) AND NOT EXISTS "
     "(SELECT 1 FROM attempt t WHERE t.incident_id = d.incident_id AND t.person_id = d.person_id "
-    "AND t.outcome = :in_flight)"
+    "AND t.outcome IN (:in_flight, :unknown))"
 )
 
 
@@ -89,6 +90,7 @@ def _movable_params(session: Session, incident_id: str, now: datetime) -> dict[s
         "pending": DeliveryState.PENDING,
         "now": db_time(session, now),
         "in_flight": AttemptOutcome.IN_FLIGHT,
+        "unknown": AttemptOutcome.UNKNOWN,
     }
 
 

@@ -240,7 +240,12 @@ def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport)
         states = models.counts_by_state(session, incident_id)
         report.states, report.held = states, states.get(DeliveryState.HELD, 0)
         open_work = states.get(DeliveryState.PENDING, 0) + states.get(DeliveryState.HELD, 0)
-        if open_work == 0 and Status(incident.status) == Status.NOTIFYING:
+        # People a re-assessment found while sending are not notified until a render for them is approved.
+        if (
+            open_work == 0
+            and Status(incident.status) == Status.NOTIFYING
+            and not binding.unplanned_count(session, incident_id)
+        ):
             incidents.transition(session, incident, Status.NOTIFIED, actor)
             assess.settle(session, incident_id, "individuals-notified", actor)
             report.notified = True
