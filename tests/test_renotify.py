@@ -320,3 +320,25 @@ def test_a_reassessment_after_everyone_was_notified_brings_the_newcomer_in(sendi
     assert len(d.servers.sms.received_for(NEWCOMER.phone)) == 1
     assert d.states()[NEWCOMER.person_id] == "sent" and d.status() == "notified"
     assert f"{d.id}: ok" in d.ws.ok("audit", "verify", d.id)
+
+
+def test_a_person_held_back_by_their_own_data_is_notified_once_fixed_while_notifying(workspace: WorkspaceDir) -> None:
+    """Given a person held back (their display name carries someone else's address) while the others were sent,
+    when the inventory team corrects the name and the responder re-assesses, re-renders and approves while
+    notifying, then dispatch reaches the person who was held back."""
+    grace = Member("grace", "Grace Hopper", "en", email="grace@example.com")
+    mallory = Member("mallory", "Mallory grace@example.com", "en", email="mallory@example.com")
+    with smtp_sink() as smtp, http_gateway() as sms, http_gateway() as push:
+        d = approve_story(workspace, (grace, mallory), Servers(smtp, sms, push))
+        d.ws.ok("dispatch", d.id)
+        assert d.states() == {"grace": "sent", "mallory": "unreachable"} and len(smtp.mails) == 1
+        with connect(d.ws.root) as db:  # the inventory's own correction (there is no command to rename a person)
+            db.execute("UPDATE person SET name = 'Mallory Smith' WHERE person_id = 'mallory'")
+        d.ws.ok("assess", d.id, "--reassess")
+        rendered = d.ws.ok("notices", "render", d.id)
+        assert "held back" not in rendered, rendered
+        manifest = rendered.split("manifest sha256: ")[1].split()[0]
+        d.ws.ok("notices", "approve", d.id, "--manifest", manifest, "--reviewer", REVIEWER)
+        d.ws.ok("dispatch", d.id)
+        assert smtp.mails[-1].rcpt_tos == [mallory.email] and "Mallory Smith" in smtp.mails[-1].text()
+    assert d.states() == {"grace": "sent", "mallory": "sent"}

@@ -6,7 +6,7 @@ was sent stays proven against the approval that covered it (its render's notices
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,10 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy import text
 from sqlmodel import Session
 
+from incident import approvals, clock
 from incident.config import Workspace
 from incident.db import db_time
-from incident.dispatch.models import DELIVERY, POSTAL, STREAM, AttemptOutcome, DeliveryState
-from incident.incidents.models import Incident
+from incident.dispatch.models import ATTEMPT, DELIVERY, POSTAL, STREAM, AttemptOutcome, DeliveryState, delivery_count
+from incident.incidents.models import Incident, Status
+from incident.notices.approval import NOTICES, approval_state, current_render
 
 NO_LONGER_AFFECTED = "no longer affected after re-assessment: nothing more is sent"
 
@@ -163,9 +165,6 @@ def _unaffected_people(session: Session, incident_id: str, now: datetime, limit:
 
 def approved_newest_render(session: Session, incident_id: str) -> int | None:
     """The newest finished render of the notices when its latest decision approves it (not whether it is stale)."""
-    from incident import approvals
-    from incident.notices.approval import NOTICES, current_render
-
     render = current_render(session, incident_id)
     if render is None:
         return None
@@ -181,7 +180,11 @@ def may_need_update(session: Session, incident_id: str, now: datetime) -> bool:
     render_id = approved_newest_render(session, incident_id)
     if render_id is None:
         return False
-    return movable_count(session, incident_id, render_id, now) > 0 or unplanned_count(session, incident_id) > 0
+    return (
+        movable_count(session, incident_id, render_id, now) > 0
+        or unplanned_count(session, incident_id) > 0
+        or bool(_never_tried(session, incident_id, render_id, limit=1))
+    )
 
 
 def rebind(session: Session, incident_id: str, render_id: int, now: datetime) -> int:
@@ -197,6 +200,57 @@ def rebind(session: Session, incident_id: str, render_id: int, now: datetime) ->
             if all(c in have.get(person_id, ()) for c in left):
                 moved.append(person_id)
     return bind_to_render(session, incident_id, moved, render_id)
+
+
+def replan_unreached(
+    session: Session, incident_id: str, render_id: int, *, allowed: Sequence[str], now: datetime
+) -> int:
+    """Give the deliveries planned with no notice at all (their person was held back by their own data, never
+    tried) the channels the newly approved render has for them; return how many now have something to send."""
+    d = DELIVERY
+    people = _never_tried(session, incident_id, render_id)
+    found, still = 0, list[str]()
+    for start in range(0, len(people), 500):
+        chunk = people[start : start + 500]
+        have = _channels_of(session, incident_id, render_id, chunk)
+        for person_id in chunk:
+            chans = have.get(person_id, set())
+            electronic = [c for c in allowed if c in chans]
+            letter = POSTAL in chans
+            if not electronic and not letter:
+                still.append(person_id)  # still nothing to send: looked at under this render, not again
+                continue
+            session.connection().execute(
+                sa.update(d)
+                .where(d.c.incident_id == incident_id, d.c.person_id == person_id)
+                .values(
+                    channels=",".join(electronic),
+                    has_letter=letter,
+                    position=0,
+                    tries=0,
+                    state=DeliveryState.PENDING if electronic else DeliveryState.LETTER,
+                    next_at=now,
+                    settled_at=None,
+                    render_id=render_id,
+                )
+            )
+            found += 1
+    bind_to_render(session, incident_id, still, render_id)
+    return found
+
+
+def _never_tried(session: Session, incident_id: str, render_id: int, limit: int | None = None) -> list[str]:
+    """People planned with no channel at all under another render and never tried."""
+    d, t = DELIVERY, ATTEMPT
+    tried = sa.select(t.c.id).where(t.c.incident_id == d.c.incident_id, t.c.person_id == d.c.person_id).exists()
+    stmt = sa.select(d.c.person_id).where(
+        d.c.incident_id == incident_id,
+        d.c.state == DeliveryState.UNREACHABLE,
+        d.c.channels == "",
+        sa.or_(d.c.render_id.is_(None), d.c.render_id != render_id),
+        ~tried,
+    )
+    return [r[0] for r in session.connection().execute(stmt.limit(limit))]
 
 
 def _channels_of(session: Session, incident_id: str, render_id: int, person_ids: list[str]) -> dict[str, set[str]]:
@@ -215,11 +269,7 @@ def _channels_of(session: Session, incident_id: str, render_id: int, person_ids:
 def sending_note(session: Session, ws: Workspace, incident: Incident) -> str | None:
     """Where an incident that is sending stands with its notices, in one line, when a re-render, a stale approval
     or a fresh approval not yet applied changes what happens next; None when nothing does."""
-    from incident import clock
-    from incident.dispatch.models import delivery_count
-    from incident.notices.approval import approval_state
-
-    if incident.status not in ("notifying", "notified") or not delivery_count(session, incident.id):
+    if incident.status not in (Status.NOTIFYING, Status.NOTIFIED) or not delivery_count(session, incident.id):
         return None
     review = approval_state(session, ws, incident)
     now = clock.now()

@@ -207,7 +207,9 @@ def _bring_up_to_date(
     if approved is None:  # blocked: nothing new is planned, the planned ones keep their render
         return
     assert approved.id is not None
+    allowed = planning.allowed_channels(ws, incident)
     moved = binding.rebind(session, incident.id, approved.id, now)
+    moved += binding.replan_unreached(session, incident.id, approved.id, allowed=allowed, now=now)
     if moved:
         event = audit.Event(
             audit.Action.DISPATCH_REBOUND,
@@ -215,7 +217,7 @@ def _bring_up_to_date(
         )
         audit.record(session, incident.id, event, actor)
     report.rebound = moved
-    report.planned = planning.plan(session, incident, planning.allowed_channels(ws, incident), approved.id)
+    report.planned = planning.plan(session, incident, allowed, approved.id)
     if report.planned:
         planned = audit.Event(audit.Action.DISPATCH_PLANNED, {"deliveries": report.planned, "render": approved.id})
         audit.record(session, incident.id, planned, actor)
