@@ -342,3 +342,39 @@ def test_a_person_held_back_by_their_own_data_is_notified_once_fixed_while_notif
         d.ws.ok("dispatch", d.id)
         assert smtp.mails[-1].rcpt_tos == [mallory.email] and "Mallory Smith" in smtp.mails[-1].text()
     assert d.states() == {"grace": "sent", "mallory": "sent"}
+
+
+def test_a_delivery_in_flight_when_the_new_render_is_approved_keeps_the_notice_it_is_sending(
+    sending: Sending,
+) -> None:
+    """Given 9 fallbacks pending and a re-render, when a worker on another host has claimed one push (its attempt
+    is in flight) at the moment legal approves the re-render, then dispatch moves the 8 others to the new notices
+    and leaves that one on the notice it is sending; when its call returns, the proof names the old manifest for
+    it and the new one for the other pushes."""
+    from incident.config import find_workspace
+    from incident.db import unit_of_work
+    from incident.dispatch import transports
+    from incident.dispatch.claims import claim, settle
+
+    d = sending
+    first_manifest = d.manifest()
+    override(d.ws, "en/push.txt.j2", packaged("en/push.txt.j2").rstrip("\n") + f" {HELPLINE}\n")
+    rendered = d.ws.ok("notices", "render", d.id)
+    second_manifest = rendered.split("manifest sha256: ")[1].split()[0]
+    ws = find_workspace(d.ws.root)
+    with unit_of_work(ws) as session:  # another host's worker, mid-call
+        (busy,) = claim(session, d.id, "other-host:4242:1", limit=1, only="push")
+    assert HELPLINE not in busy.message.text
+
+    d.ws.ok("notices", "approve", d.id, "--manifest", second_manifest, "--reviewer", REVIEWER)
+    out = d.ws.ok("dispatch", d.id, "--enqueue-only")
+    assert "8 deliveries not yet sent now carry the newly approved notices" in out, out
+    with unit_of_work(ws) as session:  # its call returns: delivered
+        settle(session, d.id, [(busy, transports.Outcome(transports.SENT, "ok"))], configs={})
+    d.ws.ok("dispatch", d.id)
+    pushed = d.texts(d.servers.push.requests, PUSHED, "push")
+    assert busy.person_id not in pushed and len(pushed) == 4 and all(HELPLINE in t for t in pushed.values())
+    manifests = {a["person_id"]: a["manifest_sha256"] for a in d.proof() if a["outcome"] == "sent"}
+    assert manifests[busy.person_id] == first_manifest
+    assert {manifests[m.person_id] for m in PUSHED if m.person_id != busy.person_id} == {second_manifest}
+    assert f"{d.id}: ok" in d.ws.ok("audit", "verify", d.id)
