@@ -225,9 +225,10 @@ def _bring_up_to_date(
 
 def _refresh(ws: Workspace, incident_id: str, actor: str, report: DispatchReport) -> None:
     """A worker's look, between rounds, for a new approval to apply or new people to plan (cheap when none)."""
-    with unit_of_work(ws) as session:
+    with unit_of_work(ws, write=False) as session:  # the look takes no write lock from the other workers
         if not binding.may_need_update(session, incident_id, clock.now()):
             return
+    with unit_of_work(ws) as session:
         incident = incidents.get(session, incident_id, for_update=True)
         if Status(incident.status) not in SENDING:
             return
