@@ -33,6 +33,7 @@ from incident.dispatch.channels import ChannelConfig, next_attempt_at
 from incident.dispatch.claims import Work, claim, next_state, settle
 from incident.dispatch.planning import plan
 from incident.incidents.models import get
+from incident.notices.approval import current_render
 
 REPO = Path(__file__).resolve().parents[1]
 SENDER = "security@example.com"
@@ -548,7 +549,9 @@ def test_a_delivery_waiting_for_retry_after_is_claimed_at_that_instant_not_befor
     configs = {"sms": CFG}
     with freeze_time("2026-03-12 10:00:00") as frozen:
         with unit_of_work(ws) as session:
-            assert plan(session, get(session, d.id), ["email", "sms", "push"]) == 2
+            render = current_render(session, d.id)
+            assert render is not None and render.id is not None
+            assert plan(session, get(session, d.id), ["email", "sms", "push"], render.id) == 2
         with unit_of_work(ws) as session:
             claimed = {w.person_id: w for w in claim(session, d.id, "test-worker", limit=10)}
         assert set(claimed) == {"dan", "fay"}

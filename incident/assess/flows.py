@@ -16,6 +16,7 @@ from incident.errors import InvalidArgument, NotAssessed
 from incident.files import open_private, safe_cell
 from incident.incidents import models as incidents
 from incident.incidents.holds import refuse_if_purged
+from incident.incidents.models import Status
 
 
 def list_incidents(ws: Workspace) -> list[dict[str, Any]]:
@@ -52,7 +53,26 @@ def assess_incident(
 
     with unit_of_work(ws) as session:
         grading.assess_incident(session, incident_id, actor, ws.root, reassess=reassess, grade=grade, reason=reason)
+        if reassess:
+            _cancel_unaffected(session, incident_id, actor)
         return picture(session, ws, incidents.get(session, incident_id)).as_json()
+
+
+def _cancel_unaffected(session: Any, incident_id: str, actor: str) -> None:
+    """People a re-assessment no longer finds affected are sent nothing more (what they were sent stays); one it
+    finds on a notified incident makes it notifying again."""
+    from incident import clock
+    from incident.audit import chain as audit
+    from incident.dispatch import binding
+
+    cancelled = binding.cancel_unaffected(session, incident_id, reason=binding.NO_LONGER_AFFECTED, now=clock.now())
+    if cancelled:
+        event = audit.Event(audit.Action.DISPATCH_CANCELLED, {"deliveries": cancelled, "reason": "no longer affected"})
+        audit.record(session, incident_id, event, actor)
+    incident = incidents.get(session, incident_id)
+    found = binding.unplanned_count(session, incident_id) if incident.status == Status.NOTIFIED else 0
+    if found:  # a notified incident with people not yet told is notifying again
+        incidents.transition(session, incident, Status.NOTIFYING, actor, f"re-assessed: {found} people to notify")
 
 
 AFFECTED_FIELDS = (

@@ -27,12 +27,15 @@ def check_manual_grade(rules: catalog.Jurisdictions, grade: str | None, reason: 
         raise InvalidArgument("--grade needs --reason: a manual grade must say why (qualitative criteria, loss)")
 
 
+# While notices are being sent (or were), a re-assessment may still find more people: the status stays, the
+# deliveries already planned keep their approved notices, and the new people wait for a re-render and approval.
+SENDING = (Status.NOTIFYING, Status.NOTIFIED)
+
+
 def take_snapshot(session: Session, incident: Incident, workspace: Path | None) -> dict[str, Any]:
-    """Replace the affected snapshot and return its counts; refused once notices have gone out."""
-    if Status(incident.status) in (Status.NOTIFYING, Status.NOTIFIED, Status.CLOSED):
-        raise IncidentError(
-            f"{incident.id} is '{incident.status}': notices have gone out, the snapshot can no longer change"
-        )
+    """Replace the affected snapshot and return its counts; refused once the incident is closed."""
+    if Status(incident.status) == Status.CLOSED:
+        raise IncidentError(f"{incident.id} is '{incident.status}': the snapshot can no longer change")
     determine_affected(session, incident)
     return count(session, incident, workspace)
 
@@ -75,7 +78,9 @@ def assess_incident(
     session.add(stored)
     session.flush()
     if snapshot:
-        transition(session, incident, Status.ASSESSED, actor, "re-assessed" if previous else "")
+        status = Status(incident.status)
+        to = status if status in SENDING else Status.ASSESSED
+        transition(session, incident, to, actor, "re-assessed" if previous else "")
     payload = {
         "people": counts["people"],
         "grade": stored.grade,

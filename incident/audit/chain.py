@@ -41,6 +41,8 @@ class Action(StrEnum):
     DISPATCH_RECOVERED = "dispatch-recovered"
     DISPATCH_HELD_RELEASED = "dispatch-held-released"
     DISPATCH_RUN = "dispatch-run"
+    DISPATCH_REBOUND = "dispatch-rebound"  # deliveries not yet on their way moved to a newly approved render
+    DISPATCH_CANCELLED = "dispatch-cancelled"  # deliveries of people a re-assessment found no longer affected
     ATTEMPTS = "attempts"
     LETTERS_WRITTEN = "letters-written"
     ANNOUNCEMENT_RENDERED = "announcement-rendered"

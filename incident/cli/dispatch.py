@@ -11,6 +11,12 @@ from incident.cli import state
 from incident.cli.output import echo, stderr_is_terminal, terminal_stream
 from incident.errors import ExitCode
 
+BLOCKED = (
+    "the deliveries already planned keep sending the notices they were approved with (the list above); nothing "
+    "new is planned (new people, new content) until the current render is approved: "
+    "`incident notices render ID`, then `incident notices approve ID --manifest SHA256`"
+)
+
 
 def register(app: typer.Typer) -> None:
     app.command("dispatch")(dispatch)
@@ -62,7 +68,7 @@ def dispatch(
     st = state(ctx)
     ws = st.ws()
     if dry_run:
-        plan = flows.dispatch_preview(ws, incident_id, channel)
+        plan, blocked = flows.dispatch_preview(ws, incident_id, channel)
         total = 0
         for ch, variants in sorted(plan.items()):
             echo(f"{ch}: {sum(variants.values()):,}")
@@ -70,6 +76,8 @@ def dispatch(
                 echo(f"  {n:>9,}  {variant}")
             total += sum(variants.values())
         echo(f"would send {total:,} messages now (nothing was sent)")
+        if blocked:
+            echo(f"note: new plans are blocked: {blocked}: {BLOCKED}", err=True)
         return
     if release_held:
         echo(f"released {flows.release_held(ws, incident_id, st.who())} held deliveries")
@@ -99,11 +107,9 @@ def dispatch(
         if bar is not None:
             bar.stop()
     if report.stale:
-        echo(
-            f"note: the approval is stale ({report.stale}): the deliveries already planned keep sending the approved "
-            "notices; nothing new is planned until the notices are approved again",
-            err=True,
-        )
+        echo(f"note: new plans are blocked: {report.stale}: {BLOCKED}", err=True)
+    if report.rebound:
+        echo(f"{report.rebound:,} deliveries not yet sent now carry the newly approved notices")
     if report.recovered_unknown:
         what = "held for a decision (--release-held to re-send)" if hold_unknown else "re-sent once"
         echo(f"{report.recovered_unknown} attempts were in flight when a previous run stopped: {what}")
@@ -172,6 +178,10 @@ def worker(
         echo(f"{iid}: {tally}")
         if report.recovered_unknown:
             echo(f"  took over {report.recovered_unknown} attempts left in flight by a stopped worker")
+        if report.rebound or report.planned:
+            echo(f"  newly approved notices: {report.rebound:,} moved to them, {report.planned:,} people planned")
+        if report.stale:
+            echo(f"  note: new plans are blocked: {report.stale}", err=True)
     if not reports:
         echo("no incident is notifying")
     halted = [f"{iid}: {r.halted}" for iid, r in reports.items() if r.halted]

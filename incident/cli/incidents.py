@@ -82,7 +82,7 @@ def show(
         print_json(d)
         return
     echo(f"{d['id']}  {d['title']}")
-    echo(f"status:     {d['status']}")
+    echo(f"status:     {d.get('sending') or d['status']}")
     echo(f"playbook:   {d['playbook']}")
     echo(f"systems:    {', '.join(d['systems'])}")
     echo(f"categories: {', '.join(d['categories'])}")

@@ -34,6 +34,12 @@ def render(
     echo(f"review bundle: {r.bundle / 'index.html'}")
     echo(f"manifest sha256: {r.manifest_hash}")
     print_held(r.held)
+    if r.while_sending:
+        echo(
+            f"note: {incident_id} is {r.while_sending}: the deliveries already planned keep sending the notices they "
+            "were approved with; once this render is approved, what is not yet sent carries it and new people are "
+            "planned at the next dispatch"
+        )
 
 
 @notices_app.command("approve")

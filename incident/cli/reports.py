@@ -191,6 +191,8 @@ def status(
         )
         for inc in board.incidents:
             echo(f"{inc['id']}  {inc['status']:<16} {inc['title']}")
+            if inc.get("sending"):
+                echo(f"  {inc['sending']}")
             if not inc["assessed"]:
                 echo(f"  not assessed yet: run `incident assess {inc['id']}`")
             print_obligations(inc["obligations"])

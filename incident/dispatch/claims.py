@@ -50,6 +50,7 @@ class _Due:
     tries: int
     has_letter: bool
     channel: str
+    render_id: int
 
 
 def claim(
@@ -69,10 +70,12 @@ def claim(
     due = _due(session, incident_id, now, limit, only)
     if not due:
         return []
-    notices = notice_models.notices_to_claim(session, incident_id, [d.person_id for d in due])
+    # Each delivery sends the notice of the render it is bound to (see binding): not simply the newest one.
+    renders = {d.render_id for d in due}
+    notices = notice_models.notices_to_claim(session, incident_id, [d.person_id for d in due], renders)
     attempts, picked = [], []
     for d in due:
-        notice = notices.get((d.person_id, d.channel))
+        notice = notices.get((d.person_id, d.channel, d.render_id))
         if notice is None:
             continue
         address = notice.address(d.channel)
@@ -129,7 +132,7 @@ def claim(
 def _due(session: Session, incident_id: str, now: datetime, limit: int, only: str | None) -> list[_Due]:
     """Pending deliveries whose time has come and whose lease (if any) ran out, locked against other workers."""
     d = models.DELIVERY
-    stmt = sa.select(d.c.person_id, d.c.channels, d.c.position, d.c.tries, d.c.has_letter).where(
+    stmt = sa.select(d.c.person_id, d.c.channels, d.c.position, d.c.tries, d.c.has_letter, d.c.render_id).where(
         d.c.incident_id == incident_id,
         d.c.state == DeliveryState.PENDING,
         d.c.next_at <= now,
@@ -139,9 +142,9 @@ def _due(session: Session, incident_id: str, now: datetime, limit: int, only: st
         stmt = stmt.where(models.due_on(session, incident_id, only))
     stmt = stmt.order_by(d.c.next_at, d.c.person_id).limit(limit).with_for_update(skip_locked=True)
     due = []
-    for person_id, chans, position, tries, has_letter in session.connection().execute(stmt):
+    for person_id, chans, position, tries, has_letter, render_id in session.connection().execute(stmt):
         channels = chans.split(",")
-        due.append(_Due(person_id, channels, position, tries, has_letter, channels[position]))
+        due.append(_Due(person_id, channels, position, tries, has_letter, channels[position], render_id))
     return due
 
 

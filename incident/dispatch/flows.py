@@ -10,11 +10,12 @@ from typing import IO
 
 from sqlmodel import Session
 
+from incident import clock
 from incident.assess import models as assess
 from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.db import unit_of_work
-from incident.dispatch import models, planning, proof, recovery
+from incident.dispatch import binding, models, planning, proof, recovery
 from incident.dispatch.letters import LetterBatch, write_letters
 from incident.dispatch.models import DeliveryState
 from incident.dispatch.sending import DispatchReport, Sender, make_sender, pump
@@ -24,6 +25,7 @@ from incident.incidents import models as incidents
 from incident.incidents.holds import refuse_if_purged
 from incident.incidents.models import Status
 from incident.notices.approval import approval_state, require_current_approval
+from incident.notices.models import Render
 
 ELECTRONIC = ("email", "sms", "push")
 
@@ -115,6 +117,7 @@ def run_worker(
                 _require_notifying(ws, iid)
                 checked.add(iid)
             report = reports.setdefault(iid, DispatchReport())
+            _refresh(ws, iid, actor, report)
             progressed = _serve(sender, iid, actor, workers=workers, hold_unknown=hold_unknown, report=report)
             worked = worked or progressed
             if progressed or not follow:
@@ -152,36 +155,86 @@ def _require_notifying(ws: Workspace, incident_id: str) -> None:
         _approval_for_sending(session, ws, incident)
 
 
-def _approval_for_sending(session: Session, ws: Workspace, incident: incidents.Incident) -> str | None:
-    """Refuse unless the deliveries may go out; return what made the approval stale when they still may.
+SENDING = (Status.NOTIFYING, Status.NOTIFIED)
 
-    A stale approval (a logged action, an edited template or incident.toml) blocks new plans only: deliveries
-    already planned while notifying keep sending the render that was approved (each claim checks its notice's
-    hash, and notice rows cannot change while notifying), and fall back on their channels."""
-    if Status(incident.status) == Status.NOTIFYING and models.delivery_count(session, incident.id) > 0:
+
+def _approval_for_sending(session: Session, ws: Workspace, incident: incidents.Incident) -> tuple[Render | None, str]:
+    """The approved render new plans may use, or why new plans are blocked; refuse when nothing may go out.
+
+    Once sending has started, an approval that is stale (a logged action, an edited template or incident.toml, a
+    deleted manifest), or a re-render that awaits its review, blocks new plans only: the deliveries already planned
+    keep sending the render they are bound to (each claim checks its notice's hash, and those notices are kept) and
+    fall back on their channels."""
+    if Status(incident.status) in SENDING and models.delivery_count(session, incident.id) > 0:
         state = approval_state(session, ws, incident)
         if state["state"] == "stale":
-            return "; ".join(state["changes"]) or "changed"
-    require_current_approval(session, ws, incident)
-    return None
+            return None, "the approval is stale: " + ("; ".join(state["changes"]) or "changed")
+        if state["state"] != "approved":
+            manifest = str(state.get("manifest") or "")[:12]
+            return None, f"the re-render (manifest {manifest}) is {state['state']}"
+    return require_current_approval(session, ws, incident), ""
 
 
 def _start(ws: Workspace, incident_id: str, actor: str, *, hold_unknown: bool, report: DispatchReport) -> None:
-    """Check the approval, plan the deliveries once, take over dead attempts, and mark the incident notifying."""
+    """Check the approval, bring the deliveries up to it, take over dead attempts, and mark the incident
+    notifying."""
     with unit_of_work(ws) as session:
         incident = incidents.get(session, incident_id, for_update=True)
         # The approval first: a re-assessment also steps the status back, and the refusal must name the change.
-        report.stale = _approval_for_sending(session, ws, incident)
-        if Status(incident.status) not in (Status.APPROVED, Status.NOTIFYING, Status.NOTIFIED):
+        approved, report.stale = _approval_for_sending(session, ws, incident)
+        if Status(incident.status) not in (Status.APPROVED, *SENDING):
             raise IncidentError(f"{incident_id} is '{incident.status}': dispatch needs approved notices")
-        if report.stale is None:  # a stale approval plans nothing new: it only lets the planned ones finish
-            report.planned = planning.plan(session, incident, planning.allowed_channels(ws, incident))
+        _bring_up_to_date(session, ws, incident, approved, report, actor)
         report.recovered_unknown = recovery.recover(session, incident_id, hold_unknown=hold_unknown, actor=actor)
         if Status(incident.status) != Status.NOTIFYING:
             incidents.transition(session, incident, Status.NOTIFYING, actor)
-        if report.planned:
-            planned = audit.Event(audit.Action.DISPATCH_PLANNED, {"deliveries": report.planned})
-            audit.record(session, incident_id, planned, actor)
+
+
+def _bring_up_to_date(
+    session: Session,
+    ws: Workspace,
+    incident: incidents.Incident,
+    approved: Render | None,
+    report: DispatchReport,
+    actor: str,
+) -> None:
+    """Cancel what is left for people no longer affected; with a current approval, move what is not yet on its
+    way to the approved render and plan the people who have no delivery yet (each step audited)."""
+    now = clock.now()
+    cancelled = binding.cancel_unaffected(session, incident.id, reason=binding.NO_LONGER_AFFECTED, now=now)
+    if cancelled:
+        event = audit.Event(audit.Action.DISPATCH_CANCELLED, {"deliveries": cancelled, "reason": "no longer affected"})
+        audit.record(session, incident.id, event, actor)
+    if approved is None:  # blocked: nothing new is planned, the planned ones keep their render
+        return
+    assert approved.id is not None
+    allowed = planning.allowed_channels(ws, incident)
+    moved = binding.rebind(session, incident.id, approved.id, now)
+    moved += binding.replan_unreached(session, incident.id, approved.id, allowed=allowed, now=now)
+    if moved:
+        event = audit.Event(
+            audit.Action.DISPATCH_REBOUND,
+            {"deliveries": moved, "render": approved.id, "manifest": approved.manifest_hash},
+        )
+        audit.record(session, incident.id, event, actor)
+    report.rebound = moved
+    report.planned = planning.plan(session, incident, allowed, approved.id)
+    if report.planned:
+        planned = audit.Event(audit.Action.DISPATCH_PLANNED, {"deliveries": report.planned, "render": approved.id})
+        audit.record(session, incident.id, planned, actor)
+
+
+def _refresh(ws: Workspace, incident_id: str, actor: str, report: DispatchReport) -> None:
+    """A worker's look, between rounds, for a new approval to apply or new people to plan (cheap when none)."""
+    with unit_of_work(ws, write=False) as session:  # the look takes no write lock from the other workers
+        if not binding.may_need_update(session, incident_id, clock.now()):
+            return
+    with unit_of_work(ws) as session:
+        incident = incidents.get(session, incident_id, for_update=True)
+        if Status(incident.status) not in SENDING:
+            return
+        approved, report.stale = _approval_for_sending(session, ws, incident)
+        _bring_up_to_date(session, ws, incident, approved, report, actor)
 
 
 def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport) -> None:
@@ -191,7 +244,12 @@ def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport)
         states = models.counts_by_state(session, incident_id)
         report.states, report.held = states, states.get(DeliveryState.HELD, 0)
         open_work = states.get(DeliveryState.PENDING, 0) + states.get(DeliveryState.HELD, 0)
-        if open_work == 0 and Status(incident.status) == Status.NOTIFYING:
+        # People a re-assessment found while sending are not notified until a render for them is approved.
+        if (
+            open_work == 0
+            and Status(incident.status) == Status.NOTIFYING
+            and not binding.unplanned_count(session, incident_id)
+        ):
             incidents.transition(session, incident, Status.NOTIFIED, actor)
             assess.settle(session, incident_id, "individuals-notified", actor)
             report.notified = True
@@ -206,12 +264,14 @@ def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport)
         )
 
 
-def dispatch_preview(ws: Workspace, incident_id: str, channel: str | None) -> dict[str, dict[str, int]]:
-    """What dispatch would send now, per channel and variant (nothing is written)."""
+def dispatch_preview(ws: Workspace, incident_id: str, channel: str | None) -> tuple[dict[str, dict[str, int]], str]:
+    """What dispatch would send now, per channel and variant, and why new plans are blocked if they are (nothing
+    is written)."""
     with unit_of_work(ws, write=False) as session:
         incident = incidents.get(session, incident_id)
-        require_current_approval(session, ws, incident)
-        return planning.dry_run(session, ws, incident, only=channel)
+        approved, blocked = _approval_for_sending(session, ws, incident)
+        render_id = approved.id if approved is not None else None
+        return planning.dry_run(session, ws, incident, only=channel, render_id=render_id), blocked
 
 
 def release_held(ws: Workspace, incident_id: str, actor: str) -> int:

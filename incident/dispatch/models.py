@@ -26,6 +26,7 @@ class DeliveryState(StrEnum):
     POSTED = "posted"  # the letter went into a letter batch
     UNREACHABLE = "unreachable"  # no channel left and no postal address
     HELD = "held"  # an attempt of unknown outcome waits for a human decision
+    CANCELLED = "cancelled"  # its person is no longer affected (re-assessed): nothing more is sent
 
 
 class AttemptOutcome(StrEnum):
@@ -57,6 +58,8 @@ class Delivery(SQLModel, table=True):
     final_channel: str | None = None
     settled_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     unknown_resends: int = 0
+    render_id: int | None = None  # the render whose notices this delivery sends (see planning.rebind)
+    cancel_reason: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class Attempt(SQLModel, table=True):
@@ -215,7 +218,8 @@ def pending_notice_variants(session: Session, incident_id: str) -> Iterator[Any]
         session.connection().execute(
             text(
                 "SELECT d.channels, d.position, n.variant FROM delivery d JOIN notice n ON n.incident_id = "
-                "d.incident_id AND n.person_id = d.person_id WHERE d.incident_id = :i AND d.state = :pending"
+                "d.incident_id AND n.person_id = d.person_id AND n.render_id = d.render_id "
+                "WHERE d.incident_id = :i AND d.state = :pending"
             ),
             {"i": incident_id, "pending": DeliveryState.PENDING},
         )
@@ -241,6 +245,7 @@ def queued_letters(session: Session, incident_id: str) -> Iterator[QueuedLetter]
         text(
             "SELECT d.person_id, n.id, n.ref, n.locale, n.body, n.html, a.to_name, a.to_address FROM delivery d "
             "JOIN notice n ON n.incident_id = d.incident_id AND n.person_id = d.person_id AND n.channel = :postal "
+            "AND n.render_id = d.render_id "
             "JOIN affected a ON a.incident_id = d.incident_id AND a.person_id = d.person_id "
             "WHERE d.incident_id = :i AND d.state = :letter ORDER BY d.person_id"
         ),
@@ -250,12 +255,17 @@ def queued_letters(session: Session, incident_id: str) -> Iterator[QueuedLetter]
 
 
 def attempts_with_notice_sha(session: Session, incident_id: str) -> Iterator[Any]:
-    """Every attempt (masked addresses only) with the hash of the notice it sent, streamed in id order."""
+    """Every attempt (masked addresses only) with the hash of the notice it sent, the manifest of the render that
+    notice belongs to and who approved that manifest, streamed in id order."""
     return iter(
         session.connection().execute(
             text(
                 "SELECT t.id, t.person_id, t.channel, t.address, t.started, t.finished, t.outcome, t.reason, "
-                "t.provider, n.sha256, t.worker FROM attempt t LEFT JOIN notice n ON n.id = t.notice_id "
+                "t.provider, n.sha256, t.worker, r.manifest_hash, "
+                "(SELECT ap.reviewer FROM approval ap WHERE ap.incident_id = t.incident_id AND ap.artefact = "
+                "'notices' AND ap.render_id = r.id AND ap.manifest_hash = r.manifest_hash AND ap.decision = "
+                "'approved' ORDER BY ap.id DESC LIMIT 1) "
+                "FROM attempt t LEFT JOIN notice n ON n.id = t.notice_id LEFT JOIN render r ON r.id = n.render_id "
                 "WHERE t.incident_id = :i ORDER BY t.id"
             ),
             {"i": incident_id},

@@ -28,6 +28,8 @@ FIELDS = (
     "provider",
     "notice_sha256",
     "worker",
+    "manifest_sha256",  # the render the notice belongs to: the manifest legal approved
+    "approved_by",
 )
 
 

@@ -39,7 +39,8 @@ class DispatchReport:
     states: dict[str, int] = field(default_factory=dict)
     notified: bool = False
     halted: str | None = None  # why the run stopped early (a fault on our side); the rest is still pending
-    stale: str | None = None  # what made the approval stale while notifying: planned deliveries still go out
+    stale: str = ""  # why new plans are blocked while sending (stale approval, re-render under review)
+    rebound: int = 0  # deliveries moved to a newly approved render
 
 
 @dataclass

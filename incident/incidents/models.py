@@ -25,7 +25,10 @@ class Status(StrEnum):
     CLOSED = "closed"
 
 
-# Every legal move. Re-assessing or re-rendering steps back; nothing leaves `closed`.
+# Every legal move. Re-assessing or re-rendering steps back; nothing leaves `closed`. Once sending has started,
+# re-assessing, re-rendering and deciding move the incident to its own status instead (notifying → notifying,
+# notified → notified, or notifying when people are found): the render and its approval carry their own state,
+# so dispatch of the deliveries already planned never waits for a review.
 LEGAL: dict[Status, set[Status]] = {
     Status.OPEN: {Status.ASSESSED, Status.CLOSED},
     Status.ASSESSED: {Status.ASSESSED, Status.RENDERED, Status.CLOSED},

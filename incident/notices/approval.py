@@ -62,20 +62,21 @@ def changes_since(session: Session, ws: Workspace, render: Render) -> list[str]:
     for key, label in CHANGE_LABELS.items():
         if before.get(key) != now[key]:
             changed.append(f"{label} changed")
-    if notices_digest(session, incident.id) != before_digest(render):
+    assert render.id is not None
+    if notices_digest(session, incident.id, render.id) != before_digest(render):
         changed.append("rendered notices in the database differ from the approved manifest")
     return changed
 
 
-def notices_digest(session: Session, incident_id: str) -> str:
-    """Recompute the manifest's notices digest from the stored notices and their content."""
+def notices_digest(session: Session, incident_id: str, render_id: int) -> str:
+    """Recompute a render's manifest notices digest from its stored notices and their content."""
     digest = hashlib.sha256()
     rows = session.connection().execute(
         text(
             "SELECT person_id, channel, subject, body, html, sha256 FROM notice WHERE incident_id = :iid "
-            "ORDER BY person_id, id"
+            "AND render_id = :r ORDER BY person_id, id"
         ),
-        {"iid": incident_id},
+        {"iid": incident_id, "r": render_id},
         execution_options={"stream_results": True, "yield_per": 2000},
     )
     for person_id, channel, subject, body, html, sha in rows:
@@ -114,15 +115,23 @@ def _summary(render: Render) -> dict[str, Any]:
     }
 
 
+# Once sending has started the status stays where it is through a re-render and its review: the render and its
+# approval carry their own state, and the deliveries already planned keep sending what was approved meanwhile.
+SENDING = (Status.NOTIFYING, Status.NOTIFIED)
+
+
 def _nothing_to_decide(incident: incidents.Incident, render: Render | None) -> str | None:
-    if render is None or Status(incident.status) not in (Status.RENDERED, Status.APPROVED):
+    if render is None or Status(incident.status) not in (Status.RENDERED, Status.APPROVED, *SENDING):
         return f"{incident.id} has no rendered notices awaiting review (status '{incident.status}')"
     return None
 
 
 def _move_status(session: Session, incident: incidents.Incident, decision: Decision, reviewer: str, actor: str) -> None:
-    # Approved notices may be dispatched; rejected ones go back to be rendered again.
-    to = Status.APPROVED if decision == Decision.APPROVED else Status.ASSESSED
+    # Approved notices may be dispatched; rejected ones go back to be rendered again. While sending, the status
+    # stays (an audited move to itself): the next dispatch applies an approval to what is not yet sent.
+    status = Status(incident.status)
+    back = Status.APPROVED if decision == Decision.APPROVED else Status.ASSESSED
+    to = status if status in SENDING else back
     incidents.transition(session, incident, to, actor, f"notices {decision} by {reviewer}")
 
 

@@ -19,9 +19,12 @@ def render_notices(ws: Workspace, incident_id: str, actor: str, *, workers: int 
     # The started render is committed on its own, so an approval made meanwhile sees it and refuses.
     with unit_of_work(ws) as session:
         render_id = begin_render(session, incident_id, actor)
+    from incident.dispatch.binding import renders_in_use
+
     try:
         with unit_of_work(ws) as session:
-            return render(session, ws, incident_id, actor, workers, render_id=render_id)
+            keep = renders_in_use(session, incident_id)
+            return render(session, ws, incident_id, actor, workers, render_id=render_id, keep_renders=keep)
     except BaseException:
         with unit_of_work(ws) as session:
             abandon_render(session, render_id)

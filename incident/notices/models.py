@@ -6,7 +6,7 @@ import hashlib
 import json
 import secrets
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -40,7 +40,8 @@ class Notice(SQLModel, table=True):
     """One rendered notice: one person (or guardian), one channel, exact content and its hash."""
 
     __tablename__ = "notice"
-    __table_args__ = (UniqueConstraint("incident_id", "person_id", "channel", name="uq_notice"),)
+    # Several renders' notices live side by side: what planned deliveries still send, and what attempts sent.
+    __table_args__ = (UniqueConstraint("render_id", "person_id", "channel", name="uq_notice_render"),)
     id: int | None = Field(default=None, primary_key=True)
     render_id: int = Field(foreign_key="render.id")
     incident_id: str = Field(foreign_key="incident.id")
@@ -81,8 +82,13 @@ def unpack_content(body: bytes, html: bytes | None) -> tuple[str, str | None]:
 
 
 def stored_notice(session: Session, incident_id: str, person_id: str, channel: str | None) -> list[dict[str, Any]]:
-    """One person's rendered notices (on one channel, or all), decompressed, in the order they were rendered."""
-    stmt = select(Notice).where(Notice.incident_id == incident_id, Notice.person_id == person_id)
+    """One person's notices of the newest render (on one channel, or all), decompressed, in render order."""
+    newest = finished_render(session, incident_id)
+    stmt = select(Notice).where(
+        Notice.incident_id == incident_id,
+        Notice.person_id == person_id,
+        Notice.render_id == (newest.id if newest is not None else -1),
+    )
     if channel:
         stmt = stmt.where(Notice.channel == channel)
     out = []
@@ -164,9 +170,13 @@ def finished_render(session: Session, incident_id: str) -> Render | None:
     return session.exec(stmt.order_by(Render.id.desc())).first()  # type: ignore[union-attr]
 
 
-def delete_notices(session: Session, incident_id: str) -> None:
-    """Drop an incident's rendered notices before a new render writes them again."""
-    session.connection().execute(text("DELETE FROM notice WHERE incident_id = :iid"), {"iid": incident_id})
+def delete_notices(session: Session, incident_id: str, *, keep_renders: Collection[int] = ()) -> None:
+    """Drop an incident's rendered notices before a new render writes them again, except those of `keep_renders`
+    (renders that deliveries still send or that attempts sent: the proof of delivery names their hashes)."""
+    sql = text("DELETE FROM notice WHERE incident_id = :iid AND render_id NOT IN :keep").bindparams(
+        sa.bindparam("keep", expanding=True)
+    )
+    session.connection().execute(sql, {"iid": incident_id, "keep": sorted(keep_renders) or [-1]})
 
 
 def count_notices(session: Session, incident_id: str) -> int:
@@ -196,7 +206,19 @@ _NOTICE = sa.table(
     "notice",
     *(
         sa.column(c)
-        for c in ("id", "incident_id", "person_id", "channel", "ref", "subject", "body", "html", "sha256", "variant")
+        for c in (
+            "id",
+            "render_id",
+            "incident_id",
+            "person_id",
+            "channel",
+            "ref",
+            "subject",
+            "body",
+            "html",
+            "sha256",
+            "variant",
+        )
     ),
 )
 _AFFECTED = sa.table(
@@ -222,28 +244,32 @@ class ClaimNotice(NamedTuple):
         return {"email": self.to_email, "sms": self.to_phone, "push": self.to_push}[channel] or ""
 
 
-def channels_with_notice(session: Session, incident_id: str) -> Iterator[Any]:
-    """(person_id, channel or None) for every affected person and each channel they have a notice on, streamed in
-    person order."""
+def channels_with_notice(session: Session, incident_id: str, render_id: int) -> Iterator[Any]:
+    """(person_id, channel or None) for every affected person and each channel they have a notice on in the
+    render, streamed in person order."""
     return iter(
         session.connection().execute(
             text(
                 "SELECT a.person_id, n.channel FROM affected a LEFT JOIN notice n ON n.incident_id = a.incident_id "
-                "AND n.person_id = a.person_id WHERE a.incident_id = :i ORDER BY a.person_id, n.id"
+                "AND n.person_id = a.person_id AND n.render_id = :r WHERE a.incident_id = :i "
+                "ORDER BY a.person_id, n.id"
             ),
-            {"i": incident_id},
+            {"i": incident_id, "r": render_id},
             execution_options=STREAM,
         )
     )
 
 
-def notices_to_claim(session: Session, incident_id: str, person_ids: list[str]) -> dict[tuple[str, str], ClaimNotice]:
-    """The notices of these people, by (person, channel), each with the person's addresses."""
+def notices_to_claim(
+    session: Session, incident_id: str, person_ids: list[str], render_ids: Collection[int]
+) -> dict[tuple[str, str, int], ClaimNotice]:
+    """The notices of these people in these renders, by (person, channel, render), each with the addresses."""
     n, a = _NOTICE, _AFFECTED
     rows = session.connection().execute(
         sa.select(
             n.c.person_id,
             n.c.channel,
+            n.c.render_id,
             n.c.id,
             n.c.ref,
             n.c.subject,
@@ -255,17 +281,20 @@ def notices_to_claim(session: Session, incident_id: str, person_ids: list[str]) 
             a.c.to_push,
         )
         .join(a, sa.and_(a.c.incident_id == n.c.incident_id, a.c.person_id == n.c.person_id))
-        .where(n.c.incident_id == incident_id, n.c.person_id.in_(person_ids))
+        .where(n.c.incident_id == incident_id, n.c.person_id.in_(person_ids), n.c.render_id.in_(sorted(render_ids)))
     )
-    return {(r[0], r[1]): ClaimNotice(*r[2:]) for r in rows}
+    return {(r[0], r[1], r[2]): ClaimNotice._make(r[3:]) for r in rows}
 
 
-def notice_variants(session: Session, incident_id: str) -> Iterator[Any]:
-    """(person_id, channel, variant) of every notice, streamed in person order."""
+def notice_variants(session: Session, incident_id: str, render_id: int) -> Iterator[Any]:
+    """(person_id, channel, variant) of every notice of the render, streamed in person order."""
     return iter(
         session.connection().execute(
-            text("SELECT person_id, channel, variant FROM notice WHERE incident_id = :i ORDER BY person_id"),
-            {"i": incident_id},
+            text(
+                "SELECT person_id, channel, variant FROM notice WHERE incident_id = :i AND render_id = :r "
+                "ORDER BY person_id"
+            ),
+            {"i": incident_id, "r": render_id},
             execution_options=STREAM,
         )
     )

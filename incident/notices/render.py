@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ class RenderResult:
     by_channel: dict[str, int] = field(default_factory=dict)
     lint_failures: int = 0
     held: list[dict[str, Any]] = field(default_factory=list)  # people held back by their own data, and why
+    while_sending: str = ""  # the incident's status when it renders while notices are going out
 
 
 def begin_render(session: Session, incident_id: str, actor: str) -> int:
@@ -74,18 +76,31 @@ def abandon_render(session: Session, render_id: int) -> None:
 
 
 def render_notices(
-    session: Session, ws: Workspace, incident_id: str, actor: str, workers: int | None = None, *, render_id: int
+    session: Session,
+    ws: Workspace,
+    incident_id: str,
+    actor: str,
+    workers: int | None = None,
+    *,
+    render_id: int,
+    keep_renders: Collection[int] = (),
 ) -> RenderResult:
     """Render every notice of the incident into the database and write review/ID/ (stops on a template's lint
-    failure; a person whose own data fails a check is held back, the others render)."""
+    failure; a person whose own data fails a check is held back, the others render). The notices of
+    `keep_renders` stay: deliveries still send them or attempts sent them."""
     from incident.notices.bundle import Bundle
     from incident.notices.models import workspace_secret
 
     incident = incidents.get(session, incident_id, for_update=True)
     if assess.latest(session, incident_id) is None:
         raise IncidentError(f"{incident_id} has not been assessed yet (run `incident assess {incident_id}`)")
-    incidents.transition(session, incident, Status.RENDERED, actor)
-    delete_notices(session, incident_id)
+    status = Status(incident.status)
+    sending = status in (Status.NOTIFYING, Status.NOTIFIED)
+    if sending:  # sending goes on; the new render awaits its approval
+        incidents.transition(session, incident, status, actor, "notices re-rendered while sending")
+    else:
+        incidents.transition(session, incident, Status.RENDERED, actor)
+    delete_notices(session, incident_id, keep_renders=keep_renders)
     static = content.static_context(session, ws, incident)
     now = clock.now()
     today = {loc: content.day(now, loc) for loc in static["locales"]}
@@ -164,5 +179,15 @@ def render_notices(
         actor,
     )
     return RenderResult(
-        record.id, total, people, variants, bundle.folder, manifest_hash, checks, by_channel, failures, held
+        record.id,
+        total,
+        people,
+        variants,
+        bundle.folder,
+        manifest_hash,
+        checks,
+        by_channel,
+        failures,
+        held,
+        status.value if sending else "",
     )

@@ -14,7 +14,7 @@ from incident.assess import models as assess
 from incident.audit import chain as audit
 from incident.clock import humanize
 from incident.config import Workspace
-from incident.dispatch import transports
+from incident.dispatch import binding, transports
 from incident.dispatch.recovery import owner_id
 from incident.errors import BadConfig, IncidentError
 from incident.incidents import holds
@@ -57,6 +57,7 @@ def incident_rows(session: Session, ws: Workspace) -> list[dict[str, Any]]:
             "assessed": False,
             "announcement": None,
             "obligations": [],
+            "sending": binding.sending_note(session, ws, inc),
         }
         if assess.latest(session, inc.id) is not None:
             view = aggregates.picture(session, ws, inc)

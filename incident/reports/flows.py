@@ -163,6 +163,7 @@ def settle_obligation(
 def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
     """Everything `incident show` prints: facts, timeline, counts, obligations with time left, where the notices
     and the announcement stand, dispatch and reports."""
+    from incident.dispatch import binding
     from incident.dispatch.proof import channel_summary
     from incident.incidents import holds
     from incident.notices import approval as notices_approval
@@ -208,6 +209,7 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
                 "approved_by": approved_by,
             }
         data["dispatch"] = channel_summary(session, incident_id)
+        data["sending"] = binding.sending_note(session, ws, inc)
         data["announcement"] = announcement.approval_state(session, ws, inc) if data["assessment"] else None
         data["reports"] = [r.as_json() for r in report_models.list_reports(session, incident_id)]
         return data
