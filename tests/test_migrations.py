@@ -85,8 +85,8 @@ def test_db_upgrade_brings_the_first_release_to_the_current_schema_keeping_the_d
 
     out = ws.ok("db", "upgrade")
 
-    assert "schema 0001 → 0005" in out
-    assert ws.ok("db", "upgrade").strip() == "schema already at 0005"
+    assert "schema 0001 → 0006" in out
+    assert ws.ok("db", "upgrade").strip() == "schema already at 0006"
     shown = ws.json("show", "INC-2026-0001")
     assert shown["title"] == "old incident" and shown["status"] == "open"
     ws.ok("assess", "INC-2026-0001")
@@ -120,8 +120,8 @@ def test_init_stamps_the_current_revision(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["--actor", ACTOR, "init", str(tmp_path / "new")])
     assert result.exit_code == 0, result.output
     ws = WorkspaceDir((tmp_path / "new").resolve())
-    assert ws.sql("SELECT version_num FROM alembic_version") == [("0005",)]
-    assert ws.ok("db", "upgrade").strip() == "schema already at 0005"
+    assert ws.sql("SELECT version_num FROM alembic_version") == [("0006",)]
+    assert ws.ok("db", "upgrade").strip() == "schema already at 0006"
 
 
 def test_revision_0003_folds_exposure_into_the_snapshot_and_a_downgrade_rebuilds_it(tmp_path: Path) -> None:
@@ -207,7 +207,7 @@ def test_a_workspace_upgraded_mid_dispatch_finishes_the_dispatch(tmp_path: Path)
     assert ws.sql("SELECT status FROM incident") == [("notifying",)]
     ws.refuse("dispatch", iid, error="run `incident db upgrade`")
 
-    assert "schema 0003 → 0005" in ws.ok("db", "upgrade")
+    assert "schema 0003 → 0006" in ws.ok("db", "upgrade")
     resumed = ws.ok("dispatch", iid)
 
     assert "2 attempts were in flight when a previous run stopped: re-sent once" in resumed

@@ -156,6 +156,24 @@ def amend(session: Session, entry: AuditEntry, extra: dict[str, Any]) -> None:
     session.flush()
 
 
+def hand_out(session: Session, chain: str) -> tuple[int, str] | None:
+    """The head a document prints (a report, the announcement): an entry this unit of work wrote stays as it is
+    from now on, so the printed hash is the one the chain keeps (its coverage rides on a later entry)."""
+    session.info.get(LAST_ENTRY, {}).pop(chain, None)
+    return head_of(session, chain)
+
+
+def head_line(chain: str, head: tuple[int, str] | None, lang: str) -> str:
+    """The sentence a handed-out document carries: the chain head before its own entry, and how to check it."""
+    if head is None:
+        return ""
+    seq, digest = head
+    check = f"`incident audit verify {chain} --head {seq}:{digest}`"
+    if lang == "zh-CN":
+        return f"审计链头（本文件生成之前的最后一条）：序号 {seq}，sha256 {digest}。核验：{check}"
+    return f"Audit chain head before this document was generated: seq {seq}, sha256 {digest}. Check: {check}"
+
+
 def head_of(session: Session, chain: str) -> tuple[int, str] | None:
     """The chain's newest (seq, hash): what a report or the announcement hands out."""
     head = session.get(AuditHead, chain)

@@ -37,7 +37,7 @@ def upgrade() -> None:
 
     conn = op.get_bind()
     # The session joins alembic's transaction: it flushes into it and never commits or rolls it back itself.
-    session = Session(bind=conn, join_transaction_mode="conservative_savepoint")
+    session = Session(bind=conn)
     for (incident_id,) in conn.execute(sa.text("SELECT id FROM incident ORDER BY id")).fetchall():
         coverage.baseline(session, incident_id, "schema-upgrade-0006")
     session.flush()
