@@ -300,3 +300,16 @@ def test_an_upgraded_v1_workspace_verifies_from_its_baseline(dispatched: OpenedI
     with connect(ws.root) as conn:
         conn.execute("UPDATE timeline_entry SET text = 'edited after the upgrade'")
     assert "timeline_entry rows" in broken(dispatched)
+
+
+def test_the_chain_names_no_person(dispatched: OpenedIncident, tmp_path: Path) -> None:
+    """Given a dispatched incident (whose delivery rows are keyed by person id), when its chain is exported, then
+    no person id appears in it: deliveries are named by a keyed pseudonym, so a purged incident's chain holds
+    none of its people's identifiers."""
+    export = tmp_path / "chain.json"
+    dispatched.ws.ok("audit", "export", dispatched.id, "--output", str(export))
+    payloads = "\n".join(e["payload"] for e in json.loads(export.read_text(encoding="utf-8"))["entries"])
+    people = dispatched.affected()
+
+    assert '"delivery"' in payloads and len(people) > 5
+    assert [p for p in people if p in payloads] == []

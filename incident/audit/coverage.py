@@ -26,7 +26,9 @@ This module imports no domain: the tables are found by name in the shared metada
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import secrets
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -53,15 +55,38 @@ class Covered:
     key: str
     columns: tuple[str, ...]
     scope: str = "incident_id"
+    pseudonymous: bool = False  # the key is a person id: the chain names the row by a keyed hash of it
 
 
 DECLARED: dict[str, Covered] = {}
 
 
-def declare(table: str, *, key: str, columns: tuple[str, ...], scope: str = "incident_id") -> Covered:
+def declare(
+    table: str, *, key: str, columns: tuple[str, ...], scope: str = "incident_id", pseudonymous: bool = False
+) -> Covered:
     """Declare a table's covered columns (in models.py, next to the table): order matters, it is hashed."""
-    DECLARED[table] = Covered(table, key, columns, scope)
+    DECLARED[table] = Covered(table, key, columns, scope, pseudonymous)
     return DECLARED[table]
+
+
+SECRET_KEY = "audit_row_secret"  # schema_meta: keys the pseudonyms, so the chain (and its export) holds no person id
+
+
+def _pseudonym(session: OrmSession, decl: Covered, chain: str, key: str, create: bool = True) -> str:
+    if not decl.pseudonymous:
+        return key
+    cache = session.info.setdefault("incident.audit.secret", {})
+    if "k" not in cache:
+        conn = session.connection()
+        found = conn.execute(sa.text("SELECT value FROM schema_meta WHERE key = :k"), {"k": SECRET_KEY}).scalar()
+        if found is None and create:  # the first covering unit of work makes it; verify only reads
+            conn.execute(
+                sa.text("INSERT INTO schema_meta (key, value) VALUES (:k, :v) ON CONFLICT (key) DO NOTHING"),
+                {"k": SECRET_KEY, "v": secrets.token_hex(32)},
+            )
+            found = conn.execute(sa.text("SELECT value FROM schema_meta WHERE key = :k"), {"k": SECRET_KEY}).scalar()
+        cache["k"] = str(found or "").encode()
+    return "~" + hmac.new(cache["k"], f"{chain}\x1f{key}".encode(), hashlib.sha256).hexdigest()[:24]
 
 
 @dataclass
@@ -120,29 +145,38 @@ def _table(name: str) -> sa.Table:
 
 
 def _current(
-    session: OrmSession, chain: str, decl: Covered, columns: tuple[str, ...], ids: set[str] | None
-) -> Iterable[tuple[str, dict[str, Any]]]:
-    """(row id, {column: value}) of the incident's rows of a declared table (those ids, or all)."""
+    session: OrmSession,
+    chain: str,
+    decl: Covered,
+    columns: tuple[str, ...],
+    ids: set[str] | None,
+    create: bool = True,
+) -> Iterable[tuple[str, str, dict[str, Any]]]:
+    """(row id in the chain, row key, {column: value}) of the incident's rows of a declared table (those keys, or
+    all)."""
     t = _table(decl.table)
     stmt = sa.select(t.c[decl.key], *(t.c[c] for c in columns)).where(t.c[decl.scope] == chain)
     conn = session.connection()
     if ids is None:
-        for row in conn.execute(stmt.execution_options(yield_per=5000)):
-            yield str(row[0]), dict(zip(columns, row[1:], strict=True))
-        return
-    keys = sorted(ids)
-    typed = isinstance(t.c[decl.key].type, sa.Integer)
-    for start in range(0, len(keys), CHUNK):
-        chunk = [int(k) if typed else k for k in keys[start : start + CHUNK]]
-        for row in conn.execute(stmt.where(t.c[decl.key].in_(chunk))):
-            yield str(row[0]), dict(zip(columns, row[1:], strict=True))
+        chunks: Iterable[Any] = [conn.execute(stmt.execution_options(yield_per=5000))]
+    else:
+        keys = sorted(ids)
+        typed = isinstance(t.c[decl.key].type, sa.Integer)
+        chunks = (
+            conn.execute(stmt.where(t.c[decl.key].in_([int(k) if typed else k for k in keys[i : i + CHUNK]])))
+            for i in range(0, len(keys), CHUNK)
+        )
+    for rows in chunks:
+        for row in rows:
+            key = str(row[0])
+            yield _pseudonym(session, decl, chain, key, create), key, dict(zip(columns, row[1:], strict=True))
 
 
 def _digests(
     session: OrmSession, chain: str, decl: Covered, ids: set[str] | None, columns: tuple[str, ...] | None = None
 ) -> dict[str, Any]:
     columns = columns or decl.columns
-    rows = {rid: row_digest(v[c] for c in columns) for rid, v in _current(session, chain, decl, columns, ids)}
+    rows = {rid: row_digest(v[c] for c in columns) for rid, _, v in _current(session, chain, decl, columns, ids)}
     return {"columns": list(columns), "rows": dict(sorted(rows.items()))}
 
 
@@ -157,7 +191,15 @@ def statement(session: OrmSession, chain: str, pending: _Pending, *, as_stored: 
     extra: dict[str, Any] = {}
     if pending.forgets:
         extra["forgets"] = {
-            t: {"rows": "*" if ids is None else sorted(ids), "reason": why} for t, (ids, why) in pending.forgets.items()
+            t: {
+                "rows": "*"
+                if ids is None
+                else sorted(_pseudonym(session, DECLARED[t], chain, i) for i in ids)
+                if t in DECLARED
+                else sorted(ids),
+                "reason": why,
+            }
+            for t, (ids, why) in pending.forgets.items()
         }
     covers = {
         t: _digests(session, chain, DECLARED[t], ids, present_columns(session, DECLARED[t]) if as_stored else None)
@@ -264,12 +306,14 @@ def problems(session: OrmSession, chain: str, entries: Iterable[Any]) -> list[Pr
         extra: list[str] = []
         back: list[str] = []
         seen: set[str] = set()
-        for rid, values in _current(session, chain, decl, columns, None):
+        back_seq: int | None = None
+        for rid, key, values in _current(session, chain, decl, columns, None, create=False):
             seen.add(rid)
             if rid not in want:
-                (back if rid in forgotten.get(name, {}) else extra).append(rid)
+                back_seq = forgotten.get(name, {}).get(rid, back_seq)
+                (back if rid in forgotten.get(name, {}) else extra).append(key)
             elif row_digest(values.get(c) for c in want[rid][2]) != want[rid][0]:
-                edited[want[rid][1]].append(rid)
+                edited[want[rid][1]].append(key)
         for seq, rids in sorted(edited.items()):
             found.append(Problem(seq, f"audit seq {seq}: {name} rows {_few(rids)} were edited after it covered them"))
         deleted: dict[int, list[str]] = defaultdict(list)
@@ -281,8 +325,9 @@ def problems(session: OrmSession, chain: str, entries: Iterable[Any]) -> list[Pr
         if extra:
             found.append(Problem(None, f"{name} rows {_few(extra)} are not covered by the audit chain (inserted?)"))
         if back:
-            seq = forgotten[name][back[0]]
-            found.append(Problem(seq, f"audit seq {seq}: {name} rows {_few(back)} were deleted then but are present"))
+            found.append(
+                Problem(back_seq, f"audit seq {back_seq}: {name} rows {_few(back)} were deleted then but are present")
+            )
     return found
 
 

@@ -94,6 +94,7 @@ class RateBudget(SQLModel, table=True):
 coverage.declare(
     "delivery",
     key="person_id",
+    pseudonymous=True,
     columns=(
         "person_id",
         "channels",
