@@ -177,7 +177,8 @@ def _digests(
 ) -> dict[str, Any]:
     columns = columns or decl.columns
     rows = {rid: row_digest(v[c] for c in columns) for rid, _, v in _current(session, chain, decl, columns, ids)}
-    return {"columns": list(columns), "rows": dict(sorted(rows.items()))}
+    # "complete": these are all the incident's rows of the table (a plan, a baseline): earlier ones are gone.
+    return {"columns": list(columns), "rows": dict(sorted(rows.items()))} | ({"complete": True} if ids is None else {})
 
 
 def present_columns(session: OrmSession, decl: Covered) -> tuple[str, ...]:
@@ -294,6 +295,8 @@ def problems(session: OrmSession, chain: str, entries: Iterable[Any]) -> list[Pr
                 expected[table].pop(rid, None)
                 forgotten[table][rid] = e.seq
         for table, stated in payload.get("covers", {}).items():
+            if stated.get("complete"):
+                expected[table].clear()
             columns = tuple(stated["columns"])
             for rid, digest in stated["rows"].items():
                 expected[table][rid] = (digest, e.seq, columns)
