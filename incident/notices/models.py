@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, Session, SQLModel, select
 
-from incident.audit import coverage
 from incident.db import UTCDateTime
 
 CHANNELS = ("email", "sms", "push", "letter")
@@ -54,13 +53,6 @@ class Notice(SQLModel, table=True):
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # see pack_content
     html: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
     sha256: str
-
-
-coverage.declare(
-    "render",
-    key="id",
-    columns=("id", "at", "actor", "manifest_hash", "fingerprint", "notices", "people", "variants", "lint", "bundle"),
-)
 
 
 def pack_content(body: str, html: str | None) -> tuple[bytes, bytes | None]:
@@ -153,11 +145,10 @@ def start_render(session: Session, incident_id: str, actor: str, at: datetime) -
 
 def abandon_renders(session: Session, incident_id: str) -> None:
     """Drop the incident's render rows that never finished."""
-    gone = session.connection().execute(
-        text("DELETE FROM render WHERE incident_id = :iid AND manifest_hash = :u RETURNING id"),
+    session.connection().execute(
+        text("DELETE FROM render WHERE incident_id = :iid AND manifest_hash = :u"),
         {"iid": incident_id, "u": UNFINISHED},
     )
-    coverage.forget(session, incident_id, "render", gone.scalars().all(), "render never finished")
 
 
 def unfinished_render(session: Session, incident_id: str) -> Render | None:
