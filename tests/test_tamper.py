@@ -313,3 +313,29 @@ def test_the_chain_names_no_person(dispatched: OpenedIncident, tmp_path: Path) -
 
     assert '"delivery"' in payloads and len(people) > 5
     assert [p for p in people if p in payloads] == []
+
+
+def test_a_handed_out_head_is_checked_in_an_export_too_and_a_malformed_one_is_refused(
+    dispatched: OpenedIncident, tmp_path: Path
+) -> None:
+    """Given the head `incident audit head` handed out and the chain exported later, then `audit verify --file
+    --head` passes with that head and fails with another hash at its seq; a malformed --head is one line."""
+    ws, iid = dispatched.ws, dispatched.id
+    head = ws.json("audit", "head", iid)
+    ws.ok("log", iid, "Called the regulator")
+    export = tmp_path / "chain.json"
+    ws.ok("audit", "export", iid, "--output", str(export))
+
+    assert "ok" in ws.ok("audit", "verify", "--file", str(export), "--head", f"{head['seq']}:{head['hash']}")
+    result = ws.run("audit", "verify", "--file", str(export), "--head", f"{head['seq']}:{'a' * 64}")
+    assert result.exit_code != 0 and "history was rewritten" in result.stderr, result.output
+    ws.refuse("audit", "verify", iid, "--head", "7:xyz", error="--head: expected SEQ:HASH")
+
+
+def test_the_head_of_an_incident_without_a_chain_is_refused(dispatched: OpenedIncident) -> None:
+    """Given an incident whose chain was deleted, then `incident audit head` says so instead of printing one."""
+    with connect(dispatched.ws.root) as conn:
+        conn.execute("DELETE FROM audit_entry WHERE chain = ?", (dispatched.id,))
+        conn.execute("DELETE FROM audit_head WHERE chain = ?", (dispatched.id,))
+
+    dispatched.ws.refuse("audit", "head", dispatched.id, error="has no audit chain (deleted?)")
