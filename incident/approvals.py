@@ -21,6 +21,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from incident import clock
 from incident.audit import chain as audit
+from incident.audit import coverage
 from incident.config import Workspace
 from incident.db import UTCDateTime
 from incident.errors import IncidentError, InvalidArgument
@@ -51,6 +52,25 @@ class Approval(SQLModel, table=True):
     at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     signature: str | None = Field(default=None, sa_column=Column(Text))  # ssh-keygen -Y sign over statement()
     signer: str | None = None  # the signing key's fingerprint (SHA256:...)
+
+
+coverage.declare(
+    "approval",
+    key="id",
+    columns=(
+        "id",
+        "artefact",
+        "version",
+        "manifest_hash",
+        "render_id",
+        "decision",
+        "reviewer",
+        "comment",
+        "at",
+        "signature",
+        "signer",
+    ),
+)
 
 
 class Rendered(Protocol):

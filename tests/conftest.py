@@ -51,7 +51,7 @@ def hermetic_environment(monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtur
 
     In the PostgreSQL pass (INCIDENT_TEST_BACKEND=postgresql) every test gets a fresh database through
     INCIDENT_DATABASE_URL, so the same tests run unchanged against both backends."""
-    for name in ("INCIDENT_HOME", "INCIDENT_DATABASE_URL", "INCIDENT_ACTOR"):
+    for name in ("INCIDENT_HOME", "INCIDENT_DATABASE_URL", "INCIDENT_ACTOR", "INCIDENT_AUDIT_KEY"):
         monkeypatch.delenv(name, raising=False)
     if BACKEND == "postgresql" and not request.node.get_closest_marker("sqlite_only"):
         server = request.getfixturevalue("postgres_server")

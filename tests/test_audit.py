@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 from collections.abc import Callable
 
 import pytest
@@ -46,9 +47,11 @@ def test_every_state_change_appends_an_entry(workspace: WorkspaceDir) -> None:
 
     workspace.ok("close", iid)
     assert chain(workspace, iid)[4:] == [(5, ACTOR, "status")]
-    assert workspace.sql("SELECT payload FROM audit_entry WHERE chain = ? AND seq = 5", (iid,)) == [
-        ('{"from": "assessed", "to": "closed"}',)
-    ]
+    ((payload,),) = workspace.sql("SELECT payload FROM audit_entry WHERE chain = ? AND seq = 5", (iid,))
+    closed = json.loads(payload)
+    assert (closed["from"], closed["to"]) == ("assessed", "closed")
+    assert list(closed["covers"]) == ["incident"]  # the entry also says what the incident row then held
+    assert list(closed["covers"]["incident"]["rows"]) == [iid]
 
 
 def test_the_actor_defaults_to_the_environment_then_the_os_user(opened_incident: OpenedIncident) -> None:

@@ -243,8 +243,11 @@ def test_the_purge_is_in_the_audit_chain_whose_entries_name_nobody(closed: Opene
     closed.ws.ok("audit", "export", closed.id, "--output", str(exported))
 
     chain = json.loads(exported.read_text(encoding="utf-8"))
-    actions = [e["action"] for e in chain["entries"]]
-    assert actions[-2:] == ["attempts-forgotten", "purged"]
+    last = chain["entries"][-1]
+    assert last["action"] == "purged"
+    stated = json.loads(last["payload"])
+    assert stated["forgets"]["attempt"]["reason"] == "purged" and stated["forgets"]["attempt"]["rows"]
+    assert stated["covers"]["delivery"]["complete"] is True  # the deliveries under their new meaningless ids
     assert sorted(i for i in wanted if i in exported.read_text(encoding="utf-8")) == []
     assert "ok" in closed.ws.ok("audit", "verify", "--file", str(exported))
 
@@ -261,7 +264,7 @@ def test_an_attempt_row_put_back_after_a_purge_is_caught_by_audit_verify(closed:
         db.execute(f"INSERT INTO attempt VALUES ({marks})", first)
 
     refused = closed.ws.run("audit", "verify", closed.id)
-    assert refused.exit_code == 3 and "were forgotten by a purge but are back" in refused.output, refused.output
+    assert refused.exit_code == 3 and "were deleted then but are present" in refused.output, refused.output
 
 
 # ---- when a purge is refused ------------------------------------------------------------------------------------

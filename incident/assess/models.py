@@ -11,6 +11,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from incident import catalog, clock
 from incident.audit import chain as audit
+from incident.audit import coverage
 from incident.db import UTCDateTime
 from incident.incidents.models import Incident
 
@@ -63,6 +64,11 @@ class ObligationDone(SQLModel, table=True):
     reference: str | None = None
     actor: str
 
+
+coverage.declare(
+    "assessment", key="id", columns=("id", "at", "actor", "people", "grade", "grade_auto", "grade_reason", "counts")
+)
+coverage.declare("obligation_done", key="key", columns=("key", "at", "reference", "actor"))
 
 # Whether a comma-separated categories column holds one key (no LIKE: '_' in a key would be a wildcard).
 CONTAINS = {

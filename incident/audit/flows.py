@@ -23,28 +23,53 @@ def init_workspace(directory: Path, actor: str) -> Workspace:
     return ws
 
 
-def verify_audit(ws: Workspace, chain: str | None) -> list[audit.Verdict]:
-    """Verify one incident's chain (or every chain), the delivery attempts each chain covers and every signed
-    approval's signature."""
+def verify_audit(ws: Workspace, chain: str | None, head: tuple[int, str] | None = None) -> list[audit.Verdict]:
+    """Verify one incident's chain (or every chain and every incident: one without a chain fails), the rows each
+    chain covers, the report files, every signed approval's signature and, given one, a handed-out head."""
     from dataclasses import replace
 
     from incident.approvals import signature_problems
-    from incident.dispatch.proof import verify_attempts
+    from incident.audit import coverage
+    from incident.incidents.models import get, list_incidents
+    from incident.reports.models import report_file_findings
 
     with unit_of_work(ws, write=False) as session:
         if chain is not None:
-            from incident.incidents.models import get
-
             get(session, chain)
+        names = (
+            [chain] if chain is not None else sorted({*audit.chains(session), *(i.id for i in list_incidents(session))})
+        )
         verdicts = []
-        for name in [chain] if chain is not None else audit.chains(session):
+        for name in names:
             verdict = audit.verify(session, name)
+            problems: list[str] = []
+            first: int | None = None
+            if verdict.ok and head is not None and not audit.holds(session, name, *head):
+                problems.append(f"seq {head[0]} is not the handed-out head {head[1]} (history was rewritten)")
+                first = head[0]
             if verdict.ok and name != audit.WORKSPACE_CHAIN:
-                problems = verify_attempts(session, name) + signature_problems(session, name)
-                if problems:
-                    verdict = replace(verdict, ok=False, problem="; ".join(problems[:3]))
+                found = coverage.problems(session, name, audit.entries(session, name))
+                first = first or min((p.seq for p in found if p.seq is not None), default=None)
+                files, notes = report_file_findings(session, name)
+                problems += [p.text for p in found] + files + signature_problems(session, name)
+                verdict = replace(verdict, notes=verdict.notes + tuple(notes))
+            if problems:
+                verdict = replace(verdict, ok=False, first_bad_seq=first, problem="; ".join(problems[:3]))
             verdicts.append(verdict)
         return verdicts
+
+
+def chain_head(ws: Workspace, incident_id: str) -> tuple[int, str]:
+    """The incident's chain head (seq, hash), to hand out: a later `audit verify --head` proves it is still there."""
+    from incident.errors import IncidentError
+    from incident.incidents.models import get
+
+    with unit_of_work(ws, write=False) as session:
+        get(session, incident_id)
+        found = audit.head_of(session, incident_id)
+    if found is None:
+        raise IncidentError(f"{incident_id} has no audit chain (deleted?): `incident audit verify` fails on it")
+    return found
 
 
 def upgrade_database(ws: Workspace, actor: str) -> tuple[str | None, str]:
@@ -79,8 +104,8 @@ def export_audit(ws: Workspace, incident_id: str, output: Path) -> str:
     return str(data["head"]["hash"]) if data["head"] else ""
 
 
-def verify_exported_chain(path: Path) -> audit.Verdict:
-    """Verify an exported chain file without any database."""
+def verify_exported_chain(path: Path, head: tuple[int, str] | None = None) -> audit.Verdict:
+    """Verify an exported chain file without any database (and, given one, that it holds a handed-out head)."""
     import json
 
     from incident.errors import BadInput
@@ -91,4 +116,12 @@ def verify_exported_chain(path: Path) -> audit.Verdict:
         raise BadInput(str(path), None, None, f"not a readable audit export ({exc})") from None
     if not isinstance(data, dict):
         raise BadInput(str(path), None, None, "not an audit export")
-    return audit.verify_export(data)
+    verdict = audit.verify_export(data)
+    if verdict.ok and head is not None:
+        seq, digest = head
+        if not any(isinstance(e, dict) and e.get("seq") == seq and e.get("hash") == digest for e in data["entries"]):
+            from dataclasses import replace
+
+            problem = f"seq {seq} is not the handed-out head {digest} (history was rewritten)"
+            return replace(verdict, ok=False, first_bad_seq=seq, problem=problem)
+    return verdict

@@ -22,6 +22,7 @@ class AuditEntry(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))
     prev_hash: str
     hash: str
+    tag: str | None = None  # HMAC-SHA256 over `hash` with INCIDENT_AUDIT_KEY, when the key was set
 
 
 class AuditHead(SQLModel, table=True):

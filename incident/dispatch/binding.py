@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from incident import approvals, clock
+from incident.audit import coverage
 from incident.config import Workspace
 from incident.db import db_time
 from incident.dispatch.models import ATTEMPT, DELIVERY, POSTAL, STREAM, AttemptOutcome, DeliveryState, delivery_count
@@ -129,6 +130,7 @@ def bind_to_render(session: Session, incident_id: str, person_ids: list[str], re
             )
             .rowcount
         )
+    coverage.cover(session, incident_id, "delivery", person_ids)
     return int(n)
 
 
@@ -149,6 +151,7 @@ def cancel_unaffected(session: Session, incident_id: str, *, reason: str, now: d
                 lease_until=None,
             )
         )
+    coverage.cover(session, incident_id, "delivery", people)
     return len(people)
 
 
@@ -234,6 +237,7 @@ def replan_unreached(
                     render_id=render_id,
                 )
             )
+            coverage.cover(session, incident_id, "delivery", [person_id])
             found += 1
     bind_to_render(session, incident_id, still, render_id)
     return found

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from incident import clock
-from incident.dispatch import models, proof, transports
+from incident.audit import coverage
+from incident.dispatch import models, transports
 from incident.dispatch.channels import ChannelConfig, next_attempt_at
 from incident.dispatch.models import AttemptOutcome, DeliveryState
 from incident.notices import models as notice_models
@@ -95,6 +96,7 @@ def claim(
     conn = session.connection()
     t, dt = models.ATTEMPT, models.DELIVERY
     ids = conn.execute(sa.insert(t).returning(t.c.id, sort_by_parameter_order=True), attempts).scalars().all()
+    coverage.cover(session, incident_id, "attempt", ids)  # an in-flight attempt forces a re-send: forging one fails
     conn.execute(
         sa.update(dt)
         .where(dt.c.incident_id == incident_id, dt.c.person_id.in_([d.person_id for d, _, _ in picked]))
@@ -250,7 +252,8 @@ def settle(
         ),
         deliveries,
     )
-    proof.record_attempts(session, incident_id, [item.attempt_id for item, _ in results], actor=actor)
+    coverage.cover(session, incident_id, "attempt", [item.attempt_id for item, _ in results], actor=actor)
+    coverage.cover(session, incident_id, "delivery", [item.person_id for item, _ in results], actor=actor)
     return dict(tally)
 
 

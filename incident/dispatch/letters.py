@@ -13,10 +13,10 @@ from sqlmodel import Session
 
 from incident import clock
 from incident.audit import chain as audit
+from incident.audit import coverage
 from incident.config import Workspace
 from incident.dispatch import models
 from incident.dispatch.models import POSTAL, AttemptOutcome, DeliveryState, QueuedLetter
-from incident.dispatch.proof import record_attempts
 from incident.files import open_private, private_dir, safe_cell
 from incident.notices.models import unpack_content
 
@@ -58,8 +58,9 @@ def write_letters(session: Session, ws: Workspace, incident_id: str, *, actor: s
             name, address = letter.to_name or "", letter.to_address or ""
             writer.writerow([safe_cell(v) for v in (letter.ref, name, address, letter.locale, path.name)])
             printed.append(_mark_posted(session, incident_id, letter, now=now, actor=actor))
+            coverage.cover(session, incident_id, "delivery", [letter.person_id])
         printable.write("</body></html>\n")
-    record_attempts(session, incident_id, printed, actor=actor)
+    coverage.cover(session, incident_id, "attempt", printed)
     audit.record(session, incident_id, audit.Event(audit.Action.LETTERS_WRITTEN, {"letters": len(printed)}), actor)
     return LetterBatch(folder, len(printed), merge_path, print_path)
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, Session, SQLModel
 
+from incident.audit import coverage
 from incident.db import UTCDateTime
 
 POSTAL = "letter"  # the channel of notices sent by post: rendered, but written to a letter batch, never sent
@@ -101,6 +102,43 @@ class AttemptTally(SQLModel, table=True):
     outcome: str = Field(primary_key=True)
     attempts: int
 
+
+# The lease and next_at are scheduling, not a claim: only where a person's notification stands is covered.
+coverage.declare(
+    "delivery",
+    key="person_id",
+    pseudonymous=True,
+    columns=(
+        "person_id",
+        "channels",
+        "has_letter",
+        "position",
+        "tries",
+        "state",
+        "final_channel",
+        "settled_at",
+        "unknown_resends",
+        "render_id",
+        "cancel_reason",
+    ),
+)
+coverage.declare(
+    "attempt",
+    key="id",
+    columns=(
+        "id",
+        "person_id",
+        "notice_id",
+        "channel",
+        "address",
+        "started",
+        "finished",
+        "outcome",
+        "reason",
+        "provider",
+        "worker",
+    ),
+)
 
 DELIVERY: sa.Table = SQLModel.metadata.tables["delivery"]
 ATTEMPT: sa.Table = SQLModel.metadata.tables["attempt"]

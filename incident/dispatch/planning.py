@@ -10,6 +10,7 @@ from typing import Any
 from sqlmodel import Session
 
 from incident import catalog, clock
+from incident.audit import coverage
 from incident.config import Workspace
 from incident.db import db_time
 from incident.dispatch import binding, models
@@ -62,6 +63,7 @@ def plan(session: Session, incident: Incident, allowed: Sequence[str], render_id
             batch.clear()
     if batch:
         conn.exec_driver_sql(insert, batch)
+    coverage.cover(session, incident.id, "delivery")  # every row of the plan, read back once at commit
     return count
 
 

@@ -13,7 +13,8 @@ from sqlmodel import Session, col, select
 
 from incident import clock
 from incident.audit import chain as audit
-from incident.dispatch import models, proof
+from incident.audit import coverage
+from incident.dispatch import models
 from incident.dispatch.models import Attempt, AttemptOutcome, Delivery, DeliveryState
 
 log = logging.getLogger("incident.dispatch")
@@ -77,7 +78,6 @@ def recover(session: Session, incident_id: str, *, hold_unknown: bool, actor: st
         assert attempt.id is not None  # a stored row
         unknown_ids.append(attempt.id)
     session.flush()
-    proof.record_attempts(session, incident_id, unknown_ids, actor=actor)
     if unknown_ids:
         log.info("%s: %d attempts left in flight by a stopped process are unknown", incident_id, len(unknown_ids))
         audit.record(
@@ -95,15 +95,19 @@ def recover(session: Session, incident_id: str, *, hold_unknown: bool, actor: st
 def release_held(session: Session, incident_id: str, actor: str) -> int:
     """Send held deliveries again (a human decided a duplicate is acceptable)."""
     d = models.DELIVERY
-    n = (
+    released = (
         session.connection()
         .execute(
             sa.update(d)
             .where(d.c.incident_id == incident_id, d.c.state == DeliveryState.HELD)
             .values(state=DeliveryState.PENDING, unknown_resends=d.c.unknown_resends + 1)
+            .returning(d.c.person_id)
         )
-        .rowcount
+        .scalars()
+        .all()
     )
+    coverage.cover(session, incident_id, "delivery", released)
+    n = len(released)
     if n:
         audit.record(session, incident_id, audit.Event(audit.Action.DISPATCH_HELD_RELEASED, {"deliveries": n}), actor)
     return int(n)

@@ -11,6 +11,7 @@ from sqlalchemy import Column, Text, UniqueConstraint
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from incident.audit import chain as audit
+from incident.audit import coverage
 from incident.db import UTCDateTime
 from incident.errors import IllegalTransition, NoSuchIncident
 
@@ -87,6 +88,38 @@ class TimelineEntry(SQLModel, table=True):
     actor: str
     kind: str
     text: str = Field(sa_column=Column(Text, nullable=False))
+
+
+# What the chain covers of an incident (audit.coverage): every fact a notice, report or the board says.
+coverage.declare(
+    "incident",
+    key="id",
+    scope="id",
+    columns=(
+        "id",
+        "playbook",
+        "title",
+        "summary",
+        "summary_en",
+        "cause",
+        "cause_en",
+        "systems",
+        "categories",
+        "exposure_from",
+        "exposure_to",
+        "discovered_at",
+        "discovered_by",
+        "discovered_where",
+        "connected_systems",
+        "police_contacted",
+        "status",
+        "opened_at",
+        "opened_by",
+        "handling_ended_at",
+        "closed_at",
+    ),
+)
+coverage.declare("timeline_entry", key="id", columns=("id", "at", "actor", "kind", "text"))
 
 
 def get(session: Session, incident_id: str, *, for_update: bool = False) -> Incident:

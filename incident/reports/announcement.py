@@ -4,6 +4,7 @@ its approval (publishing is in reports.publishing)."""
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -208,6 +209,14 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
     problems = lint_public(session, incident_id, texts, officer=facts["en"]["officer"])
     if problems:
         raise IncidentError("announcement lint failed, nothing was written: " + "; ".join(problems[:3]))
+    head = audit.hand_out(session, incident_id)  # printed on the public text: later rewrites show against it
+    for loc in catalog.LOCALES:
+        line = audit.head_line(incident_id, head, loc)
+        texts[file_name(loc, "md")] += "\n\n" + line + "\n"
+        page = texts[file_name(loc, "html")]
+        at = page.rfind("</body>")
+        if line and at >= 0:
+            texts[file_name(loc, "html")] = page[:at] + f'<p class="audit-head">{html.escape(line)}</p>\n' + page[at:]
     folder = ws.path("review", incident_id, "announcement")
     folder.mkdir(parents=True, exist_ok=True)
     files = {name: folder / name for name in texts}

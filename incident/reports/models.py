@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Column, Text
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from incident.audit import coverage
 from incident.db import UTCDateTime
 
 
@@ -89,6 +90,51 @@ class DeadlineWarning(SQLModel, table=True):
     state: str  # sending | sent | unknown (in flight when its run stopped, and no longer due)
     owner: str | None = None  # host:pid:token of the process sending it, while 'sending'
     lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+
+
+coverage.declare(
+    "report",
+    key="id",
+    columns=(
+        "id",
+        "regulator",
+        "stage",
+        "format",
+        "at",
+        "actor",
+        "sha256",
+        "path",
+        "delay_reason",
+        "submitted_at",
+        "reference",
+    ),
+)
+coverage.declare(
+    "announcement_render", key="id", columns=("id", "at", "actor", "manifest_hash", "folder", "published_at", "counts")
+)
+
+
+def report_file_findings(session: Session, incident_id: str) -> tuple[list[str], list[str]]:
+    """Report files that differ from the sha256 recorded (and covered) when they were generated, and notes on
+    those no longer on disk (the submitted copy then proves itself against the recorded hash)."""
+    import hashlib
+    from pathlib import Path
+
+    problems, missing = [], []
+    for report in list_reports(session, incident_id):
+        path = Path(report.path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            missing.append(path.name)
+            continue
+        except OSError as exc:
+            problems.append(f"report {report.id} file {path.name} cannot be read ({exc.strerror})")
+            continue
+        if hashlib.sha256(data).hexdigest() != report.sha256:
+            problems.append(f"report {report.id} file {path.name} was edited: it differs from its recorded sha256")
+    notes = [f"report files not on disk, not checked: {', '.join(missing[:5])}"] if missing else []
+    return problems, notes
 
 
 def list_reports(session: Session, incident_id: str) -> list[Report]:

@@ -63,7 +63,15 @@ def generate(
         session, ws, incident, view=view, kind=kind, stage=stage, fields=fields, delay_reason=delay_reason, now=now
     )
     env = templates.environment(ws.root)
-    markdown = templates.render(env, f"reports/{kind.key}.md.j2", ctx) + "\n"
+    lang = "zh-CN" if kind.regime == "cn" else "en"
+    head = audit.hand_out(session, incident_id)  # a rewrite after submission shows against the submitted copy
+    ctx["audit_chain_head"] = {"seq": head[0], "sha256": head[1]} if head else None
+    markdown = (
+        templates.render(env, f"reports/{kind.key}.md.j2", ctx)
+        + "\n\n"
+        + audit.head_line(incident_id, head, lang)
+        + "\n"
+    )
     data: dict[str, bytes] = {}
     for fmt in dict.fromkeys(fmts):
         if fmt == "md":
@@ -71,7 +79,6 @@ def generate(
         elif fmt == "json":
             data[fmt] = json.dumps(ctx, ensure_ascii=False, indent=1, sort_keys=True, default=str).encode()
         else:
-            lang = "zh-CN" if kind.regime == "cn" else "en"
             page = formats.html_page(env, f"{kind.title(lang)} — {incident_id}", lang, markdown)
             data[fmt] = page.encode() if fmt == "html" else formats.pdf(page)
     folder = ws.path("reports", incident_id)

@@ -115,15 +115,17 @@ def _plan(session: Session, ws: Workspace, incident_id: str, dry_run: bool) -> P
 def _forget(session: Session, incident_id: str, plan: Purged, *, actor: str, days: int) -> None:
     """The database half of a purge, in the caller's unit of work."""
     from incident.assess import models as assess
+    from incident.audit import coverage
     from incident.dispatch import models as dispatch
-    from incident.dispatch import proof
     from incident.notices import models as notices
 
     notices.forget_notices(session, incident_id)
     attempt_ids = dispatch.tally_and_delete_attempts(session, incident_id)
-    proof.forget_attempts(session, incident_id, attempt_ids, reason="purge", actor=actor)
+    coverage.forget(session, incident_id, "attempt", attempt_ids, "purged")
     assess.forget_people(session, incident_id)
     dispatch.forget_delivery_people(session, incident_id, assess.PERSON_MAP)
+    # The deliveries are re-written under meaningless ids: the chain now expects exactly these rows.
+    coverage.cover(session, incident_id, "delivery", actor=actor)
     assess.drop_person_map(session)
     incidents.forget_exports(session, incident_id)
     plan.counts["files"] = len(plan.files)
