@@ -73,7 +73,7 @@ def head(
     if as_json:
         print_json({"chain": incident_id, "seq": seq, "hash": digest})
         return
-    typer.echo(f"{incident_id}: head seq {seq} {digest} (hand it out: audit verify --head {seq}:{digest})")
+    echo(f"{incident_id}: head seq {seq} {digest} (hand it out: audit verify --head {seq}:{digest})")
 
 
 @audit_app.command("export")
