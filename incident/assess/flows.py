@@ -13,7 +13,7 @@ from incident.assess import models as assess
 from incident.config import Workspace
 from incident.db import unit_of_work
 from incident.errors import InvalidArgument, NotAssessed
-from incident.files import open_private, safe_cell
+from incident.files import check_output, open_private, safe_cell
 from incident.incidents import models as incidents
 
 
@@ -103,5 +103,6 @@ def export_affected_to(ws: Workspace, incident_id: str, fmt: str, output: Path |
     """Write the affected list to a private file (0600) or to stdout."""
     if output is None:
         return export_affected(ws, incident_id, fmt, stdout)
+    check_output(output)
     with open_private(output) as fh:
         return export_affected(ws, incident_id, fmt, fh)

@@ -67,12 +67,13 @@ def export_audit(ws: Workspace, incident_id: str, output: Path) -> str:
     """Write an incident's chain to a JSON file; return its head hash."""
     import json
 
+    from incident.files import check_output, open_private
     from incident.incidents.models import get
 
+    check_output(output)
     with unit_of_work(ws, write=False) as session:
         get(session, incident_id)
         data = audit.export_chain(session, incident_id)
-    from incident.files import open_private
 
     with open_private(output) as fh:  # the chain names actors and people ids: owner-only, like every export
         fh.write(json.dumps(data, ensure_ascii=False, indent=1))

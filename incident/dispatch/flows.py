@@ -19,7 +19,7 @@ from incident.dispatch.letters import LetterBatch, write_letters
 from incident.dispatch.models import DeliveryState
 from incident.dispatch.sending import DispatchReport, Sender, make_sender, pump
 from incident.errors import IncidentError, InvalidArgument
-from incident.files import open_private
+from incident.files import check_output, open_private
 from incident.incidents import models as incidents
 from incident.incidents.models import Status
 from incident.notices.approval import approval_state, require_current_approval
@@ -231,6 +231,8 @@ def export_deliveries(ws: Workspace, incident_id: str, *, fmt: str, output: Path
     """Export every attempt as proof of delivery, to a private file (0600) or to stdout."""
     if fmt not in ("csv", "jsonl"):
         raise InvalidArgument("--format: use csv or jsonl")
+    if output is not None:
+        check_output(output)
     with unit_of_work(ws, write=False) as session:
         incidents.get(session, incident_id)
         if output is None:
