@@ -84,12 +84,32 @@ def verify_exported_chain(path: Path) -> audit.Verdict:
     """Verify an exported chain file without any database."""
     import json
 
+    from incident.datafiles import MAX_DEPTH, no_duplicate_keys, too_deep
     from incident.errors import BadInput
 
+    def bad(problem: str) -> BadInput:
+        return BadInput(str(path), None, None, problem)
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BadInput(str(path), None, None, f"not a readable audit export ({exc})") from None
-    if not isinstance(data, dict):
-        raise BadInput(str(path), None, None, "not an audit export")
-    return audit.verify_export(data)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise bad("not an audit export (not UTF-8 text)") from None
+    except OSError as exc:
+        raise bad(f"cannot read it ({exc.strerror or exc})") from None
+    deep = too_deep(text)
+    if deep is not None:
+        raise BadInput(str(path), deep, None, f"not an audit export (nested deeper than {MAX_DEPTH} levels)")
+    try:
+        data = json.loads(text, object_pairs_hook=no_duplicate_keys(lambda key: ValueError(f"{key!r} appears twice")))
+    except (ValueError, RecursionError) as exc:
+        raise bad(f"not a readable audit export ({str(exc)[:120]})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("chain"), str):
+        raise bad("not an audit export (expected an object naming its `chain`)")
+    entries = data.get("entries", [])
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise bad("not an audit export (`entries` must be a list of objects)")
+    try:
+        return audit.verify_export(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # A hand-edited export with a field missing or of the wrong type: the file is bad, not the chain it copies.
+        raise bad(f"not an audit export (a field is missing or malformed: {str(exc)[:80]})") from None
