@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from incident.errors import BadInput
+from incident.files import check_input
 
 M = TypeVar("M", bound=BaseModel)
 MAX_YAML_BYTES = 5_000_000
@@ -118,6 +119,7 @@ def _node_at(node: yaml.Node, loc: tuple[Any, ...]) -> yaml.Node:
 def load_yaml(path: Path, model: type[M]) -> M:
     """Parse `path` safely (no object-building tags) and validate it as `model`."""
     name = str(path)
+    check_input(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

@@ -21,6 +21,7 @@ from incident.errors import BadInput
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 CHUNK = 1 << 20
+PSEUDO_FILESYSTEMS = ("proc", "sys", "dev")  # kernel interfaces: a "file" there is a device or a knob
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -119,8 +120,23 @@ def private_dir(folder: Path, *, within: Path | None = None) -> Path:
         return folder
 
 
+def check_input(path: Path) -> None:
+    """Refuse to read anything but a regular file: a FIFO would block for ever, a device would never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # the reader names the missing or unreadable file itself
+    if stat.S_ISDIR(mode):
+        raise _refuse(path, "is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise _refuse(path, "is a device, FIFO or socket, not a regular file (refused)")
+
+
 def check_target(path: Path) -> None:
-    """Refuse a path where a file cannot safely go: a folder, a symlink, a device, FIFO or socket."""
+    """Refuse a path where a file cannot safely go: a folder, a symlink, a device, FIFO or socket, /proc, /sys, /dev."""
+    real = Path(os.path.realpath(path.parent))
+    if len(real.parts) > 1 and real.parts[1] in PSEUDO_FILESYSTEMS:
+        raise _refuse(path, f"is under /{real.parts[1]}, a pseudo-filesystem: not a place for a file")
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:

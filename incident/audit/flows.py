@@ -86,10 +86,12 @@ def verify_exported_chain(path: Path) -> audit.Verdict:
 
     from incident.datafiles import MAX_DEPTH, no_duplicate_keys, too_deep
     from incident.errors import BadInput
+    from incident.files import check_input
 
     def bad(problem: str) -> BadInput:
         return BadInput(str(path), None, None, problem)
 
+    check_input(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

@@ -12,6 +12,7 @@ from typing import Any
 
 from incident.datafiles import MAX_DEPTH, MAX_INT_DIGITS, no_duplicate_keys, not_text, too_deep
 from incident.errors import BadInput
+from incident.files import check_input
 
 csv.field_size_limit(1 << 20)  # a 1 MiB cell is already absurd; larger ones are refused, not read
 
@@ -51,6 +52,7 @@ def read_records(
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
         raise BadInput(name, None, None, "unknown file type (use .csv or .jsonl)")
+    check_input(path)
     try:
         raw = _CountingRaw(open(path, "rb"))  # noqa: SIM115 - closed in finally
     except OSError as exc:

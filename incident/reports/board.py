@@ -64,7 +64,7 @@ def incident_rows(session: Session, ws: Workspace) -> list[dict[str, Any]]:
                 "obligations": [o.as_json() for o in view.obligations],
             }
         open_work = any(o["state"] != "done" for o in row["obligations"])
-        if Status(inc.status) != Status.CLOSED or open_work:
+        if inc.status != Status.CLOSED or open_work:
             rows.append(row)
     return rows
 
