@@ -115,7 +115,9 @@ def _check_organisation(path: Path, org: dict[str, Any], prefix: str = "organisa
 
     for key, value in org.items():
         where = f"{path}: {prefix}.{key}"
-        if isinstance(value, dict) and prefix == "organisation" and key == "officer":
+        if prefix == "organisation" and key == "officer":
+            if not isinstance(value, dict):
+                raise BadConfig(f"{where}: must be a table ([organisation.officer])")
             _check_organisation(path, value, f"{prefix}.{key}")
         elif not isinstance(value, str):
             raise BadConfig(f"{where}: must be a text string, not {type(value).__name__}")

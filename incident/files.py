@@ -21,6 +21,7 @@ from incident.errors import BadInput
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 CHUNK = 1 << 20
+NAME_MAX = 255  # bytes in one file name on Linux and macOS
 PSEUDO_FILESYSTEMS = ("proc", "sys", "dev")  # kernel interfaces: a "file" there is a device or a knob
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -134,6 +135,8 @@ def check_input(path: Path) -> None:
 
 def check_target(path: Path) -> None:
     """Refuse a path where a file cannot safely go: a folder, a symlink, a device, FIFO or socket, /proc, /sys, /dev."""
+    if len(os.fsencode(path.name)) > NAME_MAX:
+        raise _refuse(path, "the name is too long")
     real = Path(os.path.realpath(path.parent))
     if len(real.parts) > 1 and real.parts[1] in PSEUDO_FILESYSTEMS:
         raise _refuse(path, f"is under /{real.parts[1]}, a pseudo-filesystem: not a place for a file")

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -15,6 +14,10 @@ from incident.errors import ExitCode, IncidentError
 
 if TYPE_CHECKING:
     from incident.config import Workspace
+
+
+# typer vendors its own click; its UsageError (missing option, bad value, unknown option) is BadParameter's base.
+UsageError: type[Exception] = typer.BadParameter.__mro__[1]
 
 
 def _not_utf8(arg: str) -> bool:
@@ -59,11 +62,12 @@ class ErrorMappingGroup(TyperGroup):
         except IncidentError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
-        except click.UsageError as exc:
+        except UsageError as exc:
             # One line like every other error, still pointing at the help (click's own form takes four lines).
-            where = exc.ctx.command_path if exc.ctx is not None else "incident"
-            typer.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
-            raise typer.Exit(exc.exit_code) from None
+            sub = getattr(exc, "ctx", None)
+            where = sub.command_path if sub is not None else "incident"
+            typer.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)  # type: ignore[attr-defined]
+            raise typer.Exit(getattr(exc, "exit_code", ExitCode.BAD_INPUT)) from None
         except OSError as exc:
             if exc.filename is None:
                 raise
@@ -81,6 +85,8 @@ class ErrorMappingGroup(TyperGroup):
             typer.echo(f"error: {mapped}", err=True)
             raise typer.Exit(mapped.exit_code) from None
 
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 app = typer.Typer(
     cls=ErrorMappingGroup,
@@ -128,6 +134,11 @@ def root(
     import os
 
     level = log_level or os.environ.get("INCIDENT_LOG_LEVEL")
+    if level and level.upper() not in LOG_LEVELS:
+        from incident.errors import InvalidArgument
+
+        source = "--log-level" if log_level else "INCIDENT_LOG_LEVEL"
+        raise InvalidArgument(f"{source}: {level[:20]!r} is not a level (use {', '.join(LOG_LEVELS)})")
     if level:
         import logging
 

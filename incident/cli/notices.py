@@ -9,6 +9,7 @@ import typer
 
 from incident.cli import print_json, state
 from incident.cli.output import print_held
+from incident.errors import InvalidArgument
 from incident.privacy import terminal_safe as safe
 
 notices_app = typer.Typer(
@@ -20,7 +21,7 @@ notices_app = typer.Typer(
 def render(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
-    workers: Annotated[int | None, typer.Option(help="Render processes (default: up to 2 cores)")] = None,
+    workers: Annotated[int | None, typer.Option(help="Render processes (default: up to 2 cores)", min=1)] = None,
 ) -> None:
     """Render every affected person's notices per channel and write the review bundle review/ID/."""
     from incident.notices.flows import render_notices
@@ -105,6 +106,9 @@ def reject(
     _decide(ctx, incident_id, reviewer, "rejected", comment, announcement)
 
 
+NOTICE_CHANNELS = ("email", "sms", "push", "letter")
+
+
 @notices_app.command("show")
 def show(
     ctx: typer.Context,
@@ -125,6 +129,8 @@ def show(
         else:
             typer.echo(f"{incident_id}: nobody is held back")
         return
+    if channel is not None and channel not in NOTICE_CHANNELS:
+        raise InvalidArgument(f"--channel: {channel[:20]!r} is not a channel (use {' | '.join(NOTICE_CHANNELS)})")
     found = show_notice(state(ctx).ws(), incident_id, person, channel=channel)
     if as_json:
         print_json(found)

@@ -48,6 +48,7 @@ UNSEEN_RE = re.compile("[\t\u0080-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u
 LOCALES = {"zh-CN": "zh-CN", "zh-cn": "zh-CN", "en": "en"}
 ACCOUNT_STATUSES = ("active", "cancelled")
 MAX_ID = 64
+EARLIEST_BIRTH = "1900-01-01"
 MAX_TEXT = 1000
 
 
@@ -208,6 +209,8 @@ def _check_born(birth_date: str | None, cancelled_at: str | None, today: str | N
     today = today or clock.now().date().isoformat()
     if birth_date and birth_date > today:
         raise BadCell("birth_date", "is in the future")
+    if birth_date and birth_date < EARLIEST_BIRTH:
+        raise BadCell("birth_date", f"is before {EARLIEST_BIRTH[:4]}: no one alive was born then")
     if cancelled_at and cancelled_at > today:
         raise BadCell("cancelled_at", "is in the future")
     if cancelled_at and birth_date and cancelled_at < birth_date:
