@@ -12,7 +12,7 @@ import pytest
 from support import OpenedIncident, manifest_of
 
 from incident.errors import BadInput
-from incident.files import open_private, private_dir, write_private, write_public
+from incident.files import check_output, open_private, private_dir, write_private, write_public
 
 ONE_LINE = 1
 
@@ -114,6 +114,15 @@ def test_a_fifo_where_a_file_goes_is_refused_without_blocking(tmp_path: Path) ->
         write_private(fifo, b"x")
 
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and mode(fifo) == 0o666
+
+
+@pytest.mark.nodb
+@pytest.mark.parametrize("path", ["/proc/self/status", "/sys/kernel/mm", "/dev/shm/x.csv"])
+def test_a_pseudo_filesystem_is_no_output(path: str) -> None:
+    """Given an output under /proc, /sys or /dev, then check_output refuses it. check_output only stats the path
+    (it never opens it), so pointing it at the machine's own files here writes nothing."""
+    with pytest.raises(BadInput, match="a pseudo-filesystem"):
+        check_output(Path(path))
 
 
 # ---- through the command line --------------------------------------------------------------------

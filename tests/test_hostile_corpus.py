@@ -411,6 +411,7 @@ for name, (column, value, fragment) in BAD_CELLS.items():
             f"people.csv:2: {fragment}",
             setup=(write_input("people.csv", f"{PEOPLE_HEADER}\n{people_row(**{column: csv_value})}\n".encode()),),
             db=True,
+            story="inventory",
         )
     )
     row = dict(zip(PEOPLE_HEADER.split(","), people_row(**{column: value}).split(","), strict=True))
@@ -422,6 +423,7 @@ for name, (column, value, fragment) in BAD_CELLS.items():
             f"people.jsonl:1: {fragment}",
             setup=(write_input("people.jsonl", (line + "\n").encode()),),
             db=True,
+            story="inventory",
         )
     )
 
@@ -447,6 +449,7 @@ for name, (row_text, fragment) in DATE_ROWS.items():
             f"people.csv:2: {fragment}",
             setup=(write_input("people.csv", f"{PEOPLE_HEADER}\n{row_text}\n".encode()),),
             db=True,
+            story="inventory",
         )
     )
 
@@ -492,6 +495,7 @@ for name, (content, fragment) in JSONL_FILES.items():
             fragment,
             setup=(write_input("people.jsonl", content),),
             db=True,
+            story="inventory",
         )
     )
 
@@ -540,6 +544,7 @@ for name, (content, fragment) in YAML_FILES.items():
             fragment,
             setup=(write_input("systems.yaml", content),),
             db=True,
+            story="inventory",
         )
     )
 
@@ -740,6 +745,14 @@ for name, (args, fragment) in {
     "unknown-option": (("list", "--colour"), "No such option"),
 }.items():
     add(Case(f"range-{name}", args, fragment, db=True))
+add(
+    Case(
+        "range-settle-before-discovery",
+        ("settle", "{ID}", "cn-pipl-authority", "--at", "2026-03-09T23:59:00+00:00"),
+        "--at: is before the incident was discovered",
+        db=True,
+    )
+)
 add(Case("range-log-level-env", ("list",), "INCIDENT_LOG_LEVEL: 'LOUD'", env=(("INCIDENT_LOG_LEVEL", "LOUD"),)))
 
 
@@ -771,6 +784,11 @@ def assessed_story(ws: WorkspaceDir) -> str:
     return incident.id
 
 
+def inventory_story(ws: WorkspaceDir) -> str:
+    ws.import_inventory()
+    return "INC-NONE"  # no incident: the import cases need only the inventory
+
+
 def rendered_story(ws: WorkspaceDir) -> str:
     incident_id = assessed_story(ws)
     ws.ok("notices", "render", incident_id)
@@ -781,6 +799,12 @@ def rendered_story(ws: WorkspaceDir) -> str:
 def assessed(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
     """The hand-written inventory with the member-db exfiltration opened and assessed."""
     return Snapshot(tmp_path_factory, "corpus-assessed", assessed_story)
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    """Only the hand-written inventory (the import cases need no incident; cheaper on PostgreSQL)."""
+    return Snapshot(tmp_path_factory, "corpus-inventory", inventory_story)
 
 
 @pytest.fixture(scope="module")
