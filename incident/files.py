@@ -54,12 +54,12 @@ def _os_problem(path: Path, exc: OSError) -> BadInput:
     return _refuse(path, exc.strerror or "cannot be written")
 
 
-def _step_into(fd: int, name: str, path: Path, *, create: bool) -> int:
-    """Open folder `name` inside the open folder `fd` without following a symlink, creating it owner-only."""
+def _step_into(fd: int, name: str, path: Path, *, create: bool, mode: int = 0o700) -> int:
+    """Open folder `name` inside the open folder `fd` without following a symlink, creating it with `mode`."""
     made = False
     if create:
         try:
-            os.mkdir(name, 0o700, dir_fd=fd)
+            os.mkdir(name, mode, dir_fd=fd)
             made = True
         except FileExistsError:
             pass
@@ -76,12 +76,12 @@ def _step_into(fd: int, name: str, path: Path, *, create: bool) -> int:
             raise _refuse(path, "is a file, not a folder") from None
         raise _refuse(path, _kind(mode) if not stat.S_ISDIR(mode) else exc.strerror or "cannot open") from None
     if made:
-        os.fchmod(child, 0o700)  # whatever the umask; only a folder made just now
+        os.fchmod(child, mode)  # whatever the umask; only a folder made just now
     return child
 
 
 @contextmanager
-def _folder_fd(folder: Path, within: Path | None) -> Iterator[int]:
+def _folder_fd(folder: Path, within: Path | None, mode: int = 0o700) -> Iterator[int]:
     """An open descriptor of `folder`, creating what is missing; below `within` no step may be a symlink."""
     if within is not None:
         try:
@@ -107,7 +107,7 @@ def _folder_fd(folder: Path, within: Path | None) -> Iterator[int]:
         current = start
         for part in parts:
             current = current / part
-            child = _step_into(fd, part, current, create=True)
+            child = _step_into(fd, part, current, create=True, mode=mode)
             os.close(fd)
             fd = child
         yield fd
@@ -165,11 +165,11 @@ def check_output(path: Path) -> None:
 
 
 @contextmanager
-def _new_file(path: Path, *, within: Path | None, mode: int) -> Iterator[tuple[int, int]]:
+def _new_file(path: Path, *, within: Path | None, mode: int, folder_mode: int = 0o700) -> Iterator[tuple[int, int]]:
     """Yield (folder fd, fd of a new NAME.part); on success rename it over NAME, on failure remove it."""
     check_target(path)
     name, part = path.name, path.name + ".part"
-    with _folder_fd(path.parent, within) as dfd:
+    with _folder_fd(path.parent, within, folder_mode) as dfd:
         try:
             # A part file a killed run left behind is ours to remove; unlink never follows a symlink.
             os.unlink(part, dir_fd=dfd)
@@ -223,7 +223,8 @@ def write_private(path: Path, data: bytes, *, atomic: bool = True, within: Path 
 
 def write_public(path: Path, data: bytes, *, within: Path | None = None) -> str:
     """Write a text meant for the public (an announcement), readable by all, whole or not at all; return its sha256."""
-    with _new_file(path, within=within, mode=0o644) as (_, fd), os.fdopen(fd, "wb") as fh:
+    # Folders it makes are readable by all too (0755): what is in them is meant to be published.
+    with _new_file(path, within=within, mode=0o644, folder_mode=0o755) as (_, fd), os.fdopen(fd, "wb") as fh:
         fh.write(data)
     return hashlib.sha256(data).hexdigest()
 

@@ -146,7 +146,7 @@ def edit_db(sql: str) -> Setup:
         from rawdb import connect
 
         with connect(box.ws.root) as conn:
-            conn.execute(sql)
+            conn.execute(sql, (GARBAGE,) if "?" in sql else ())
 
     return plant
 
@@ -686,12 +686,13 @@ add(Case("audit-file-missing", ("audit", "verify", "--file", "{tmp}/in/none.json
 
 # ---- H. rows edited into garbage behind the tool's back ------------------------------------------------------------
 
+GARBAGE = b"\x00\xff\x00not zlib"
 NOTICES_SHOW = ("notices", "show", "{ID}", "--person", "cn-adult")
 CORRUPT = "the database holds a corrupt value: "
 # (the edit, the command, the fragment after CORRUPT, whether PostgreSQL's types refuse the edit itself)
 CORRUPT_ROWS: dict[str, tuple[str, tuple[str, ...], str, bool]] = {
-    "notice-body": ("UPDATE notice SET body = X'00ff00'", NOTICES_SHOW, "notice ", False),
-    "notice-html": ("UPDATE notice SET html = X'0badf00d'", NOTICES_SHOW, "notice ", False),
+    "notice-body": ("UPDATE notice SET body = ?", NOTICES_SHOW, "notice ", False),
+    "notice-html": ("UPDATE notice SET html = ?", NOTICES_SHOW, "notice ", False),
     "systems-show": ("UPDATE incident SET systems = 'not json'", ("show", "{ID}"), "incident {ID}: systems", False),
     "systems-json": ("UPDATE incident SET systems = '['", ("show", "{ID}", "--json"), "incident {ID}: systems", False),
     "categories": ("UPDATE incident SET categories = '[1'", ("show", "{ID}"), "incident {ID}: categories", False),
