@@ -69,12 +69,12 @@ def _step_into(fd: int, name: str, path: Path, *, create: bool, mode: int = 0o70
         child = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
     except OSError as exc:
         try:
-            mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+            found = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
         except OSError:
             raise _os_problem(path, exc) from None
-        if stat.S_ISREG(mode):
+        if stat.S_ISREG(found):
             raise _refuse(path, "is a file, not a folder") from None
-        raise _refuse(path, _kind(mode) if not stat.S_ISDIR(mode) else exc.strerror or "cannot open") from None
+        raise _refuse(path, _kind(found) if not stat.S_ISDIR(found) else exc.strerror or "cannot open") from None
     if made:
         os.fchmod(child, mode)  # whatever the umask; only a folder made just now
     return child
