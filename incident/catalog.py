@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -12,6 +13,7 @@ from incident.datafiles import load_yaml
 from incident.errors import BadInput, IncidentError, InvalidArgument
 
 LOCALES = ("zh-CN", "en")
+KEY = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 Channel = Literal["email", "sms", "push"]
 
 
@@ -183,6 +185,11 @@ def data_dir() -> Path:
     raise IncidentError("the shipped playbooks/ folder is missing from this installation")
 
 
+def is_key(name: str) -> bool:
+    """Whether a playbook or report-kind name can name a file: lower-case letters, digits, - and _, at most 64."""
+    return KEY.fullmatch(name) is not None
+
+
 def data_file(name: str, workspace: Path | None) -> Path:
     if workspace is not None and (workspace / "playbooks" / name).is_file():
         return workspace / "playbooks" / name
@@ -213,9 +220,10 @@ def jurisdictions(workspace: Path | None = None) -> Jurisdictions:
 
 def playbook_path(key: str, workspace: Path | None = None) -> Path:
     """Return the file defining playbook `key`."""
-    path = data_file(f"{key}.yaml", workspace)
-    if not path.is_file() or key in ("categories", "jurisdictions"):
-        raise InvalidArgument(f"unknown playbook {key!r} (known: {', '.join(playbook_keys(workspace))})")
+    # Checked before the name becomes a path: a 300-character or "../x" name is not a file to look for.
+    path = data_file(f"{key}.yaml", workspace) if is_key(key) else None
+    if path is None or not path.is_file() or key in ("categories", "jurisdictions"):
+        raise InvalidArgument(f"unknown playbook {key[:64]!r} (known: {', '.join(playbook_keys(workspace))})")
     return path
 
 

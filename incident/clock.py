@@ -13,7 +13,11 @@ def now() -> datetime:
 def parse_when(text: str, field: str = "time") -> datetime:
     """Parse an ISO date or datetime; naive values are taken as UTC."""
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00+05:00 or 9999-12-31T23:00-05:00: the same instant in UTC is outside year 1..9999.
+        raise ValueError(f"{field}: outside the years 1 to 9999 in UTC") from None
 
 
 def as_utc(value: datetime) -> datetime:

@@ -116,13 +116,62 @@ class Workspace:
         return self.root.joinpath(*parts)
 
 
+TABLES = ("organisation", "database", "channels", "dispatch", "announcement", "oncall")
+MAX_TOML_DEPTH = 64
+
+
+def _check_organisation(path: Path, org: dict[str, Any], prefix: str = "organisation") -> None:
+    """Every organisation value is one line of text: it goes into mail headers and every notice."""
+    from incident.privacy import UNSAFE_CHARS
+
+    for key, value in org.items():
+        where = f"{path}: {prefix}.{key}"
+        if prefix == "organisation" and key == "officer":
+            if not isinstance(value, dict):
+                raise BadConfig(f"{where}: must be a table ([organisation.officer])")
+            _check_organisation(path, value, f"{prefix}.{key}")
+        elif not isinstance(value, str):
+            raise BadConfig(f"{where}: must be a text string, not {type(value).__name__}")
+        elif "\n" in value or "\r" in value or "\t" in value or any(c in UNSAFE_CHARS for c in value):
+            # A line break in platform_en would make every English email fail at send time (a header injection).
+            raise BadConfig(f"{where}: contains a line break, tab or control character (one line of text only)")
+
+
+def check_config(path: Path, config: dict[str, Any]) -> None:
+    """Refuse the shapes the tool would trip over later: a section that is not a table, a bad lease, bad text."""
+    for name in TABLES:
+        if name in config and not isinstance(config[name], dict):
+            raise BadConfig(f"{path}: {name}: must be a table ([{name}]), not {type(config[name]).__name__}")
+    for name, entry in config.get("channels", {}).items():
+        if not isinstance(entry, dict):
+            raise BadConfig(f"{path}: channels.{name}: must be a table ([channels.{name}])")
+    lease = config.get("dispatch", {}).get("lease_seconds")
+    if lease is not None and (isinstance(lease, bool) or not isinstance(lease, int | float) or not 1 <= lease <= 86400):
+        raise BadConfig(f"{path}: dispatch.lease_seconds: must be a number of seconds from 1 to 86400, not {lease!r}")
+    _check_organisation(path, config.get("organisation", {}))
+
+
 def read_config(root: Path) -> dict[str, Any]:
-    """Parse root/incident.toml, with a one-line error naming the line on bad TOML."""
+    """Parse root/incident.toml and check its shape, with a one-line error naming the file and the line or key."""
+    from incident.datafiles import too_deep
+
     path = root / CONFIG_NAME
     try:
-        config = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadConfig(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise BadConfig(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    deep = too_deep(text, quotes="\"'", limit=MAX_TOML_DEPTH)
+    if deep is not None:
+        raise BadConfig(f"{path}:{deep}: nested deeper than {MAX_TOML_DEPTH} levels")
+    try:
+        config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BadConfig(f"{path}: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # an integer over 4,300 digits
+        raise BadConfig(f"{path}: {str(exc)[:120]}") from None
+    check_config(path, config)
     retention_days(config, path)  # checked on load: a typo must not surface only on the day of a purge
     return config
 

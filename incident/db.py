@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
 
 from incident.config import Workspace
-from incident.errors import BadConfig, DatabaseBusy, IncidentError, SchemaOutOfDate
+from incident.errors import BadConfig, CorruptRecord, DatabaseBusy, IncidentError, SchemaOutOfDate
 
 # Alembic revisions in incident/migrations/versions, oldest first; the last one is what this code needs.
 SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
@@ -34,6 +35,19 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("naive datetime given to the database; use clock.now()")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        inner = super().result_processor(dialect, coltype)
+        if inner is None:
+            return None
+
+        def process(value: Any) -> Any:
+            try:
+                return inner(value)
+            except (ValueError, TypeError):
+                raise CorruptRecord("a stored time", f"{str(value)[:40]!r} is not a time") from None
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
@@ -299,6 +313,14 @@ def db_time(session: Session, when: datetime) -> datetime:
         raise ValueError("naive datetime given to the database; use clock.now()")
     when = when.astimezone(UTC)
     return when.replace(tzinfo=None) if session.get_bind().dialect.name == "sqlite" else when
+
+
+def stored_json(raw: str | None, where: str) -> Any:
+    """Parse JSON the tool stored; a row edited into something else is a CorruptRecord naming it, not a traceback."""
+    try:
+        return json.loads(raw or "")
+    except (ValueError, RecursionError):
+        raise CorruptRecord(where, "not the JSON the tool stored") from None
 
 
 def read_time(value: datetime | str) -> datetime:

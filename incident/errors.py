@@ -81,6 +81,18 @@ class SchemaOutOfDate(IncidentError):
     """The database was made by an older schema; `incident db upgrade` fixes it."""
 
 
+class CorruptRecord(IncidentError):
+    """A value read from the database is not what the tool stored there (edited by hand, or damaged)."""
+
+    exit_code = ExitCode.VERIFY_FAILED
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(
+            f"the database holds a corrupt value: {where}: {problem} "
+            "(not what the tool stored: see `incident audit verify`, or restore a backup)"
+        )
+
+
 class DatabaseBusy(IncidentError):
     """Another process holds the database lock longer than the busy timeout; nothing was changed."""
 

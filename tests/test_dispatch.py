@@ -73,15 +73,15 @@ class Member:
         }
 
 
-ADA = Member("ada", "Ada Lovelace", "en", "ada@example.com", "+447700900001", "tok-ada")  # email accepted
+ADA = Member("ada", "Ada Lovelace", "en", "ada@example.com", "+447911100001", "tok-ada")  # email accepted
 BO = Member("bo", "柏林", email="bo@example.cn", phone="+8613800000002")  # 550 → SMS
 CAI = Member("cai", "蔡文", email="cai@example.cn")  # 451 once → retry → accepted
 DAN = Member("dan", "邓超", phone="+8613800000004")  # SMS 500 once → retry → 200
-EVE = Member("eve", "Eve Moneypenny", "en", "eve@example.com", "+447700900005", "tok-eve")  # 550 → 400 → push
+EVE = Member("eve", "Eve Moneypenny", "en", "eve@example.com", "+447911100005", "tok-eve")  # 550 → 400 → push
 FAY = Member("fay", "范冰", phone="+8613800000006")  # SMS 429 Retry-After: 1 once → 200
 GUS = Member("gus", "顾城", email="gus@example.cn", address="福建省福州市鼓楼区东街7号")  # 550 → letter
 HAL = Member("hal", "韩梅", address="四川省成都市锦江区红星路8号")  # postal only → letter
-IVY = Member("ivy", "Ivy Green", "en", "ivy@example.com", "+447700900009")  # 550 → 400 → unreachable
+IVY = Member("ivy", "Ivy Green", "en", "ivy@example.com", "+447911100009")  # 550 → 400 → unreachable
 JON = Member("jon", "金鸣")  # no contact at all → unreachable
 KID = Member(
     "kid",

@@ -23,7 +23,7 @@ from test_dispatch import Member, Servers, approve_story
 from incident.dispatch.channels import RETRY_AFTER_CAP, parse_retry_after
 
 NOW = datetime(2026, 3, 12, 10, 0, tzinfo=UTC)
-SMS_ONLY = tuple(Member(f"p{i}", f"Person {i}", "en", phone=f"+44770090{i:04d}") for i in range(1, 7))
+SMS_ONLY = tuple(Member(f"p{i}", f"Person {i}", "en", phone=f"+44791111{i:04d}") for i in range(1, 7))
 HUGE, INF, DAY = SMS_ONLY[0], SMS_ONLY[1], SMS_ONLY[2]
 
 
@@ -84,9 +84,9 @@ def test_a_retry_after_past_the_channels_backoff_max_falls_back_at_once(workspac
     HTTP-date a day away, when dispatch runs, then it does not sleep: both fall back to their next channel."""
     tomorrow = format_datetime(datetime.now(UTC) + timedelta(days=1), usegmt=True)
     cast = (
-        Member("wait", "Wai Ting", "en", phone="+447700900101", push="tok-wait"),
-        Member("date", "Dat E", "en", phone="+447700900102", push="tok-date"),
-        Member("fine", "Fi Ne", "en", phone="+447700900103", push="tok-fine"),
+        Member("wait", "Wai Ting", "en", phone="+447911100101", push="tok-wait"),
+        Member("date", "Dat E", "en", phone="+447911100102", push="tok-date"),
+        Member("fine", "Fi Ne", "en", phone="+447911100103", push="tok-fine"),
     )
     script = {cast[0].phone: [(429, {"Retry-After": "86400"})], cast[1].phone: [(503, {"Retry-After": tomorrow})]}
     with sms_servers(script) as servers:
@@ -104,7 +104,7 @@ def test_channel_sms_finds_the_sms_behind_hundreds_of_emails(workspace: Workspac
     """Given 250 people due on email whose rows come first and 50 due on SMS, when the responder runs
     `dispatch --channel sms`, then the 50 SMS go out (as `--dry-run --channel sms` said), and no email."""
     by_mail = tuple(Member(f"a{i:03d}", f"Mail {i}", "en", email=f"a{i:03d}@example.com") for i in range(250))
-    by_sms = tuple(Member(f"z{i:03d}", f"Text {i}", "en", phone=f"+44770091{i:04d}") for i in range(50))
+    by_sms = tuple(Member(f"z{i:03d}", f"Text {i}", "en", phone=f"+44791112{i:04d}") for i in range(50))
     with sms_servers({}) as servers:
         d = approve_story(workspace, by_mail + by_sms, servers)
         assert "would send 50 messages" in d.ws.ok("dispatch", d.id, "--dry-run", "--channel", "sms")
@@ -220,7 +220,7 @@ def test_a_server_that_trickles_its_answer_hits_the_calls_deadline_and_the_notic
     """Given an SMS gateway that sends one header line every half second (or a mail server that greets one
     line at a time) and a 2-second deadline in the channel URL, when the responder runs dispatch, then each
     call is cut at its deadline and the notice falls back to the next channel: dispatch ends instead of hanging."""
-    who = Member("tia", "Tia", "en", email="tia@example.com", phone="+447700900201", push="tok-tia")
+    who = Member("tia", "Tia", "en", email="tia@example.com", phone="+447911100201", push="tok-tia")
     first, line = (
         (b"HTTP/1.1 200 OK\r\n", b"X-Slow: 1\r\n") if channel == "sms" else (b"220-slow.example\r\n", b"220-wait\r\n")
     )
@@ -265,7 +265,7 @@ def test_no_more_than_eight_per_sending_thread_are_ever_in_flight(workspace: Wor
         return settle(session, incident_id, results, **kw)
 
     monkeypatch.setattr(sending, "settle", counting_settle)
-    cast = tuple(Member(f"q{i:03d}", f"Quick {i}", "en", phone=f"+44770092{i:04d}") for i in range(300))
+    cast = tuple(Member(f"q{i:03d}", f"Quick {i}", "en", phone=f"+44791120{i:04d}") for i in range(300))
     with sms_servers({}) as servers:
         d = approve_story(workspace, cast, servers)
         d.ws.ok("dispatch", d.id, "--workers", "2")
@@ -280,7 +280,7 @@ def test_a_stale_approval_lets_the_planned_deliveries_finish_but_plans_nothing_n
     stale and that nothing new is planned."""
     cast = (
         Member("mai", "Mai", "en", email="mai@example.com"),
-        Member("sam", "Sam", "en", phone="+447700900301"),
+        Member("sam", "Sam", "en", phone="+447911100301"),
         Member("sue", "Sue", "en", push="tok-sue"),
     )
     with sms_servers({}) as servers:
@@ -294,7 +294,7 @@ def test_a_stale_approval_lets_the_planned_deliveries_finish_but_plans_nothing_n
         result = d.ws.run("dispatch", d.id, "--channel", "sms", "--workers", "1")
         assert result.exit_code == 0, result.output
         assert "the approval is stale" in result.stderr and "nothing new is planned" in result.stderr
-        assert [r.to for r in servers.sms.requests] == ["+447700900301"] and servers.push.requests == []
+        assert [r.to for r in servers.sms.requests] == ["+447911100301"] and servers.push.requests == []
         d.ws.ok("worker", "--incident", d.id)
         assert [r.to for r in servers.push.requests] == ["tok-sue"]
         sent = {r.to: r.body["message"] for r in servers.sms.requests + servers.push.requests}

@@ -159,8 +159,8 @@ EN_CHILD = Person(
     birth="2017-02-02",
     guardian="Tina Tune",
     guardian_email="tina@example.org",
-    guardian_phone="+44 7700 900123",
-    guardian_e164="+447700900123",
+    guardian_phone="+44 7911 100123",
+    guardian_e164="+447911100123",
 )
 CAST = (ZH_ADULT, EN_ADULT, ZH_CHILD, EN_CHILD)
 INCIDENT_CATEGORIES = "password,phone,member_name,real_name"

@@ -13,7 +13,7 @@ from incident.assess import models as assess
 from incident.config import Workspace
 from incident.db import unit_of_work
 from incident.errors import InvalidArgument, NotAssessed
-from incident.files import open_private, safe_cell
+from incident.files import check_output, open_private, safe_cell
 from incident.incidents import models as incidents
 from incident.incidents.holds import refuse_if_purged
 from incident.incidents.models import Status
@@ -125,6 +125,7 @@ def export_affected_to(ws: Workspace, incident_id: str, fmt: str, output: Path |
     """Write the affected list to a private file (0600) or to stdout."""
     if output is None:
         return export_affected(ws, incident_id, fmt, stdout)
+    check_output(output)
     from incident.incidents.flows import remember_export
 
     remember_export(ws, incident_id, output, "affected")

@@ -13,6 +13,7 @@ from incident.assess.counts import count
 from incident.assess.models import Assessment, latest
 from incident.assess.snapshot import determine_affected
 from incident.audit import chain as audit
+from incident.db import stored_json
 from incident.errors import IncidentError, InvalidArgument
 from incident.incidents.models import Incident, Status, get, transition
 
@@ -61,7 +62,7 @@ def assess_incident(
     if previous is None or reassess:
         counts = take_snapshot(session, incident, workspace)
     else:
-        counts = json.loads(previous.counts)
+        counts = stored_json(previous.counts, f"assessment of {incident.id}: counts")
     auto = rules.grade_for(counts["people"]).key
     # A manual grade sticks until the next snapshot, which is graded afresh.
     kept = previous if previous is not None and previous.grade_reason and not reassess else None

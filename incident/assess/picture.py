@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from incident import catalog
 from incident.assess.counts import residents
 from incident.assess.models import Assessment, latest
 from incident.assess.obligations import ObligationStatus, announcement_reasons, obligation_states
+from incident.db import stored_json
 from incident.errors import NotAssessed
 from incident.incidents.models import Incident
 
@@ -58,7 +58,7 @@ def view(
     stored = latest(session, incident.id)
     if stored is None:
         raise NotAssessed(f"{incident.id} has not been assessed yet (run `incident assess {incident.id}`)")
-    counts = json.loads(stored.counts)
+    counts = stored_json(stored.counts, f"assessment of {incident.id}: counts")
     rules = catalog.jurisdictions(workspace)
     reasons = announcement_reasons(counts, rules) + list(extra_announcement_reasons or [])
     grade = next(g for g in rules.grades if g.key == stored.grade)

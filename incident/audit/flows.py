@@ -92,12 +92,13 @@ def export_audit(ws: Workspace, incident_id: str, output: Path) -> str:
     """Write an incident's chain to a JSON file; return its head hash."""
     import json
 
+    from incident.files import check_output, open_private
     from incident.incidents.models import get
 
+    check_output(output)
     with unit_of_work(ws, write=False) as session:
         get(session, incident_id)
         data = audit.export_chain(session, incident_id)
-    from incident.files import open_private
 
     with open_private(output) as fh:  # the chain names actors and people ids: owner-only, like every export
         fh.write(json.dumps(data, ensure_ascii=False, indent=1))
@@ -108,18 +109,40 @@ def verify_exported_chain(path: Path, head: tuple[int, str] | None = None) -> au
     """Verify an exported chain file without any database (and, given one, that it holds a handed-out head)."""
     import json
 
+    from incident.datafiles import MAX_DEPTH, no_duplicate_keys, too_deep
     from incident.errors import BadInput
+    from incident.files import check_input
 
+    def bad(problem: str) -> BadInput:
+        return BadInput(str(path), None, None, problem)
+
+    check_input(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BadInput(str(path), None, None, f"not a readable audit export ({exc})") from None
-    if not isinstance(data, dict):
-        raise BadInput(str(path), None, None, "not an audit export")
-    verdict = audit.verify_export(data)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise bad("not an audit export (not UTF-8 text)") from None
+    except OSError as exc:
+        raise bad(f"cannot read it ({exc.strerror or exc})") from None
+    deep = too_deep(text)
+    if deep is not None:
+        raise BadInput(str(path), deep, None, f"not an audit export (nested deeper than {MAX_DEPTH} levels)")
+    try:
+        data = json.loads(text, object_pairs_hook=no_duplicate_keys(lambda key: ValueError(f"{key!r} appears twice")))
+    except (ValueError, RecursionError) as exc:
+        raise bad(f"not a readable audit export ({str(exc)[:120]})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("chain"), str):
+        raise bad("not an audit export (expected an object naming its `chain`)")
+    entries = data.get("entries", [])
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise bad("not an audit export (`entries` must be a list of objects)")
+    try:
+        verdict = audit.verify_export(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # A hand-edited export with a field missing or of the wrong type: the file is bad, not the chain it copies.
+        raise bad(f"not an audit export (a field is missing or malformed: {str(exc)[:80]})") from None
     if verdict.ok and head is not None:
         seq, digest = head
-        if not any(isinstance(e, dict) and e.get("seq") == seq and e.get("hash") == digest for e in data["entries"]):
+        if not any(e.get("seq") == seq and e.get("hash") == digest for e in entries):
             from dataclasses import replace
 
             problem = f"seq {seq} is not the handed-out head {digest} (history was rewritten)"

@@ -48,7 +48,7 @@ def dispatch(
         bool, typer.Option(help="Print what would be sent per channel and variant; send nothing")
     ] = False,
     channel: Annotated[str | None, typer.Option(help="Only send on this channel (email, sms, push)")] = None,
-    workers: Annotated[int, typer.Option(help="Sending threads")] = 8,
+    workers: Annotated[int, typer.Option(help="Sending threads", min=1)] = 8,
     hold_unknown: Annotated[
         bool,
         typer.Option(help="Keep attempts interrupted by a crash for a human decision instead of re-sending them once"),
@@ -160,7 +160,7 @@ def deliveries(
 def worker(
     ctx: typer.Context,
     incident_id: Annotated[str | None, typer.Option("--incident", help="Serve only this incident")] = None,
-    workers: Annotated[int, typer.Option(help="Sending threads in this process")] = 8,
+    workers: Annotated[int, typer.Option(help="Sending threads in this process", min=1)] = 8,
     follow: Annotated[bool, typer.Option(help="Keep polling for work instead of exiting when none is left")] = False,
     hold_unknown: Annotated[
         bool, typer.Option(help="Hold attempts taken over from a dead worker instead of re-sending them once")

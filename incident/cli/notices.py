@@ -9,6 +9,7 @@ import typer
 
 from incident.cli import print_json, state
 from incident.cli.output import echo, print_held
+from incident.errors import InvalidArgument
 
 notices_app = typer.Typer(
     help="Render notices, review them, approve or reject them.", no_args_is_help=True, rich_markup_mode=None
@@ -19,7 +20,7 @@ notices_app = typer.Typer(
 def render(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
-    workers: Annotated[int | None, typer.Option(help="Render processes (default: up to 2 cores)")] = None,
+    workers: Annotated[int | None, typer.Option(help="Render processes (default: up to 2 cores)", min=1)] = None,
 ) -> None:
     """Render every affected person's notices per channel and write the review bundle review/ID/."""
     from incident.notices.flows import render_notices
@@ -110,6 +111,9 @@ def reject(
     _decide(ctx, incident_id, reviewer, "rejected", comment, announcement)
 
 
+NOTICE_CHANNELS = ("email", "sms", "push", "letter")
+
+
 @notices_app.command("show")
 def show(
     ctx: typer.Context,
@@ -130,6 +134,8 @@ def show(
         else:
             echo(f"{incident_id}: nobody is held back")
         return
+    if channel is not None and channel not in NOTICE_CHANNELS:
+        raise InvalidArgument(f"--channel: {channel[:20]!r} is not a channel (use {' | '.join(NOTICE_CHANNELS)})")
     found = show_notice(state(ctx).ws(), incident_id, person, channel=channel)
     if as_json:
         print_json(found)

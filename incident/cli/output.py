@@ -56,16 +56,24 @@ def terminal_stream() -> IO[str]:
     return _FilteredStream(sys.stdout)  # type: ignore[return-value]
 
 
+EARLIEST_YEAR, LATEST_YEAR = 1900, 9000
+
+
 def parse_time(text: str | None, option: str) -> Any:
+    """Parse a date or time given as an option, in the years a deadline can be computed from."""
     from incident.clock import parse_when
     from incident.errors import InvalidArgument
 
     if text is None:
         return None
     try:
-        return parse_when(text)
+        when = parse_when(text)
     except ValueError:
-        raise InvalidArgument(f"{option}: not an ISO date or time: {text!r}") from None
+        raise InvalidArgument(f"{option}: not an ISO date or time: {text[:40]!r}") from None
+    # Deadlines are computed from these times (72 hours on, 14 years back): year 1 or 9999 would overflow them.
+    if not EARLIEST_YEAR <= when.year <= LATEST_YEAR:
+        raise InvalidArgument(f"{option}: {text[:40]!r} is outside the years {EARLIEST_YEAR} to {LATEST_YEAR}")
+    return when
 
 
 def split_csv(text: str | None) -> list[str] | None:

@@ -87,13 +87,18 @@ class InventoryFiles:
     holdings: Path
 
 
+CN_MOBILE_PREFIXES = ("138", "139", "135", "136", "137", "150", "186")
+
+
 def _phone(rng: random.Random, region: str) -> str:
     country = region.split("-")[0]
+    # Numbers phonenumbers.is_valid_number accepts (the import refuses the others), drawn with the same calls on
+    # `rng` as before so every other field of the synthetic inventory stays the same.
     if country == "CN":
-        return f"+861{rng.choice('3456789')}{rng.randrange(10**9):09d}"
+        return f"+86{rng.choice(CN_MOBILE_PREFIXES)}{rng.randrange(10**9) % 10**8:08d}"
     if country == "US":
         return f"+1{rng.choice(['415', '512', '212', '646'])}555{rng.randrange(10**4):04d}"
-    return f"+4915{rng.randrange(10**9):09d}"
+    return f"+49151{rng.randrange(10**9) % 10**8:08d}"
 
 
 def _region(rng: random.Random) -> str:

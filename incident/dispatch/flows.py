@@ -20,7 +20,7 @@ from incident.dispatch.letters import LetterBatch, write_letters
 from incident.dispatch.models import DeliveryState
 from incident.dispatch.sending import DispatchReport, Sender, make_sender, pump
 from incident.errors import IncidentError, InvalidArgument
-from incident.files import open_private
+from incident.files import check_output, open_private
 from incident.incidents import models as incidents
 from incident.incidents.holds import refuse_if_purged
 from incident.incidents.models import Status
@@ -293,6 +293,8 @@ def export_deliveries(ws: Workspace, incident_id: str, *, fmt: str, output: Path
     if fmt not in ("csv", "jsonl"):
         raise InvalidArgument("--format: use csv or jsonl")
     if output is not None:
+        check_output(output)
+
         from incident.incidents.flows import remember_export
 
         remember_export(ws, incident_id, output, "deliveries")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,12 +35,11 @@ class LetterBatch:
 def write_letters(session: Session, ws: Workspace, incident_id: str, *, actor: str) -> LetterBatch:
     """Write every queued letter (postal-only people and those every electronic channel failed for)."""
     folder = ws.path("letters", incident_id)
-    private_dir(folder)
-    os.chmod(folder, 0o700)
+    private_dir(folder, within=ws.root)
     merge_path, print_path = folder / "mail-merge.csv", folder / "print-all.html"
     now = clock.now()
     printed: list[int] = []
-    with open_private(merge_path) as merge, open_private(print_path) as printable:
+    with open_private(merge_path, within=ws.root) as merge, open_private(print_path, within=ws.root) as printable:
         writer = csv.writer(merge)
         writer.writerow(["ref", "name", "postal_address", "locale", "file"])
         printable.write(
@@ -51,7 +49,7 @@ def write_letters(session: Session, ws: Workspace, incident_id: str, *, actor: s
         for letter in models.queued_letters(session, incident_id):
             body = unpack_content(letter.body, letter.html)[1] or ""
             path = folder / f"{letter.ref}.html"
-            with open_private(path) as fh:
+            with open_private(path, within=ws.root) as fh:
                 fh.write(body)
             inner = body.split("<body>", 1)[-1].rsplit("</body>", 1)[0]
             printable.write(f'<div class="page">{inner}</div>\n')

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -12,8 +11,8 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from incident.audit import chain as audit
 from incident.audit import coverage
-from incident.db import UTCDateTime
-from incident.errors import IllegalTransition, NoSuchIncident
+from incident.db import UTCDateTime, stored_json
+from incident.errors import CorruptRecord, IllegalTransition, NoSuchIncident
 
 
 class Status(StrEnum):
@@ -25,6 +24,8 @@ class Status(StrEnum):
     NOTIFIED = "notified"
     CLOSED = "closed"
 
+
+STATUSES = frozenset(s.value for s in Status)
 
 # Every legal move. Re-assessing or re-rendering steps back; nothing leaves `closed`. Once sending has started,
 # re-assessing, re-rendering and deciding move the incident to its own status instead (notifying → notifying,
@@ -73,11 +74,11 @@ class Incident(SQLModel, table=True):
 
     @property
     def system_list(self) -> list[str]:
-        return list(json.loads(self.systems))
+        return list(stored_json(self.systems, f"incident {self.id}: systems"))
 
     @property
     def category_list(self) -> list[str]:
-        return list(json.loads(self.categories))
+        return list(stored_json(self.categories, f"incident {self.id}: categories"))
 
 
 class TimelineEntry(SQLModel, table=True):
@@ -130,6 +131,8 @@ def get(session: Session, incident_id: str, *, for_update: bool = False) -> Inci
     found = session.exec(stmt).first()
     if found is None:
         raise NoSuchIncident(f"no incident {incident_id!r} (see `incident list`)")
+    if found.status not in STATUSES:
+        raise CorruptRecord(f"incident {found.id}: status", f"{found.status[:40]!r} is not a status")
     return found
 
 

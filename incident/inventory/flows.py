@@ -12,6 +12,7 @@ from incident import clock
 from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.db import unit_of_work
+from incident.files import check_output
 from incident.inventory.importer import ImportReport, OnBytes, import_inventory
 from incident.inventory.models import stats
 
@@ -58,6 +59,8 @@ def import_files(
     if skip_invalid and rejects is None:
         stamp = clock.now().strftime("%Y%m%dT%H%M%S")
         rejects = ws.path("rejected", f"import-{stamp}.csv")
+    elif rejects is not None:
+        check_output(rejects)
     with unit_of_work(ws) as session:
         with _progress_bar(total) as progress:
             report = import_inventory(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import gc
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlmodel import Session
@@ -50,7 +50,7 @@ class _Rejects:
         self.skip, self.path, self.count = skip_invalid, rejects_path, 0
         self.shown: list[BadInput] = []
         self._writer: Any = None
-        self._file: IO[Any] | None = None
+        self._files = ExitStack()
 
     def add(self, err: BadInput, row: Row | None) -> None:
         self.count += 1
@@ -58,8 +58,7 @@ class _Rejects:
             self.shown.append(err)
         if self.skip and self.path is not None:
             if self._writer is None:
-                self._file = open_private(self.path)
-                self._writer = csv.writer(self._file)
+                self._writer = csv.writer(self._files.enter_context(open_private(self.path)))
                 self._writer.writerow(["file", "line", "field", "problem", "row"])
             raw = "" if row is None else ";".join(f"{k}={v}" for k, v in row.items() if v)
             self._writer.writerow([safe_cell(x) for x in (err.file, err.line, err.field, err.problem, raw)])
@@ -68,8 +67,7 @@ class _Rejects:
         self.add(BadInput(str(path), line, exc.field, exc.problem), _as_row(columns, cells))
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        self._files.close()
 
     def raise_if_refused(self) -> None:
         if self.count and not self.skip:

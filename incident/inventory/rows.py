@@ -10,7 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from incident.datafiles import MAX_DEPTH, MAX_INT_DIGITS, no_duplicate_keys, not_text, too_deep
 from incident.errors import BadInput
+from incident.files import check_input
 
 csv.field_size_limit(1 << 20)  # a 1 MiB cell is already absurd; larger ones are refused, not read
 
@@ -32,6 +34,11 @@ class _CountingRaw(io.RawIOBase):
         super().close()
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names a key twice (args: the key)."""
+
+
+_UNIQUE_KEYS = no_duplicate_keys(_DuplicateKey)
 Row = dict[str, str]
 Cells = tuple[str, ...]
 
@@ -45,6 +52,7 @@ def read_records(
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson"):
         raise BadInput(name, None, None, "unknown file type (use .csv or .jsonl)")
+    check_input(path)
     try:
         raw = _CountingRaw(open(path, "rb"))  # noqa: SIM115 - closed in finally
     except OSError as exc:
@@ -137,15 +145,26 @@ def _jsonl_records(name: str, text: io.TextIOWrapper, columns: tuple[str, ...]) 
             return
         if not raw.strip():
             continue
+        if too_deep(raw) is not None:
+            raise BadInput(name, line, None, f"invalid JSON: nested deeper than {MAX_DEPTH} levels")
         try:
-            obj = json.loads(raw)
+            obj = json.loads(raw, object_pairs_hook=_UNIQUE_KEYS)
+        except _DuplicateKey as exc:
+            raise BadInput(name, line, str(exc)[:40], "appears twice (refused, not overwritten)") from None
         except json.JSONDecodeError as exc:
             raise BadInput(name, line, None, f"invalid JSON: {exc.msg}") from None
+        except (ValueError, RecursionError):
+            raise BadInput(name, line, None, f"invalid JSON: a number with more than {MAX_INT_DIGITS} digits") from None
         if not isinstance(obj, dict):
             raise BadInput(name, line, None, "each line must be a JSON object")
+        escapes = "\\u" in raw
         for key, value in obj.items():
+            if escapes and not_text(key):
+                raise BadInput(name, line, None, "a field name holds a lone surrogate escape (\\ud800 to \\udfff)")
             if key not in columns:
                 raise BadInput(name, line, str(key)[:40], "unknown field")
             if value is not None and not isinstance(value, str | int):
                 raise BadInput(name, line, key, "must be a string")
+            if escapes and isinstance(value, str) and not_text(value):
+                raise BadInput(name, line, key, "holds a lone surrogate escape (\\ud800 to \\udfff): not text")
         yield line, tuple("" if obj.get(col) is None else str(obj[col]).strip() for col in columns)

@@ -42,9 +42,13 @@ EMAIL_RE = re.compile(
 E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
 CN_MOBILE_RE = re.compile(r"^1[3-9]\d{9}$")
 REGION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+# Characters that pass for nothing or reorder what a reader sees: C1 controls, bidi marks, embeddings, overrides
+# and isolates (CVE-2021-42574), the line and paragraph separators, and tabs (a one-line field must read as one).
+UNSEEN_RE = re.compile("[\t\u0080-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 LOCALES = {"zh-CN": "zh-CN", "zh-cn": "zh-CN", "en": "en"}
 ACCOUNT_STATUSES = ("active", "cancelled")
 MAX_ID = 64
+EARLIEST_BIRTH = "1900-01-01"
 MAX_TEXT = 1000
 
 
@@ -70,21 +74,46 @@ def normalise_email(value: str) -> str:
 @lru_cache(maxsize=4096)
 def normalise_region(value: str) -> str:
     """Return the upper-cased ISO country or subdivision code (CN-FJ, DE, US-CA); cached, regions repeat."""
-    region = value.upper()
+    # ASCII only, compared before upper-casing: "ın".upper() is "IN" and "ß".upper() is "SS".
+    region = value.upper() if value.isascii() else value
     if not REGION_RE.match(region):
         raise ValueError(f"not an ISO country or subdivision code: {region[:12]!r}")
     return region
 
 
+@lru_cache(maxsize=1)
+def _cn_mobile() -> re.Pattern[str]:
+    """phonenumbers' own pattern of a valid Chinese mobile number, for the fast path of the common case."""
+    import phonenumbers
+
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region("CN")
+    mobile = metadata.mobile if metadata is not None else None
+    pattern = mobile.national_number_pattern if mobile is not None else None
+    return re.compile(pattern or r"1[3-9]\d{9}")
+
+
+def _valid_e164(number: str) -> bool:
+    """Whether an E.164-shaped number is a real one (+999... has the shape and no country)."""
+    # phonenumbers takes ~35 µs a number; a Chinese mobile, most of an inventory, is checked by its pattern alone.
+    if number.startswith("+86") and _cn_mobile().fullmatch(number[3:]):
+        return True
+    import phonenumbers
+
+    try:
+        return bool(phonenumbers.is_valid_number(phonenumbers.parse(number, None)))
+    except phonenumbers.NumberParseException:
+        return False
+
+
 def normalise_phone(value: str, region: str | None) -> str:
-    """Return the number in E.164 (+8613800000000); national numbers use the person's region."""
-    if E164_RE.match(value):  # the common case, already normalised
-        return value
-    compact = re.sub(r"[\s().-]", "", value)
+    """Return a valid number in E.164 (+8613800000000); national numbers use the person's region."""
+    compact = value if E164_RE.match(value) else re.sub(r"[\s().-]", "", value)
     if E164_RE.match(compact):
+        if not _valid_e164(compact):
+            raise ValueError("not a valid phone number")
         return compact
     country = (region or "CN").split("-")[0]
-    if country == "CN" and CN_MOBILE_RE.match(compact):
+    if country == "CN" and CN_MOBILE_RE.match(compact) and _cn_mobile().fullmatch(compact):
         return "+86" + compact
     import phonenumbers  # slow to import and to call: only for numbers not already in E.164
 
@@ -175,10 +204,17 @@ def _account_status(value: str, cancelled_at: str | None) -> str:
     return status
 
 
-def _check_born(birth_date: str | None, today: str | None) -> None:
+def _check_born(birth_date: str | None, cancelled_at: str | None, today: str | None) -> None:
     # ISO dates (YYYY-MM-DD) order as strings like the days they name.
-    if birth_date and birth_date > (today or clock.now().date().isoformat()):
+    today = today or clock.now().date().isoformat()
+    if birth_date and birth_date > today:
         raise BadCell("birth_date", "is in the future")
+    if birth_date and birth_date < EARLIEST_BIRTH:
+        raise BadCell("birth_date", f"is before {EARLIEST_BIRTH[:4]}: no one alive was born then")
+    if cancelled_at and cancelled_at > today:
+        raise BadCell("cancelled_at", "is in the future")
+    if cancelled_at and birth_date and cancelled_at < birth_date:
+        raise BadCell("cancelled_at", "is before birth_date")
 
 
 def _free_text_suspect(pid: str, name: str, guardian_name: str, push_token: str, address: str) -> bool:
@@ -189,6 +225,7 @@ def _free_text_suspect(pid: str, name: str, guardian_name: str, push_token: str,
         or len(push_token) > MAX_TEXT
         or len(address) > MAX_TEXT
         or has_control_chars(f"{pid}{name}{guardian_name}{push_token}{address.replace(chr(10), '')}")
+        or UNSEEN_RE.search(f"{pid}{name}{guardian_name}{push_token}{address.replace(chr(9), '')}") is not None
     )
 
 
@@ -201,8 +238,18 @@ def _check_free_text(pid: str, fields: tuple[tuple[str, str], ...]) -> None:
             col == "postal_address" and not has_control_chars(value.replace("\n", ""))
         ):
             raise BadCell(col, "contains control characters")
+        unseen = UNSEEN_RE.search(value.replace("\t", "") if col == "postal_address" else value)
+        if unseen is not None:
+            raise BadCell(col, _unseen_problem(unseen.group()))
     if has_control_chars(pid):
         raise BadCell("person_id", "contains control characters")
+    unseen = UNSEEN_RE.search(pid)
+    if unseen is not None:
+        raise BadCell("person_id", _unseen_problem(unseen.group()))
+
+
+def _unseen_problem(char: str) -> str:
+    return f"contains U+{ord(char):04X}, a tab, invisible or direction character that changes how the text reads"
 
 
 # ---- whole rows ---------------------------------------------------------------------------------
@@ -223,7 +270,7 @@ def person_values(cells: Cells, today: str | None = None) -> tuple[Any, ...]:
     birth_date = _optional_date("birth_date", birth)
     cancelled_at = _optional_date("cancelled_at", gone)
     account_status = _account_status(status, cancelled_at)
-    _check_born(birth_date, today)
+    _check_born(birth_date, cancelled_at, today)
     if _free_text_suspect(pid, name, g_name, push_token, address):
         free_text = (("name", name), ("guardian_name", g_name), ("push_token", push_token), ("postal_address", address))
         _check_free_text(pid, free_text)

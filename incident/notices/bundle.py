@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from sqlmodel import Session
 
 from incident import clock
 from incident.config import Workspace
-from incident.files import private_dir, replacing_private, write_private
+from incident.files import replacing_private, write_private
 from incident.incidents import models as incidents
 from incident.notices import compose, content
 from incident.notices.manifest import ManifestWriter
@@ -49,10 +48,9 @@ class Bundle:
 
     @contextmanager
     def manifest_writer(self) -> Iterator[ManifestWriter]:
-        private_dir(self.folder)  # review/ too: mkdir(parents=True) would leave it at the umask's default
-        os.chmod(self.folder, 0o700)
-        # Swap in only a whole manifest: a failed render must not break the one an approval is bound to.
-        with replacing_private(self.folder / "manifest.json") as (fh, part):
+        # review/ too: mkdir(parents=True) would leave it at the umask's default. Swap in only a whole manifest: a
+        # failed render must not break the one an approval is bound to.
+        with replacing_private(self.folder / "manifest.json", within=self.ws.root) as (fh, part):
             yield ManifestWriter(fh, part)
 
     def write_index(
@@ -91,7 +89,10 @@ class Bundle:
             )
         texts = {v["key"]: _variant_text(v) for v in shown}
         write_private(
-            self.folder / f"variants-{render_id}.json", json.dumps(texts, ensure_ascii=False).encode(), atomic=True
+            self.folder / f"variants-{render_id}.json",
+            json.dumps(texts, ensure_ascii=False).encode(),
+            atomic=True,
+            within=self.ws.root,
         )
         changes = self._changes_since_approved(session, render_id, texts)
         page = (
@@ -111,7 +112,7 @@ class Bundle:
             )
         )
         path = self.folder / "index.html"
-        write_private(path, page.encode("utf-8"), atomic=False)
+        write_private(path, page.encode("utf-8"), within=self.ws.root)
         return path
 
     def _changes_since_approved(self, session: Session, render_id: int, texts: dict[str, str]) -> dict[str, Any] | None:

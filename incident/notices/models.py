@@ -15,6 +15,7 @@ from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, Session, SQLModel, select
 
 from incident.db import UTCDateTime
+from incident.errors import CorruptRecord
 
 CHANNELS = ("email", "sms", "push", "letter")
 
@@ -72,13 +73,16 @@ def pack_content(body: str, html: str | None) -> tuple[bytes, bytes | None]:
     return packed, compressor.compress(html.encode()) + compressor.flush()
 
 
-def unpack_content(body: bytes, html: bytes | None) -> tuple[str, str | None]:
-    """The text and HTML of a stored notice (pack_content undone)."""
-    raw = zlib.decompress(body)
-    if html is None:
-        return raw.decode(), None
-    decompressor = zlib.decompressobj(zdict=raw)
-    return raw.decode(), (decompressor.decompress(html) + decompressor.flush()).decode()
+def unpack_content(body: bytes, html: bytes | None, where: str = "a stored notice") -> tuple[str, str | None]:
+    """The text and HTML of a stored notice (pack_content undone); a damaged row is a CorruptRecord naming it."""
+    try:
+        raw = zlib.decompress(body)
+        if html is None:
+            return raw.decode(), None
+        decompressor = zlib.decompressobj(zdict=raw)
+        return raw.decode(), (decompressor.decompress(html) + decompressor.flush()).decode()
+    except (zlib.error, UnicodeDecodeError, TypeError) as exc:
+        raise CorruptRecord(where, f"its content does not unpack ({type(exc).__name__})") from None
 
 
 def stored_notice(session: Session, incident_id: str, person_id: str, channel: str | None) -> list[dict[str, Any]]:
@@ -93,7 +97,7 @@ def stored_notice(session: Session, incident_id: str, person_id: str, channel: s
         stmt = stmt.where(Notice.channel == channel)
     out = []
     for n in session.exec(stmt.order_by(Notice.id)):  # type: ignore[arg-type]
-        body, html = unpack_content(n.body, n.html)
+        body, html = unpack_content(n.body, n.html, f"notice {n.id} ({n.person_id}, {n.channel})")
         out.append(
             {
                 "channel": n.channel,

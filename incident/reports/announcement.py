@@ -188,8 +188,8 @@ class AnnouncementResult:
     reasons: list[str] = field(default_factory=list)
 
 
-def _write(path: Path, data: str) -> str:
-    return write_public(path, (data if data.endswith("\n") else data + "\n").encode("utf-8"))
+def _write(path: Path, data: str, ws: Workspace) -> str:
+    return write_public(path, (data if data.endswith("\n") else data + "\n").encode("utf-8"), within=ws.root)
 
 
 def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> AnnouncementResult:
@@ -218,9 +218,8 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
         if line and at >= 0:
             texts[file_name(loc, "html")] = page[:at] + f'<p class="audit-head">{html.escape(line)}</p>\n' + page[at:]
     folder = ws.path("review", incident_id, "announcement")
-    folder.mkdir(parents=True, exist_ok=True)
     files = {name: folder / name for name in texts}
-    shas = {name: _write(files[name], body) for name, body in texts.items()}
+    shas = {name: _write(files[name], body, ws) for name, body in texts.items()}
     manifest = {
         "incident": incident_id,
         "rendered_at": now.isoformat(),
@@ -230,7 +229,7 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
         "reasons": view.announcement["reasons"],
     }
     manifest_path = folder / MANIFEST
-    manifest_hash = _write(manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True))
+    manifest_hash = _write(manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True), ws)
     record = AnnouncementRender(
         incident_id=incident_id,
         at=now,

@@ -70,7 +70,7 @@ def incident_rows(session: Session, ws: Workspace) -> list[dict[str, Any]]:
         open_work = any(o["state"] != "done" for o in row["obligations"])
         # A closed incident stays on the board while its personal data is due for purge or under a legal hold.
         at_rest = row["retention"]["state"] in ("purge due", "held")
-        if Status(inc.status) != Status.CLOSED or open_work or at_rest:
+        if inc.status != Status.CLOSED or open_work or at_rest:
             rows.append(row)
     return rows
 

@@ -156,6 +156,10 @@ def settle_obligation(
         when = at or clock.now()
         if when > clock.now():
             raise InvalidArgument("--at: is in the future")
+        discovered = clock.as_utc(incident.discovered_at)
+        if when < discovered:
+            # Nothing owed because of an incident can be done before anyone knew of it.
+            raise InvalidArgument(f"--at: is before the incident was discovered ({discovered.isoformat()})")
         assess.settle(session, incident_id, key, actor, when, reference)
         return {"key": key, "at": when.isoformat(), "reference": reference, "title": ob.title}
 

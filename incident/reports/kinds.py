@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, model_validator
 
-from incident.catalog import Strict, Text, data_dir, data_file
+from incident.catalog import Strict, Text, data_dir, data_file, is_key
 from incident.datafiles import load_yaml
 from incident.errors import BadInput, InvalidArgument
 
@@ -110,9 +110,11 @@ def kind_keys(workspace: Path | None) -> list[str]:
 
 def load(key: str, workspace: Path | None) -> ReportKind:
     """Load and validate report kind `key` (a workspace copy overrides the shipped one)."""
-    path = data_file(f"reports/{key}.yaml", workspace)
-    if not path.is_file():
-        raise InvalidArgument(f"--regulator: unknown report kind {key!r} (known: {', '.join(kind_keys(workspace))})")
+    path = data_file(f"reports/{key}.yaml", workspace) if is_key(key) else None
+    if path is None or not path.is_file():
+        raise InvalidArgument(
+            f"--regulator: unknown report kind {key[:64]!r} (known: {', '.join(kind_keys(workspace))})"
+        )
     kind = _load(path, path.stat().st_mtime)
     if kind.key != key:
         raise BadInput(str(path), 1, "key", f"is {kind.key!r} but the file is named {key}.yaml")

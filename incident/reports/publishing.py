@@ -21,6 +21,7 @@ from incident.config import Workspace
 from incident.dispatch import transports
 from incident.dispatch.recovery import owner_alive, owner_id
 from incident.errors import BadConfig
+from incident.files import write_public
 from incident.incidents import models as incidents
 from incident.reports import broadcast
 from incident.reports.announcement import ANNOUNCEMENT, KINDS, file_name
@@ -88,12 +89,11 @@ def start(session: Session, ws: Workspace, incident_id: str, actor: str) -> Publ
     assert render.id is not None
     urls = targets(ws)
     public = ws.path("public", incident_id)
-    public.mkdir(parents=True, exist_ok=True)
     written = []
     for loc in catalog.LOCALES:
         for kind in KINDS:
             name = file_name(loc, kind)
-            (public / name).write_bytes((Path(render.folder) / name).read_bytes())
+            write_public(public / name, (Path(render.folder) / name).read_bytes(), within=ws.root)
             written.append(public / name)
     now = clock.now()
     first = render.published_at is None

@@ -14,7 +14,7 @@ from incident.assess import models as assess
 from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.errors import IncidentError, InvalidArgument
-from incident.files import write_private
+from incident.files import private_dir, write_private
 from incident.incidents import models as incidents
 from incident.notices import templates
 from incident.reports import aggregates, formats, kinds
@@ -82,7 +82,7 @@ def generate(
             page = formats.html_page(env, f"{kind.title(lang)} — {incident_id}", lang, markdown)
             data[fmt] = page.encode() if fmt == "html" else formats.pdf(page)
     folder = ws.path("reports", incident_id)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder, within=ws.root)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     rows = []
     for fmt, blob in data.items():
@@ -100,7 +100,7 @@ def generate(
         session.add(row)
         session.flush()
         path = folder / f"{regulator}-{stage}-{stamp}-{row.id}.{fmt}"
-        write_private(path, blob, atomic=True)
+        write_private(path, blob, within=ws.root)
         row.path = str(path)
         rows.append(row)
     audit.record(

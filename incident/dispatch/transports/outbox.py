@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from incident.dispatch.transports import HALT, PERMANENT, SENT, TRANSIENT, Outcome, current_message, report
 from incident.dispatch.transports.smtppool import email_message
+from incident.errors import BadInput
 
 BOUNCE_PREFIX = "bounce."
 
@@ -44,27 +44,16 @@ def outbox_handler(body: str, title: str, notify_type: str, meta: dict[str, Any]
             ).encode()
             path = folder / f"{msg.notice_id}.json"
         _write_private(path, data)
-    except OSError as exc:
-        # A full disk or a read-only folder is our fault, not the recipient's: stop the run (HALT) with the
-        # delivery still pending on this channel, instead of spending its retries and falling back.
-        return report(
-            Outcome(TRANSIENT, f"outbox write failed (nothing was sent): {exc.strerror or exc}", details={HALT: True})
-        )
+    except (OSError, BadInput) as exc:
+        # A full disk, a read-only folder or a symlink planted in the outbox is our fault, not the recipient's:
+        # stop the run (HALT) with the delivery still pending on this channel, instead of falling back.
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return report(Outcome(TRANSIENT, f"outbox write failed (nothing was sent): {why}", details={HALT: True}))
     return report(Outcome(SENT, provider_id=path.name))
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    if not path.parent.is_dir():
-        from incident.files import private_dir
+    from incident.files import write_private
 
-        private_dir(path.parent)  # outbox/, outbox/ID/ and outbox/ID/KIND/ alike, not just the last one
-    tmp = path.with_suffix(path.suffix + ".part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        # Whole or absent, never half-written; survives kill -9 (not power loss: no fsync per message).
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # outbox/ID/KIND/NAME inside the workspace: no step below the workspace may be a symlink that leads out of it.
+    write_private(path, data, within=path.parents[3])
