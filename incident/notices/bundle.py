@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ class Bundle:
         self,
         session: Session,
         static: dict[str, Any],
-        today: dict[str, str],
+        today: datetime,
         variants: dict[str, int],
         examples: dict[str, dict[str, Any]],
         lint_summary: dict[str, Any],
