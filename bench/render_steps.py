@@ -87,7 +87,7 @@ def plain_render(ws: Any, incident_id: str, affected: Callable[[], Iterable[tupl
             or "baseline-secret"
         )
     now = clock.now()
-    today = {loc: content.day(now, loc) for loc in static["locales"]}
+    today = now  # each reader sees the date on their own clock
     env = templates.environment(ws.root)
     compiled = {
         loc: {
@@ -105,7 +105,7 @@ def plain_render(ws: Any, incident_id: str, affected: Callable[[], Iterable[tupl
         loc = person["locale"]
         tpl = compiled[loc]
         context = content.person_context(
-            static, person, content.notice_ref(secret, incident_id, person["person_id"]), today[loc]
+            static, person, content.notice_ref(secret, incident_id, person["person_id"]), today
         )
         context["parts"] = {name: t.render(context).strip() for name, t in tpl["parts"].items()}
         context["subject"] = tpl["subject"].render(context).strip()

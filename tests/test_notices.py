@@ -13,6 +13,7 @@ import re
 import subprocess
 import zlib
 from dataclasses import dataclass
+from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -355,7 +356,11 @@ def test_the_email_tells_each_person_everything_the_law_requires_in_order(render
             "- Member name",
         ]
         never_ask = "We will never ask for your password or a verification code"
-        summary, window = SUMMARY_EN, "from 1 January 2026 to 1 March 2026"
+        # on the Californian's own clock: the window's midnights UTC fall on the evening before
+        summary = SUMMARY_EN
+        window = (
+            "from 31 December 2025 (Pacific Standard Time, UTC-8) to 28 February 2026 (Pacific Standard Time, UTC-8)"
+        )
         cause = CAUSE_EN
         reference = [f"Incident reference: {iid}", "Notice reference: N", f"Date of this notice: {NOTICE_DATE[locale]}"]
         greeting = f"Dear {person.name},"
@@ -372,7 +377,7 @@ def test_the_email_tells_each_person_everything_the_law_requires_in_order(render
         ]
         labels = ["- 密码（敏感个人信息）", "- 手机号码（敏感个人信息）", "- 会员名"]
         never_ask = "我们绝不会以任何方式向您索要密码或短信验证码"
-        summary, window = SUMMARY, "2026年1月1日至2026年3月1日"
+        summary, window = SUMMARY, "2026年1月1日（北京时间，UTC+8）至2026年3月1日（北京时间，UTC+8）"
         cause = CAUSE_EN  # only --cause-en was given: the responder's words in English, never dropped
         reference = [f"事件编号：{iid}", "通知编号：N", f"通知日期：{NOTICE_DATE[locale]}"]
         greeting = f"尊敬的{person.name}："
@@ -496,7 +501,7 @@ def test_the_push_template_also_speaks_to_a_guardian(rendered_notices: Story):
             "categories": "phone",
             "ref": "NABCDEFGHIJ",
         }
-        parts, rendered = compose.render_person(env, static, person, NOTICE_DATE)
+        parts, rendered = compose.render_person(env, static, person, datetime.fromisoformat(NOTICE_DAY + "+00:00"))
         (push,) = rendered
         assert push["channel"] == "push" and expected in push["body"]
         problems = lint_notice(

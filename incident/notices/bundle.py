@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ class Bundle:
         self,
         session: Session,
         static: dict[str, Any],
-        today: dict[str, str],
+        today: datetime,
         variants: dict[str, int],
         examples: dict[str, dict[str, Any]],
         lint_summary: dict[str, Any],

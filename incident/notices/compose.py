@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from datetime import datetime
 from typing import Any
 
 from jinja2 import TemplateError
@@ -42,11 +43,11 @@ def _render(env: Any, name: str, ctx: dict[str, Any]) -> str:
 
 
 def render_person(
-    env: Any, static: dict[str, Any], person: dict[str, Any], today: dict[str, str]
+    env: Any, static: dict[str, Any], person: dict[str, Any], today: datetime
 ) -> tuple[dict[str, str], list[dict[str, Any]]]:
-    """Render one person's partials once, then every channel they can receive from them."""
+    """Render one person's partials once, then every channel they can receive from them (dated `today`)."""
     loc = person["locale"]
-    ctx = content.person_context(static, person, person["ref"], today[loc])
+    ctx = content.person_context(static, person, person["ref"], today)
     parts = {name: _render(env, f"{loc}/partials/{name}.txt.j2", ctx) for name in lint.ELEMENTS}
     ctx["parts"] = parts
     subject = _render(env, f"{loc}/subject.txt.j2", ctx)

@@ -8,46 +8,14 @@ from datetime import datetime
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from incident import catalog
+from incident import catalog, clock, zones
 from incident.config import Workspace
 from incident.incidents import models as incidents
 from incident.incidents.models import Incident
 from incident.privacy import clean_text as clean
-
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-
-
-def day(value: datetime, locale: str) -> str:
-    """A date as people read it in their locale (Beijing time for zh-CN)."""
-    if locale == "zh-CN":
-        local = value.astimezone(ZoneInfo("Asia/Shanghai"))
-        return f"{local.year}年{local.month}月{local.day}日"
-    return f"{value.day} {MONTHS[value.month - 1]} {value.year}"
-
-
-def moment(value: datetime, locale: str) -> str:
-    """A date and time in the reader's locale."""
-    if locale == "zh-CN":
-        local = value.astimezone(ZoneInfo("Asia/Shanghai"))
-        return f"{day(value, locale)} {local:%H:%M}（北京时间）"
-    return f"{day(value, locale)}, {value:%H:%M} UTC"
 
 
 def notice_ref(secret: str, incident_id: str, person_id: str) -> str:
@@ -79,9 +47,10 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
                 "cause": _in(loc, incident.cause, incident.cause_en) or book.cause(loc),
                 "impact": book.impact(loc),
                 "type": book.incident_type(loc),
-                "window_from": day(incident.exposure_from, loc),
-                "window_to": day(incident.exposure_to, loc),
-                "discovered": moment(incident.discovered_at, loc),
+                # instants (ISO, UTC): the templates write them on each reader's clock (`day`, `moment` filters)
+                "window_from": clock.as_utc(incident.exposure_from).isoformat(),
+                "window_to": clock.as_utc(incident.exposure_to).isoformat(),
+                "discovered": clock.as_utc(incident.discovered_at).isoformat(),
             },
             "measures_done": [m(loc) for m in book.measures_done],
             "measures_planned": [m(loc) for m in book.measures_planned],
@@ -110,8 +79,9 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
     }
 
 
-def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, today: str) -> dict[str, Any]:
-    """This person's notice context: only their own categories, advice most-sensitive first, de-duplicated."""
+def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, today: datetime) -> dict[str, Any]:
+    """This person's notice context: only their own categories, advice most-sensitive first, de-duplicated; every
+    date on one clock, their region's, in either language."""
     loc = person["locale"]
     keys = sorted(person["categories"].split(","), key=lambda k: (-static["categories"][k]["rank"], k))
     cats = [static["categories"][k] for k in keys]
@@ -133,6 +103,8 @@ def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, tod
         "lookup_url": static["lookup_url"],
         "actions": static["actions"],
         "audience": person["audience"],
+        "locale": loc,
+        "zone": zones.zone_for(person.get("region")),
         "person": {
             "name": clean(person["to_name"]) or fallback,
             "subject_name": clean(person["subject_name"]) or fallback,

@@ -7,6 +7,7 @@ import multiprocessing
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(
-    workspace: str | None, static: dict[str, Any], today: dict[str, str], secret: str, incident_id: str, render_id: int
+    workspace: str | None, static: dict[str, Any], today: datetime, secret: str, incident_id: str, render_id: int
 ) -> None:
     _worker.update(
         env=templates.environment(Path(workspace) if workspace else None),
@@ -163,7 +164,7 @@ def rendered_batches(
     people: int,
     ws: Workspace,
     static: dict[str, Any],
-    today: dict[str, str],
+    today: datetime,
     workers: int,
     secret: str,
     incident_id: str,

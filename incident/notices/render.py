@@ -103,7 +103,7 @@ def render_notices(
     delete_notices(session, incident_id, keep_renders=keep_renders)
     static = content.static_context(session, ws, incident)
     now = clock.now()
-    today = {loc: content.day(now, loc) for loc in static["locales"]}
+    today = now  # the notice's date: each reader sees it on their own clock
     record = session.get(Render, render_id)
     if record is None or record.manifest_hash:
         raise IncidentError(f"{incident_id}: another `notices render` replaced this one; run it again")

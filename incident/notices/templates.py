@@ -9,10 +9,21 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound, TemplateSyntaxError
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    TemplateNotFound,
+    TemplateRuntimeError,
+    TemplateSyntaxError,
+    pass_context,
+)
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
+from incident import zones
 from incident.errors import IncidentError
 from incident.notices.template_files import packaged_dir
 
@@ -83,6 +94,38 @@ def markdown_twin(env: ImmutableSandboxedEnvironment) -> ImmutableSandboxedEnvir
     return twin
 
 
+def _clock(ctx: Context, value: Any, locale: str | None, zone: str | None) -> tuple[Any, str, str]:
+    """The instant, zone and locale a date filter writes in: the template's own `zone` and `locale` unless named."""
+    if value is None or value == "":
+        raise TemplateRuntimeError("a date filter was given no date")
+    zone, locale = zone or ctx.get("zone"), locale or ctx.get("locale")
+    if not zone or not locale:
+        raise TemplateRuntimeError("a date filter needs the reader's `zone` and `locale` (give them as arguments)")
+    try:
+        zones.known_zone(zone)
+    except IncidentError as exc:
+        raise TemplateRuntimeError(str(exc)) from None
+    return value, zone, locale
+
+
+@pass_context
+def day_filter(ctx: Context, value: Any, locale: str | None = None, zone: str | None = None) -> str:
+    """`{{ when | day }}`: the calendar day on the reader's clock, the zone named (the one place dates are written)."""
+    try:
+        return zones.format_day(*_clock(ctx, value, locale, zone))
+    except ValueError:
+        raise TemplateRuntimeError(f"not a date: {str(value)[:40]!r}") from None
+
+
+@pass_context
+def moment_filter(ctx: Context, value: Any, locale: str | None = None, zone: str | None = None) -> str:
+    """`{{ when | moment }}`: date and time on the reader's clock, the zone named."""
+    try:
+        return zones.format_moment(*_clock(ctx, value, locale, zone))
+    except ValueError:
+        raise TemplateRuntimeError(f"not a date: {str(value)[:40]!r}") from None
+
+
 def environment(workspace: Path | None) -> ImmutableSandboxedEnvironment:
     """Build the sandboxed environment for a workspace (its notices/ folder wins over the packaged one)."""
     loaders = []
@@ -99,6 +142,8 @@ def environment(workspace: Path | None) -> ImmutableSandboxedEnvironment:
         auto_reload=False,
     )
     env.filters["blocks"] = blocks
+    env.filters["day"] = day_filter
+    env.filters["moment"] = moment_filter
     return env
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from incident import approvals, catalog, clock
+from incident import approvals, catalog, clock, zones
 from incident.assess import models as assess
 from incident.audit import chain as audit
 from incident.config import Workspace
@@ -80,6 +80,8 @@ def public_context(
             "categories": categories,
             "people": about(counts["people"], loc),
             "children": about(counts["children"], loc) if counts["children"] else None,
+            "locale": loc,
+            "zone": zones.zone_for(static["org"].get("location")),  # the organisation's clock, named
         }
     return out
 
@@ -203,7 +205,7 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
     now = clock.now()
     texts: dict[str, str] = {}
     for loc in catalog.LOCALES:
-        ctx = {**facts[loc], "announcement": {"date": content.day(now, loc)}}
+        ctx = {**facts[loc], "announcement": {"date": now}}
         for kind in KINDS:
             texts[file_name(loc, kind)] = templates.render(env, f"{loc}/announcement.{kind}.j2", ctx)
     problems = lint_public(session, incident_id, texts, officer=facts["en"]["officer"])

@@ -7,11 +7,11 @@ from typing import Any, cast
 
 from sqlmodel import Session
 
-from incident import catalog
+from incident import catalog, zones
 from incident.assess.obligations import anchors
 from incident.assess.picture import AssessmentView
 from incident.config import Workspace
-from incident.errors import IncidentError, InvalidArgument
+from incident.errors import BadConfig, IncidentError, InvalidArgument
 from incident.incidents import models as incidents
 from incident.notices import content, templates
 from incident.notices.compose import render_person
@@ -27,10 +27,31 @@ def _pair(by_locale: dict[str, Any]) -> dict[str, Any]:
     return {"zh": by_locale["zh-CN"], "en": by_locale["en"]}
 
 
+def report_region(ws: Workspace, kind: kinds.ReportKind) -> str | None:
+    """The region whose clock the report is written on: the organisation's setting the kind names, else its own."""
+    if kind.zone_region_from:
+        value = ws.organisation.get(kind.zone_region_from)
+        if value is not None:
+            code = str(value).strip().upper()
+            if not isinstance(value, str) or code not in zones.table().regions:
+                raise BadConfig(
+                    f"incident.toml: [organisation] {kind.zone_region_from}: {value!r} is not a region code "
+                    "incident/timezones.yaml knows (e.g. IE, DE, FR)"
+                )
+            return code
+    return kind.zone_region
+
+
 def sample_notice(
-    session: Session, ws: Workspace, incident: incidents.Incident, categories: list[str], date: datetime
+    session: Session,
+    ws: Workspace,
+    incident: incidents.Incident,
+    categories: list[str],
+    date: datetime,
+    region: str | None = None,
 ) -> dict[str, str]:
-    """The English email notice as a placeholder person would receive it: the sample a regulator asks for, no PII."""
+    """The English email notice as a placeholder person of `region` would receive it (on that region's clock):
+    the sample a regulator asks for, no PII."""
     static = content.static_context(session, ws, incident)
     person = {
         "person_id": "sample",
@@ -43,10 +64,11 @@ def sample_notice(
         "to_push": None,
         "to_address": "[postal address]",
         "categories": ",".join(categories),
+        "region": region,
         "ref": "[notice reference]",
     }
     env = templates.environment(ws.root)
-    parts, rendered = render_person(env, static, person, {loc: content.day(date, loc) for loc in catalog.LOCALES})
+    parts, rendered = render_person(env, static, person, date)
     notice = next((r for r in rendered if r["channel"] == "email"), rendered[-1])
     body = notice["body"] if notice["channel"] == "email" else "\n\n".join(parts.values())
     return {"channel": notice["channel"], "subject": notice["subject"], "text": templates.markdown_code(body)}
@@ -181,7 +203,17 @@ def report_context(
     notified = events["individuals_notified"]
     sample_categories = sorted(figures["by_category"]) or sorted(counts["by_category"])
     grade = next(g for g in rules.grades if g.key == view.assessment.grade)
+    region = report_region(ws, kind)
+    zone = zones.zone_for(region)
+
+    def day(at: Any) -> dict[str, str]:
+        return _both(lambda lc: zones.format_day(at, zone, lc))
+
+    def moment(at: Any) -> dict[str, str]:
+        return _both(lambda lc: zones.format_moment(at, zone, lc))
+
     return {
+        "zone": zone,  # the regulator's clock: the `day` and `moment` filters write every other date on it
         "report": {
             "key": kind.key,
             "title": _both(kind.title),
@@ -189,7 +221,7 @@ def report_context(
             "stage": stage,
             "stage_name": _both(kind.stages[cast(kinds.Stage, stage)]),
             "generated_at": now.isoformat(),
-            "generated": _both(lambda lc: content.moment(now, lc)),
+            "generated": moment(now),
         },
         "org": static["org"],
         "officer": static["officer"],
@@ -203,19 +235,17 @@ def report_context(
             "cause": prefills["cause"],
             "impact": _both(lambda lc: loc[lc]["incident"]["impact"]),
             "discovered_at": incident.discovered_at.isoformat(),
-            "discovered": _both(lambda lc: content.moment(incident.discovered_at, lc)),
+            "discovered": moment(incident.discovered_at),
             "discovered_by": content.clean(incident.discovered_by),
             "discovered_where": content.clean(incident.discovered_where),
             "window": {
-                "from": _both(lambda lc: loc[lc]["incident"]["window_from"]),
-                "to": _both(lambda lc: loc[lc]["incident"]["window_to"]),
+                "from": day(incident.exposure_from),
+                "to": day(incident.exposure_to),
             },
             "systems": systems,
             "connected_systems": content.clean(incident.connected_systems) or None,
             "police_contacted": incident.police_contacted,
-            "handling_ended": _both(lambda lc: content.moment(incident.handling_ended_at, lc))
-            if incident.handling_ended_at
-            else None,
+            "handling_ended": moment(incident.handling_ended_at) if incident.handling_ended_at else None,
             "grade": {
                 "key": grade.key,
                 "name": _both(grade.name),
@@ -238,7 +268,7 @@ def report_context(
         "regimes": [aggregates.regime_figures(counts, regions, r) for r in aggregates.regimes_in(counts, ws.root)],
         "regime": figures,
         "deliveries": aggregates.delivery_figures(session, incident.id),
-        "notified_at": _both(lambda lc: content.moment(notified, lc)) if notified else None,
+        "notified_at": moment(notified) if notified else None,
         "announcement": {
             **view.announcement,
             "published_at": events["announcement_published"].isoformat() if events["announcement_published"] else None,
@@ -252,7 +282,7 @@ def report_context(
         "fields": fields,
         "delay": _delay(kind, stage, incident, now, content.clean(delay_reason) or None),
         "to_follow": _both(kind.to_follow),
-        "sample_notice": sample_notice(session, ws, incident, sample_categories, notified or now)
+        "sample_notice": sample_notice(session, ws, incident, sample_categories, notified or now, region)
         if sample_categories
         else None,
     }

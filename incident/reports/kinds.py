@@ -59,6 +59,10 @@ class ReportKind(Strict):
     to_follow: Text
     delay: Delay | None = None
     sections: list[Section] = Field(min_length=1)
+    # The regulator's region (ISO 3166 code): the report's dates are written on its clock (incident/timezones.yaml);
+    # an [organisation] key named by zone_region_from, when set, names the region instead. Neither: UTC.
+    zone_region: str | None = Field(default=None, pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+    zone_region_from: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
 
     def sections_at(self, stage: str) -> list[Section]:
         return [s for s in self.sections if stage in s.stages]
