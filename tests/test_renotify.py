@@ -24,13 +24,13 @@ REVIEWER = "Legal (Li Na)"
 REJECTED = "550 5.1.1 Mailbox unavailable"
 HELPLINE = "Our helpline answers day and night on 4001577888."
 
-REACHED = tuple(Member(f"ok{i:02d}", f"Okay {i}", "en", phone=f"+44770093{i:04d}", push=f"tok{i}") for i in range(51))
-PUSHED = tuple(Member(f"pf{i}", f"Push Fallback {i}", "en", phone=f"+44770094{i:04d}", push=f"pf{i}") for i in range(5))
+REACHED = tuple(Member(f"ok{i:02d}", f"Okay {i}", "en", phone=f"+44791113{i:04d}", push=f"tok{i}") for i in range(51))
+PUSHED = tuple(Member(f"pf{i}", f"Push Fallback {i}", "en", phone=f"+44791114{i:04d}", push=f"pf{i}") for i in range(5))
 MAILED = tuple(
-    Member(f"mf{i}", f"Mail Fallback {i}", "en", email=f"mf{i}@example.com", phone=f"+4477009{i:05d}") for i in range(4)
+    Member(f"mf{i}", f"Mail Fallback {i}", "en", email=f"mf{i}@example.com", phone=f"+4479111{i:05d}") for i in range(4)
 )
 CAST = REACHED + PUSHED + MAILED
-NEWCOMER = Member("zz-late", "Late Find", "en", phone="+447700960001")
+NEWCOMER = Member("zz-late", "Late Find", "en", phone="+447911160001")
 
 
 @dataclass

@@ -105,6 +105,17 @@ def export_audit(ws: Workspace, incident_id: str, output: Path) -> str:
     return str(data["head"]["hash"]) if data["head"] else ""
 
 
+ENTRY_FIELDS: dict[str, type] = {
+    "seq": int,
+    "at": str,
+    "actor": str,
+    "action": str,
+    "payload": str,
+    "prev_hash": str,
+    "hash": str,
+}
+
+
 def verify_exported_chain(path: Path, head: tuple[int, str] | None = None) -> audit.Verdict:
     """Verify an exported chain file without any database (and, given one, that it holds a handed-out head)."""
     import json
@@ -135,6 +146,12 @@ def verify_exported_chain(path: Path, head: tuple[int, str] | None = None) -> au
     entries = data.get("entries", [])
     if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
         raise bad("not an audit export (`entries` must be a list of objects)")
+    for n, entry in enumerate(entries, 1):
+        # The file's own shape first: a hand-edited entry is a bad file, whatever the chain's head says.
+        values = {k: entry.get(k) for k in ENTRY_FIELDS}
+        wrong = [k for k, v in values.items() if not isinstance(v, ENTRY_FIELDS[k]) or isinstance(v, bool)]
+        if wrong:
+            raise bad(f"not an audit export (entry {n}: a field is missing or malformed: {', '.join(wrong)})")
     try:
         verdict = audit.verify_export(data)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -49,7 +49,7 @@ class ErrorMappingGroup(TyperGroup):
         # reach the database and every print as text no encoder accepts. Refuse them before anything runs.
         for i, arg in enumerate(args):
             if _not_utf8(arg):
-                typer.echo(
+                echo(
                     f"error: {_option_named(args, i)}: not UTF-8 text (is the terminal set to GBK or another "
                     "encoding? set it to UTF-8)",
                     err=True,
@@ -67,13 +67,13 @@ class ErrorMappingGroup(TyperGroup):
             # One line like every other error, still pointing at the help (click's own form takes four lines).
             sub = getattr(exc, "ctx", None)
             where = sub.command_path if sub is not None else "incident"
-            typer.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)  # type: ignore[attr-defined]
+            echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)  # type: ignore[attr-defined]
             raise typer.Exit(getattr(exc, "exit_code", ExitCode.BAD_INPUT)) from None
         except OSError as exc:
             if exc.filename is None:
                 raise
             # The last net under every file the tool opens: the file and the reason, never the stack.
-            typer.echo(f"error: {exc.filename}: {exc.strerror or exc}", err=True)
+            echo(f"error: {exc.filename}: {exc.strerror or exc}", err=True)
             raise typer.Exit(ExitCode.FAILED) from None
         except Exception as exc:
             if "sqlalchemy" not in sys.modules:
