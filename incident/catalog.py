@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from incident.datafiles import load_yaml
 from incident.errors import BadInput, IncidentError, InvalidArgument
@@ -31,14 +32,44 @@ class Text(Strict):
         return self.zh_CN if locale == "zh-CN" else self.en
 
 
+# A report speaks to a regulator about the people affected, never to the reader as if they were one of them.
+SECOND_PERSON = re.compile(r"您|你|\byou(?:rs?|rself|rselves)?\b", re.IGNORECASE)
+
+
 class Category(Strict):
     key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     label: Text
     sensitive: bool
     rank: int = Field(ge=0, le=100, description="higher = more sensitive; orders advice")
-    impact: Text
+    impact: Text  # what the person is told, in the second person
+    regulator_impact: Text  # what a regulator is told, in the third person
     urgent_action: Text
     advice: list[str] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _regulator_voice(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        key = data.get("key")
+        wording = data.get("regulator_impact")
+        if wording is None:
+            raise PydanticCustomError(
+                "regulator_impact",
+                "category {key} has no regulator_impact: reports need a third-person wording for regulators "
+                "in zh-CN and en (e.g. 相关信息可能被用于… / the information could be used to …)",
+                {"key": repr(key)},
+            )
+        for locale, text in wording.items() if isinstance(wording, dict) else ():
+            found = SECOND_PERSON.search(text) if isinstance(text, str) else None
+            if found:
+                raise PydanticCustomError(
+                    "regulator_voice",
+                    "category {key}: regulator_impact {locale} addresses the reader ({word}): a report speaks "
+                    "about the people affected, in the third person",
+                    {"key": repr(key), "locale": locale, "word": repr(found.group(0))},
+                )
+        return data
 
 
 class CategoryCatalog(Strict):

@@ -35,6 +35,17 @@ phone = "4001577888"
 address = "福建省平潭县金井湾大道东段179-2号3层"
 address_en = "3F, 179-2 Jinjingwan Avenue East, Pingtan County, Fujian, China"
 
+# GDPR art. 33(3)(b): the data protection officer, if one is designated (art. 37), and the representative in
+# the EU of a controller established outside it (art. 27). The eu-gdpr report names them; without a DPO it
+# names the officer above as the contact point. Keys: name (required), email, phone, address (one at least).
+# [organisation.dpo]
+# name = "Data Protection Officer"
+# email = "dpo@example.com"
+# [organisation.eu_representative]
+# name = "Example EU Representative GmbH"
+# email = "eu-rep@example.com"
+# address = "Musterstraße 1, 10115 Berlin, Germany"
+
 [database]
 # SQLite file in this workspace by default; INCIDENT_DATABASE_URL overrides this.
 url = "sqlite:///incident.db"
@@ -173,7 +184,38 @@ def read_config(root: Path) -> dict[str, Any]:
         raise BadConfig(f"{path}: {str(exc)[:120]}") from None
     check_config(path, config)
     retention_days(config, path)  # checked on load: a typo must not surface only on the day of a purge
+    organisation_contacts(config, path)
     return config
+
+
+CONTACT_KEYS = ("name", "email", "phone", "address")
+CONTACTS = ("dpo", "eu_representative")
+
+
+def organisation_contacts(config: dict[str, Any], path: Path | str = CONFIG_NAME) -> dict[str, dict[str, str]]:
+    """The data protection officer and EU representative the organisation names ([organisation.dpo],
+    [organisation.eu_representative]), each with a name and at least one way to reach them; absent ones left out."""
+    org = config.get("organisation", {})
+    if not isinstance(org, dict):
+        raise BadConfig(f"{path}: [organisation]: must be a table (an [organisation] section), not {org!r}")
+    out: dict[str, dict[str, str]] = {}
+    for key in CONTACTS:
+        if key not in org:
+            continue
+        section, where = org[key], f"{path}: [organisation.{key}]"
+        if not isinstance(section, dict):
+            raise BadConfig(f"{where}: must be a table, not {section!r}")
+        for name, value in section.items():
+            if name not in CONTACT_KEYS:
+                raise BadConfig(f"{where} {name}: unknown key (use {', '.join(CONTACT_KEYS)})")
+            if not isinstance(value, str) or not value.strip():
+                raise BadConfig(f"{where} {name}: must be non-empty text, not {value!r}")
+        if "name" not in section:
+            raise BadConfig(f"{where}: name: missing (GDPR art. 33(3)(b) asks for the name and contact details)")
+        if not any(section.get(k) for k in CONTACT_KEYS[1:]):
+            raise BadConfig(f"{where}: give email, phone or address: a name alone is no contact detail")
+        out[key] = {k: section[k].strip() for k in CONTACT_KEYS if k in section}
+    return out
 
 
 # PIPL art. 19 and GB/T 35273-2020 §6.1: the shortest period necessary; no law names a number (README).

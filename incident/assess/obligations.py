@@ -133,7 +133,7 @@ def announcement_reasons(counts: dict[str, Any], rules: catalog.Jurisdictions) -
     if counts["no_usable_channel"]:
         reasons.append(
             f"{counts['no_usable_channel']} affected people have no usable contact channel "
-            "(GB/T 35273 §10.2 a): publish a public warning)"
+            "(GB/T 35273 §10.2(a): publish a public warning)"
         )
     for regime in rules.regimes:
         n = residents(counts["by_region"], regime)

@@ -163,6 +163,8 @@ def report(
         )
     for note in made.notes:
         echo(f"note: {note}")
+    for warning in made.warnings:
+        echo(f"warning: {warning}", err=True)
 
 
 def status(

@@ -69,6 +69,7 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
                 "sensitive": c.sensitive,
                 "label": {loc: c.label(loc) for loc in catalog.LOCALES},
                 "impact": {loc: c.impact(loc) for loc in catalog.LOCALES},
+                "regulator_impact": {loc: c.regulator_impact(loc) for loc in catalog.LOCALES},
                 "urgent": {loc: c.urgent_action(loc) for loc in catalog.LOCALES},
                 "advice": list(c.advice),
             }

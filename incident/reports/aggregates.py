@@ -32,7 +32,7 @@ def dispatch_reasons(session: Session, incident_id: str) -> list[str]:
         return []
     return [
         f"{failed} affected people could not be reached: every channel failed for them during dispatch "
-        "(GB/T 35273 §10.2 a): publish a public warning)"
+        "(GB/T 35273 §10.2(a): publish a public warning)"
     ]
 
 

@@ -7,10 +7,10 @@ from typing import Any, cast
 
 from sqlmodel import Session
 
-from incident import catalog, zones
+from incident import catalog, regions, zones
 from incident.assess.obligations import anchors
 from incident.assess.picture import AssessmentView
-from incident.config import Workspace
+from incident.config import CONFIG_NAME, Workspace, organisation_contacts
 from incident.errors import BadConfig, IncidentError, InvalidArgument
 from incident.incidents import models as incidents
 from incident.notices import content, templates
@@ -138,7 +138,27 @@ def _delay(
     }
 
 
-def _systems(session: Session, incident: incidents.Incident) -> list[dict[str, Any]]:
+def _place(code: str | None, ws: Workspace) -> dict[str, Any] | None:
+    """A region code as readers see it: its name in both languages (the code itself when no source knows it)."""
+    if not code:
+        return None
+    return {"code": code, "zh": regions.label(code, "zh-CN", ws.root), "en": regions.label(code, "en", ws.root)}
+
+
+def _regions(by_region: dict[str, int], ws: Workspace) -> list[dict[str, Any]]:
+    """The people affected per region, each region named; people with no region recorded are counted as such."""
+    out = []
+    for code, n in by_region.items():
+        place = _place(code if code and code != "unknown" else None, ws) or {
+            "code": None,
+            "zh": "未记录地区",
+            "en": "region not recorded",
+        }
+        out.append({**place, "people": n})
+    return out
+
+
+def _systems(session: Session, ws: Workspace, incident: incidents.Incident) -> list[dict[str, Any]]:
     """The breached systems as the inventory describes them (GB/T 35273 §10.1: the systems involved)."""
     from incident.inventory.models import systems_by_name
 
@@ -149,10 +169,31 @@ def _systems(session: Session, incident: incidents.Incident) -> list[dict[str, A
             "description": s.description if s else None,
             "kind": s.kind if s else None,
             "location": s.location if s else None,
+            "place": _place(s.location, ws) if s else None,
         }
         for name in incident.system_list
         for s in [known.get(name)]
     ]
+
+
+def _consequences(categories: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """What a regulator is told could follow, one third-person wording per category involved, each once."""
+    out: dict[str, list[str]] = {"zh": [], "en": []}
+    for c in categories:
+        for lang in out:
+            if c["impact"][lang] not in out[lang]:
+                out[lang].append(c["impact"][lang])
+    return out
+
+
+def unknown_regions(ctx: dict[str, Any]) -> list[str]:
+    """The region codes a report had to show as codes because no source names them."""
+    places = [ctx["org"].get("place"), *ctx["regions"]] + [s["place"] for s in ctx["incident"]["systems"]]
+    found: list[str] = []
+    for p in places:
+        if p and p["code"] and p["en"] == p["code"] and p["code"] not in found:
+            found.append(p["code"])
+    return found
 
 
 def _prefills(incident: incidents.Incident, loc: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -195,7 +236,7 @@ def report_context(
     loc = static["locales"]
     regions = aggregates.by_region(session, incident.id)
     events = anchors(session, incident)
-    systems = _systems(session, incident)
+    systems = _systems(session, ws, incident)
     cats = static["categories"]
     figures = aggregates.regime_figures(counts, regions, regime)
     prefills = _prefills(incident, loc)
@@ -212,6 +253,21 @@ def report_context(
     def moment(at: Any) -> dict[str, str]:
         return _both(lambda lc: zones.format_moment(at, zone, lc))
 
+    contacts = {
+        key: {k: content.clean(v) for k, v in person.items()}
+        for key, person in organisation_contacts(ws.config, ws.root / CONFIG_NAME).items()
+    }
+    # A report speaks to a regulator: the third-person wording, never the notice's "your information may …".
+    categories = [
+        {
+            "key": k,
+            "label": _pair(cats[k]["label"]),
+            "sensitive": cats[k]["sensitive"],
+            "people": n,
+            "impact": _pair(cats[k]["regulator_impact"]),
+        }
+        for k, n in sorted(counts["by_category"].items(), key=lambda kv: (-cats[kv[0]]["rank"], kv[0]))
+    ]
     return {
         "zone": zone,  # the regulator's clock: the `day` and `moment` filters write every other date on it
         "report": {
@@ -223,8 +279,11 @@ def report_context(
             "generated_at": now.isoformat(),
             "generated": moment(now),
         },
-        "org": static["org"],
+        "org": {**static["org"], "place": _place(static["org"].get("location"), ws)},
         "officer": static["officer"],
+        # GDPR art. 33(3)(b): the DPO, else the officer is the contact point; the representative if designated.
+        "dpo": contacts.get("dpo"),
+        "eu_representative": contacts.get("eu_representative"),
         "lookup_url": static["lookup_url"],
         "incident": {
             "id": incident.id,
@@ -233,7 +292,6 @@ def report_context(
             "type": _both(lambda lc: loc[lc]["incident"]["type"]),
             "summary": prefills["summary"],
             "cause": prefills["cause"],
-            "impact": _both(lambda lc: loc[lc]["incident"]["impact"]),
             "discovered_at": incident.discovered_at.isoformat(),
             "discovered": moment(incident.discovered_at),
             "discovered_by": content.clean(incident.discovered_by),
@@ -255,16 +313,9 @@ def report_context(
             },
         },
         "counts": counts,
-        "categories": [
-            {
-                "key": k,
-                "label": _pair(cats[k]["label"]),
-                "sensitive": cats[k]["sensitive"],
-                "people": n,
-                "impact": _pair(cats[k]["impact"]),
-            }
-            for k, n in sorted(counts["by_category"].items(), key=lambda kv: (-cats[kv[0]]["rank"], kv[0]))
-        ],
+        "categories": categories,
+        "consequences": _consequences(categories),
+        "regions": _regions(counts["by_region"], ws),
         "regimes": [aggregates.regime_figures(counts, regions, r) for r in aggregates.regimes_in(counts, ws.root)],
         "regime": figures,
         "deliveries": aggregates.delivery_figures(session, incident.id),

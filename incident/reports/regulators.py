@@ -18,7 +18,7 @@ from incident.files import private_dir, write_private
 from incident.incidents import models as incidents
 from incident.notices import templates
 from incident.reports import aggregates, formats, kinds
-from incident.reports.context import report_context
+from incident.reports.context import report_context, unknown_regions
 from incident.reports.models import Report
 
 FORMATS = ("md", "html", "pdf", "json")
@@ -29,6 +29,7 @@ class Generated:
     reports: list[Report]
     settles: list[str]  # obligations of this incident that submitting this report settles
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what a reviewer should fix before filing
 
 
 def _settled_by(ws: Workspace, regulator: str, stage: str) -> list[str]:
@@ -118,7 +119,11 @@ def generate(
     )
     settles = [k for k in _settled_by(ws, regulator, stage) if k in {o.key for o in view.obligations}]
     notes = [] if settles else [f"no obligation of {incident_id} requires this report (it is voluntary)"]
-    return Generated(rows, settles, notes)
+    warnings = [
+        f"region {code!r} has no known name (pycountry, playbooks/regions/cn.yaml): the report shows the code"
+        for code in unknown_regions(ctx)
+    ]
+    return Generated(rows, settles, notes, warnings)
 
 
 def submit(
