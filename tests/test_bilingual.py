@@ -198,9 +198,7 @@ def test_a_translation_given_later_clears_the_failure(both_locales: WorkspaceDir
     [("", False), ('names = ["张伟"]\n', True)],
     ids=["a-chinese-word-in-english", "an-allow-listed-name"],
 )
-def test_a_name_from_incident_toml_may_stand_in_either_language(
-    both_locales: WorkspaceDir, names: str, approved: bool
-):
+def test_a_name_from_incident_toml_may_stand_in_either_language(both_locales: WorkspaceDir, names: str, approved: bool):
     """Given an English text that names a colleague in Chinese characters, when the name is not in
     [organisation] names, then it counts as Chinese in English text and approval is refused; when it is, the
     text is English and the notices can be approved. The platform's own names are always exempt."""

@@ -208,7 +208,7 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
     problems = lint_public(session, incident_id, texts, officer=facts["en"]["officer"])
     names = lint.name_allow_list(ws.organisation)  # the announcement is read in every locale
     texts_of = content.responder_texts(session, incident)
-    problems = lint.missing_translations(texts_of, locales=list(catalog.LOCALES), names=names) + problems
+    problems += lint.missing_translations(texts_of, locales=list(catalog.LOCALES), names=names)
     if problems:
         raise IncidentError("announcement lint failed, nothing was written: " + "; ".join(problems[:3]))
     head = audit.hand_out(session, incident_id)  # printed on the public text: later rewrites show against it
