@@ -74,7 +74,7 @@ def assess_story(ws: WorkspaceDir) -> str:
     """The five people imported, an incident on member-db opened, an action logged, and assessed."""
     ws.import_inventory(people=people_csv(CAST), holdings=HOLDINGS, systems=MEMBER_DB_YAML)
     iid = open_incident(ws, systems="member-db", categories="phone,password").id
-    ws.ok("log", iid, "Rotated every database credential")
+    ws.ok("log", iid, "轮换了全部数据库凭据", "--en", "Rotated every database credential")
     ws.ok("assess", iid)
     return iid
 
@@ -278,7 +278,7 @@ def test_an_approval_goes_stale_when_what_it_approved_changes(rendered: OpenedIn
     ws, iid = rendered.ws, rendered.id
     approve_announcement(ws, iid, "Legal (Li Na)")
     if change == "logged action":
-        ws.ok("log", iid, "Engaged an outside forensic firm")
+        ws.ok("log", iid, "聘请了外部取证机构", "--en", "Engaged an outside forensic firm")
         named = "the incident facts, logged actions, playbook or organisation details changed"
     elif change == "template override":
         override = ws.root / "notices" / "en" / "announcement.md.j2"

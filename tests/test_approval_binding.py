@@ -48,7 +48,9 @@ def test_approve_without_the_manifest_it_approves_is_refused(rendered_notices: S
 def test_a_re_render_between_review_and_approval_refuses_the_reviewed_manifest(rendered_notices: Story):
     ws, iid = rendered_notices.ws, rendered_notices.id
     reviewed = manifest_of(ws, iid)
-    ws.ok("log", iid, "Told members their accounts are safe to use again", "--kind", "action")  # the colleague
+    ws.ok(
+        "log", iid, "告知会员其账号可以继续安全使用", "--en", "Told members their accounts are safe to use again"
+    )  # the colleague
     rerendered = ws.ok("notices", "render", iid)
     current = rerendered.split("manifest sha256: ")[1].split()[0]
     assert current != reviewed

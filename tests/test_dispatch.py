@@ -347,7 +347,7 @@ def test_dispatch_refuses_notices_legal_has_not_approved(workspace: WorkspaceDir
     d.ws.ok("notices", "render", d.id)  # a new render: awaiting review again
     d.ws.refuse("dispatch", d.id, error="notices are not approved (awaiting review)")
     d.ws.ok("notices", "approve", d.id, "--manifest", manifest_of(d.ws, d.id), "--reviewer", "Legal (Li Na)")
-    d.ws.ok("log", d.id, "Reset the passwords of every affected account", "--kind", "action")
+    d.ws.ok("log", d.id, "重置了全部受影响账号的密码", "--en", "Reset the passwords of every affected account")
     d.ws.refuse("dispatch", d.id, error="the approval is stale: the incident facts or logged actions changed")
     assert d.servers.received() == 0 and d.attempts() == []
 

@@ -287,9 +287,11 @@ def test_a_stale_approval_lets_the_planned_deliveries_finish_but_plans_nothing_n
         d = approve_story(workspace, cast, servers)
         d.ws.ok("dispatch", d.id, "--channel", "email")
         assert d.states() == {"mai": "sent", "sam": "pending", "sue": "pending"}
-        logged = d.ws.run("log", d.id, "Reset the passwords of every affected account", "--kind", "action")
+        logged = d.ws.run(
+            "log", d.id, "重置了全部受影响账号的密码", "--en", "Reset the passwords of every affected account"
+        )
         assert logged.exit_code == 0 and "makes the approved notices stale" in logged.stderr, logged.output
-        again = d.ws.run("log", d.id, "Told the regulator", "--kind", "action")
+        again = d.ws.run("log", d.id, "已告知监管部门", "--en", "Told the regulator")
         assert again.exit_code == 0 and "stale" not in again.stderr, "said once, when it turned stale"
         result = d.ws.run("dispatch", d.id, "--channel", "sms", "--workers", "1")
         assert result.exit_code == 0, result.output

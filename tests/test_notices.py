@@ -43,6 +43,7 @@ NOTICE_DAY = "2026-03-12 09:30:00"
 NOTICE_DATE = {"en": "12 March 2026", "zh-CN": "2026年3月12日"}
 OFFICER_EMAIL, OFFICER_PHONE = "lookjt@163.com", "4001577888"
 LOGGED_ACTION = "Disabled the leaked service account db-svc-7 and rotated its keys"
+LOGGED_ACTION_ZH = "停用了泄露的服务账号db-svc-7并轮换了其密钥"
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ class Story:
 
 def open_story(ws: WorkspaceDir, *extra: str, categories: str = INCIDENT_CATEGORIES) -> Story:
     opened = open_incident(ws, *extra, systems="member-db", categories=categories)
-    ws.ok("log", opened.id, LOGGED_ACTION, "--kind", "action")
+    ws.ok("log", opened.id, LOGGED_ACTION_ZH, "--en", LOGGED_ACTION, "--kind", "action")
     ws.ok("log", opened.id, "Found the export in the DB audit log", "--kind", "finding")
     ws.ok("assess", opened.id)
     return Story(ws, opened.id)
@@ -249,6 +250,7 @@ def open_story(ws: WorkspaceDir, *extra: str, categories: str = INCIDENT_CATEGOR
 SUMMARY = "攻击者利用泄露的数据库账号导出了会员表。"
 SUMMARY_EN = "An attacker used a leaked database account to export the member table."
 CAUSE_EN = "A service account password was committed to a public repository."
+CAUSE = "一个服务账号的密码被提交到了公开代码仓库。"
 
 
 # ---- fixtures -------------------------------------------------------------------------------------
@@ -267,7 +269,17 @@ def four_people_inventory(workspace: WorkspaceDir) -> WorkspaceDir:
 @pytest.fixture
 def assessed_story(four_people_inventory: WorkspaceDir) -> Story:
     """The member-db exfiltration, with one logged action, assessed."""
-    return open_story(four_people_inventory, "--summary", SUMMARY, "--summary-en", SUMMARY_EN, "--cause-en", CAUSE_EN)
+    return open_story(
+        four_people_inventory,
+        "--summary",
+        SUMMARY,
+        "--summary-en",
+        SUMMARY_EN,
+        "--cause",
+        CAUSE,
+        "--cause-en",
+        CAUSE_EN,
+    )
 
 
 @pytest.fixture
@@ -361,7 +373,7 @@ def test_the_email_tells_each_person_everything_the_law_requires_in_order(render
         window = (
             "from 31 December 2025 (Pacific Standard Time, UTC-8) to 28 February 2026 (Pacific Standard Time, UTC-8)"
         )
-        cause = CAUSE_EN
+        cause, action = CAUSE_EN, LOGGED_ACTION
         reference = [f"Incident reference: {iid}", "Notice reference: N", f"Date of this notice: {NOTICE_DATE[locale]}"]
         greeting = f"Dear {person.name},"
     else:
@@ -378,7 +390,7 @@ def test_the_email_tells_each_person_everything_the_law_requires_in_order(render
         labels = ["- 密码（敏感个人信息）", "- 手机号码（敏感个人信息）", "- 会员名"]
         never_ask = "我们绝不会以任何方式向您索要密码或短信验证码"
         summary, window = SUMMARY, "2026年1月1日（北京时间，UTC+8）至2026年3月1日（北京时间，UTC+8）"
-        cause = CAUSE_EN  # only --cause-en was given: the responder's words in English, never dropped
+        cause, action = CAUSE, LOGGED_ACTION_ZH  # each reader gets the responder's words in their own language
         reference = [f"事件编号：{iid}", "通知编号：N", f"通知日期：{NOTICE_DATE[locale]}"]
         greeting = f"尊敬的{person.name}："
     impacts = [book["impact"][locale]] + [CATEGORY[c]["impact"][locale] for c in ("password", "phone", "member_name")]
@@ -388,13 +400,13 @@ def test_the_email_tells_each_person_everything_the_law_requires_in_order(render
     assert_in_order(
         text,
         *impacts,
-        LOGGED_ACTION,
+        action,
         *(m[locale] for m in book["measures_done"]),
         *(m[locale] for m in book["measures_planned"]),
     )
     assert_in_order(
         text,
-        LOGGED_ACTION,
+        action,
         *advice_texts(advice_order, locale),
         never_ask,
         *(r[locale] for r in book["remedies"]),

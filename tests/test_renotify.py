@@ -71,7 +71,7 @@ def sending(workspace: WorkspaceDir) -> Iterator[Sending]:
 
 
 def log_an_action(d: Sending) -> None:
-    d.ws.ok("log", d.id, "Reset the passwords of every affected account", "--kind", "action")
+    d.ws.ok("log", d.id, "重置了全部受影响账号的密码", "--en", "Reset the passwords of every affected account")
 
 
 def edit_incident_toml(d: Sending) -> None:

@@ -88,12 +88,12 @@ def injected_incident(workspace: WorkspaceDir, pixel_server: CountingServer) -> 
     ws.import_inventory(systems=systems)
     iid = open_incident(
         ws,
-        "--summary", injection(port, "summary"),
+        "--summary", "事件概况：" + injection(port, "summary"),
         "--summary-en", injection(port, "summary-en"),
         "--connected", injection(port, "connected"),
         systems="member-db",
     ).id  # fmt: skip
-    ws.ok("log", iid, injection(port, "action"))
+    ws.ok("log", iid, "处置：" + injection(port, "action"), "--en", injection(port, "action"))
     ws.ok("assess", iid)
     assert pixel_server.paths == []
     return InjectedIncident(ws, iid, port)

@@ -22,7 +22,7 @@ def dispatched(assessed_incident: OpenedIncident) -> OpenedIncident:
     """The hand incident with an action logged, its notices approved and sent to the file outbox, letters written,
     and its CAC initial report generated as Markdown."""
     ws, iid = assessed_incident.ws, assessed_incident.id
-    ws.ok("log", iid, "Rotated the leaked database credentials")
+    ws.ok("log", iid, "轮换了泄露的数据库凭据", "--en", "Rotated the leaked database credentials")
     ws.ok("notices", "render", iid)
     ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
     ws.ok("dispatch", iid)
@@ -225,8 +225,8 @@ def test_with_the_key_a_consistent_rewrite_fails_on_its_tags(
     entries fails too."""
     ws, iid = dispatched.ws, dispatched.id
     monkeypatch.setenv("INCIDENT_AUDIT_KEY", "correct horse battery staple")
-    ws.ok("log", iid, "Notified the insurer")
-    ws.ok("log", iid, "Briefed the board")
+    ws.ok("log", iid, "通知了保险公司", "--en", "Notified the insurer")
+    ws.ok("log", iid, "向董事会作了通报", "--en", "Briefed the board")
     (first_tagged,) = ws.sql("SELECT MIN(seq) FROM audit_entry WHERE chain = ? AND tag IS NOT NULL", (iid,))[0]
     assert f"HMAC tags checked from seq {first_tagged}" in ws.ok("audit", "verify", iid)
 
@@ -323,7 +323,7 @@ def test_a_handed_out_head_is_checked_in_an_export_too_and_a_malformed_one_is_re
     --head` passes with that head and fails with another hash at its seq; a malformed --head is one line."""
     ws, iid = dispatched.ws, dispatched.id
     head = ws.json("audit", "head", iid)
-    ws.ok("log", iid, "Called the regulator")
+    ws.ok("log", iid, "致电监管部门", "--en", "Called the regulator")
     export = tmp_path / "chain.json"
     ws.ok("audit", "export", iid, "--output", str(export))
 

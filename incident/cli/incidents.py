@@ -119,7 +119,8 @@ def show(
     print_retention(d["retention"], d["id"])
     echo("timeline:")
     for e in d["timeline"]:
-        echo(f"  {e['at'][:19]}  {e['kind']:<8} {e['actor']}: {e['text']}")
+        both = " / ".join(t for t in (e["text"], e.get("text_en")) if t)
+        echo(f"  #{e['id']} {e['at'][:19]}  {e['kind']:<8} {e['actor']}: {both}")
     echo("containment checklist (playbook):")
     for step in d["containment"]:
         echo(f"  - {step['en']} / {step['zh-CN']}")
@@ -128,15 +129,26 @@ def show(
 def log(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
-    text: Annotated[str, typer.Argument(help="What happened or was done")],
+    text: Annotated[str | None, typer.Argument(help="What happened or was done, in Chinese (zh-CN)")] = None,
+    en: Annotated[str | None, typer.Option("--en", help="The same, in English (for English notices)")] = None,
+    zh: Annotated[str | None, typer.Option("--zh", help="The Chinese text, when you give the English first")] = None,
+    entry: Annotated[
+        str | None,
+        typer.Option(
+            help="Give timeline entry N (or the summary / cause) its text in the language(s) given, instead of logging"
+        ),
+    ] = None,
     kind: Annotated[str, typer.Option(help="action | finding | decision (actions feed the notices)")] = "action",
 ) -> None:
-    """Add a timestamped entry to the incident timeline."""
+    """Add a timestamped entry to the incident timeline, in Chinese (TEXT or --zh) and English (--en)."""
+    from incident.errors import InvalidArgument
     from incident.incidents.flows import log as add
 
+    if text is not None and zh is not None:
+        raise InvalidArgument("--zh: the Chinese text is given twice (as TEXT and --zh): give one")
     st = state(ctx)
-    stale = add(st.ws(), incident_id, text, kind, st.who())
-    echo(f"logged {kind} on {incident_id}")
+    stale = add(st.ws(), incident_id, zh if text is None else text, kind, st.who(), text_en=en, entry=entry)
+    echo(f"updated {entry} on {incident_id}" if entry is not None else f"logged {kind} on {incident_id}")
     if stale:
         echo(
             f"note: this makes the approved notices stale ({stale}): deliveries already planned keep sending the "

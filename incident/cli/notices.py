@@ -35,6 +35,13 @@ def render(
     echo(f"review bundle: {r.bundle / 'index.html'}")
     echo(f"manifest sha256: {r.manifest_hash}")
     print_held(r.held)
+    for problem in r.language:
+        echo(f"lint failure: {problem}")
+    if r.language:
+        echo(
+            f"approval is refused until every text above has both languages: `incident log {incident_id} "
+            "--entry N TEXT --en TEXT` (N: the entry's number, or summary / cause), then render again"
+        )
     if r.while_sending:
         echo(
             f"note: {incident_id} is {r.while_sending}: the deliveries already planned keep sending the notices they "

@@ -82,14 +82,22 @@ def run_demo(
     )
     incident_id = incident_flows.open_incident(ws, req, actor)
     yield f"opened:    {incident_id} (playbook database-exfiltration)"
-    for text in (
-        "Disabled the leaked database account and rotated all service credentials",
-        "Blocked the attacker's IP ranges at the edge firewall",
-        "Forced a password reset for every member of shard B",
+    for text, text_en in (
+        (
+            "停用了泄露的数据库账号，并轮换了全部服务凭据",
+            "Disabled the leaked database account and rotated all service credentials",
+        ),
+        ("在边界防火墙封禁了攻击者的IP地址段", "Blocked the attacker's IP ranges at the edge firewall"),
+        ("强制分片B的全部会员重置密码", "Forced a password reset for every member of shard B"),
     ):
-        incident_flows.log(ws, incident_id, text, "action", actor)
+        incident_flows.log(ws, incident_id, text, "action", actor, text_en=text_en)
     incident_flows.log(
-        ws, incident_id, "Exfiltration confirmed from DB audit logs: 2 tables exported", "finding", actor
+        ws,
+        incident_id,
+        "数据库审计日志确认数据被导出：2张表",
+        "finding",
+        actor,
+        text_en="Exfiltration confirmed from DB audit logs: 2 tables exported",
     )
     result = assess_flows.assess_incident(ws, incident_id, actor)
     c = result["counts"]

@@ -18,14 +18,27 @@ def open_incident(ws: Workspace, req: OpenRequest, actor: str) -> str:
         return service.open_incident(session, req, actor, ws.root).id
 
 
-def log(ws: Workspace, incident_id: str, text: str, kind: str, actor: str) -> str | None:
-    """Append a timeline entry; return what it changed when it made the notices' approval stale."""
+def log(
+    ws: Workspace,
+    incident_id: str,
+    text: str | None,
+    kind: str,
+    actor: str,
+    *,
+    text_en: str | None = None,
+    entry: str | None = None,
+) -> str | None:
+    """Append a timeline entry (or give `entry`, an entry's number, summary or cause, its text in another
+    language); return what it changed when it made the notices' approval stale."""
     from incident.notices.approval import approval_state
 
     with unit_of_work(ws) as session:
         before = approval_state(session, ws, models.get(session, incident_id))["state"]
-        entry = service.log_entry(session, incident_id, text, kind, actor)
-        after = approval_state(session, ws, models.get(session, entry.incident_id))
+        if entry is None:
+            service.log_entry(session, incident_id, text, kind, actor, text_en=text_en)
+        else:
+            service.translate_entry(session, incident_id, entry, actor, text=text, text_en=text_en)
+        after = approval_state(session, ws, models.get(session, incident_id))
         if before != "stale" and after["state"] == "stale":
             return "; ".join(after["changes"]) or "changed"
         return None

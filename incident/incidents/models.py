@@ -88,7 +88,8 @@ class TimelineEntry(SQLModel, table=True):
     at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     actor: str
     kind: str
-    text: str = Field(sa_column=Column(Text, nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))  # zh-CN; empty when only the English was given
+    text_en: str | None = Field(default=None, sa_column=Column(Text))
 
 
 # What the chain covers of an incident (audit.coverage): every fact a notice, report or the board says.
@@ -120,7 +121,7 @@ coverage.declare(
         "closed_at",
     ),
 )
-coverage.declare("timeline_entry", key="id", columns=("id", "at", "actor", "kind", "text"))
+coverage.declare("timeline_entry", key="id", columns=("id", "at", "actor", "kind", "text", "text_en"))
 
 
 def get(session: Session, incident_id: str, *, for_update: bool = False) -> Incident:

@@ -103,20 +103,58 @@ def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Pat
     return incident
 
 
-def log_entry(session: Session, incident_id: str, text: str, kind: str, actor: str) -> TimelineEntry:
-    """Add a timestamped timeline entry; `action` entries become 'what we have done' in notices."""
+def log_entry(
+    session: Session, incident_id: str, text: str | None, kind: str, actor: str, *, text_en: str | None = None
+) -> TimelineEntry:
+    """Add a timestamped timeline entry, its zh-CN `text` and English `text_en` (one may follow later with
+    `translate_entry`); `action` entries become 'what we have done' in notices."""
     if kind not in TIMELINE_KINDS:
         raise InvalidArgument(f"--kind: must be one of {', '.join(TIMELINE_KINDS)}")
-    if not text.strip():
+    zh, en = (text or "").strip(), (text_en or "").strip()
+    if not zh and not en:
         raise InvalidArgument("the log entry is empty")
     incident = get(session, incident_id, for_update=True)
     if incident.status == Status.CLOSED:
         raise IllegalTransition(f"{incident_id} is closed: its timeline can no longer change")
-    entry = TimelineEntry(incident_id=incident_id, at=clock.now(), actor=actor, kind=kind, text=text.strip())
+    entry = TimelineEntry(incident_id=incident_id, at=clock.now(), actor=actor, kind=kind, text=zh, text_en=en or None)
     session.add(entry)
     session.flush()
     audit.record(session, incident_id, audit.Event(audit.Action.LOGGED, {"kind": kind, "entry": entry.id}), actor)
     return entry
+
+
+FIELDS = {"summary": ("summary", "summary_en"), "cause": ("cause", "cause_en")}  # translatable like an entry
+
+
+def translate_entry(
+    session: Session, incident_id: str, entry: str, actor: str, *, text: str | None, text_en: str | None
+) -> None:
+    """Give a timeline entry (its number) or the incident's summary or cause its text in the language(s) named;
+    the other language stays as it is. Audited."""
+    zh, en = (text or "").strip(), (text_en or "").strip()
+    if not zh and not en:
+        raise InvalidArgument("--entry: give the text as TEXT (zh-CN) and/or --en TEXT")
+    incident = get(session, incident_id, for_update=True)
+    if incident.status == Status.CLOSED:
+        raise IllegalTransition(f"{incident_id} is closed: its timeline can no longer change")
+    changed = [lang for lang, value in (("zh-CN", zh), ("en", en)) if value]
+    target: Incident | TimelineEntry | None
+    if entry in FIELDS:
+        target, (zh_field, en_field) = incident, FIELDS[entry]
+        payload: dict[str, object] = {"field": entry, "languages": changed}
+    else:
+        found = session.get(TimelineEntry, int(entry)) if entry.isdigit() and len(entry) < 10 else None
+        if found is None or found.incident_id != incident_id:
+            raise InvalidArgument(
+                f"--entry {entry[:20]!r}: {incident_id} has no such timeline entry (see `incident show`)"
+            )
+        target, (zh_field, en_field) = found, ("text", "text_en")
+        payload = {"kind": found.kind, "entry": found.id, "languages": changed}
+    setattr(target, zh_field, zh or getattr(target, zh_field))
+    setattr(target, en_field, en or getattr(target, en_field))
+    session.add(target)
+    session.flush()
+    audit.record(session, incident_id, audit.Event(audit.Action.LOGGED, payload), actor)
 
 
 def close_incident(session: Session, incident_id: str, actor: str) -> Incident:

@@ -105,6 +105,16 @@ def held_back(render: Render) -> list[dict[str, Any]]:
     return held if isinstance(held, list) else []
 
 
+def lint_failures(render: Render) -> list[str]:
+    """The render's lint failures that are the incident's own (responder text missing in a language): they
+    refuse approval until fixed and rendered again."""
+    try:
+        found = json.loads(render.lint or "{}").get("language", [])
+    except ValueError:
+        return []
+    return [str(f) for f in found] if isinstance(found, list) else []
+
+
 def _summary(render: Render) -> dict[str, Any]:
     return {
         "render": render.id,
@@ -112,6 +122,7 @@ def _summary(render: Render) -> dict[str, Any]:
         "notices": render.notices,
         "bundle": render.bundle,
         "held": held_back(render),
+        "lint_failures": lint_failures(render),
     }
 
 
@@ -150,6 +161,7 @@ NOTICES = approvals.Artefact[Render](
     reject_needs_comment="--comment: say why the notices are rejected",
     on_decision=_move_status,
     in_progress=render_in_progress,
+    failures=lint_failures,
 )
 
 

@@ -25,9 +25,26 @@ def notice_ref(secret: str, incident_id: str, person_id: str) -> str:
 
 
 def _in(locale: str, zh: str | None, en: str | None) -> str:
-    """Responder text in the reader's language, else in the other one (never silently dropped)."""
-    first, second = (zh, en) if locale == "zh-CN" else (en, zh)
-    return clean(first) or clean(second)
+    """Responder text in the reader's language only: the other language never stands in for it (the lint names
+    what lacks a translation)."""
+    return clean(zh if locale == "zh-CN" else en)
+
+
+def responder_texts(session: Session, incident: Incident) -> list[dict[str, str]]:
+    """Every responder text a notice shows, in both languages, with where it comes from (for the lint)."""
+    found = [
+        {"where": where, "zh-CN": clean(zh), "en": clean(en)}
+        for where, zh, en in (
+            ("summary (--summary / --summary-en)", incident.summary, incident.summary_en),
+            ("cause (--cause / --cause-en)", incident.cause, incident.cause_en),
+        )
+        if zh or en
+    ]
+    for e in incidents.timeline(session, incident.id):
+        if e.kind == "action":
+            at = e.at.strftime("%Y-%m-%d %H:%M UTC")
+            found.append({"where": f"timeline entry {e.id} ({at})", "zh-CN": clean(e.text), "en": clean(e.text_en)})
+    return found
 
 
 def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[str, Any]:
@@ -36,7 +53,8 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
     cats = catalog.categories(ws.root)
     org = dict(ws.organisation)
     officer = dict(org.pop("officer", {}))
-    actions = [clean(e.text) for e in incidents.timeline(session, incident.id) if e.kind == "action"]
+    texts = responder_texts(session, incident)
+    actions = [t for t in texts if t["where"].startswith("timeline entry")]
     per_locale: dict[str, Any] = {}
     for loc in catalog.LOCALES:
         per_locale[loc] = {
@@ -55,12 +73,13 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
             "measures_done": [m(loc) for m in book.measures_done],
             "measures_planned": [m(loc) for m in book.measures_planned],
             "remedies": [r(loc) for r in book.remedies],
+            "actions": [a[loc] for a in actions if a[loc]],
         }
     return {
         "org": org,
         "officer": officer,
         "lookup_url": org.get("notice_lookup", org.get("website", "")),
-        "actions": actions,
+        "responder_texts": texts,
         "locales": per_locale,
         "categories": {
             c.key: {
@@ -102,7 +121,6 @@ def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, tod
         "org": static["org"],
         "officer": static["officer"],
         "lookup_url": static["lookup_url"],
-        "actions": static["actions"],
         "audience": person["audience"],
         "locale": loc,
         "zone": zones.zone_for(person.get("region")),

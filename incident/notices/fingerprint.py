@@ -29,7 +29,9 @@ def fingerprint(
     """The hashes of everything a render depends on; an approval goes stale when any of them changes."""
     from incident import catalog
 
-    actions = [e.text for e in incidents.timeline(session, incident.id) if e.kind == "action"]
+    # An entry without English hashes as before the English existed, so upgrading voids no approval by itself.
+    entries = [e for e in incidents.timeline(session, incident.id) if e.kind == "action"]
+    actions = [e.text if e.text_en is None else [e.text, e.text_en] for e in entries]
     facts = json.dumps({**incidents.facts(incident), "actions": actions}, ensure_ascii=False, sort_keys=True)
     hashes = template_files.template_hashes(ws.root)
     return {

@@ -1,4 +1,5 @@
-"""Lint every rendered notice: elements present, nothing unrendered, lengths kept, nobody else's data."""
+"""Lint every rendered notice: elements present, nothing unrendered, lengths kept, nobody else's data; and the
+responder's own text, which must exist in each language a notice is read in."""
 
 from __future__ import annotations
 
@@ -201,3 +202,53 @@ def lint_person_notice(
     still = {p.split(": ")[1] for p in lint_notice(neutral, parts=neutral_parts, person=person, **args)}
     template = [p for p in found if p.split(": ")[1] in still]
     return template, [p for p in found if p.split(": ")[1] not in still]
+
+
+# ---- responder text in the reader's language ---------------------------------------------------------------
+
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff60]")  # Han and CJK punctuation
+LATIN_SENTENCE = re.compile(r"[A-Za-z]{2,}(?:[\s,;:'’-]+[A-Za-z]+){3,}")  # four Latin words in a row: English
+LANGUAGE_NAMES = {"zh-CN": "Chinese (zh-CN)", "en": "English"}
+
+
+def name_allow_list(organisation: dict[str, Any]) -> list[str]:
+    """Names that may stand in either language's text: the platform and operator names of incident.toml, and
+    [organisation] names (people, products, systems)."""
+    names = [organisation.get(k) for k in ("platform", "platform_en", "operator", "operator_en")]
+    extra = organisation.get("names", [])
+    names += extra if isinstance(extra, list) else []
+    return sorted({str(n) for n in names if n and str(n).strip()}, key=len, reverse=True)
+
+
+def language_problem(text: str, locale: str, names: list[str]) -> str | None:
+    """Why `text` cannot stand in a `locale` notice (missing, or written in the other script), else None; the
+    allow-listed names are exempt."""
+    if not text.strip():
+        return f"no {LANGUAGE_NAMES[locale]} text"
+    bare = text
+    for name in names:
+        bare = bare.replace(name, " ")
+    if not bare.strip(" \t\n,.;:()（），。、；："):
+        return None  # nothing but names
+    if locale == "zh-CN":
+        if not HAN.search(bare):
+            return "the zh-CN text is not Chinese"
+        sentence = LATIN_SENTENCE.search(bare)
+        return f"the zh-CN text has English in it ({sentence.group(0)[:30]!r})" if sentence else None
+    found = CJK.search(bare)
+    return f"the English text has Chinese in it ({found.group(0)!r})" if found else None
+
+
+def missing_translations(texts: list[dict[str, str]], *, locales: list[str], names: list[str]) -> list[str]:
+    """Responder texts a notice in one of `locales` cannot show in its reader's language, one line each naming
+    the entry and its text's start: a notice never silently shows the other language's text instead."""
+    found = []
+    for t in texts:
+        start = (t["zh-CN"] or t["en"]).replace("\n", " ")
+        start = start if len(start) <= 24 else start[:24] + "…"
+        for loc in locales:
+            problem = language_problem(t[loc], loc, names)
+            if problem:
+                found.append(f"responder-language: {t['where']} “{start}”: {problem}")
+    return found

@@ -45,9 +45,9 @@ def _init_worker(
 
 def _data_texts(static: dict[str, Any]) -> list[str]:
     """Responder text as it can appear in a notice (as written, and HTML-escaped), for the placeholder lint."""
-    texts = list(static["actions"])
+    texts: list[str] = []
     for loc in static["locales"].values():
-        texts += [loc["incident"]["summary"], loc["incident"]["cause"], loc["incident"]["title"]]
+        texts += [*loc["actions"], loc["incident"]["summary"], loc["incident"]["cause"], loc["incident"]["title"]]
     forms: set[str] = set()
     for t in texts:
         if t:

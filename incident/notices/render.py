@@ -56,6 +56,7 @@ class RenderResult:
     lint_failures: int = 0
     held: list[dict[str, Any]] = field(default_factory=list)  # people held back by their own data, and why
     while_sending: str = ""  # the incident's status when it renders while notices are going out
+    language: list[str] = field(default_factory=list)  # responder text missing in a language: approval refused
 
 
 def begin_render(session: Session, incident_id: str, actor: str) -> int:
@@ -151,11 +152,16 @@ def render_notices(
         prints = fingerprint(session, ws, incident, affected_digest.hexdigest())
         manifest_hash = manifest.finish(incident_id, now, prints)
     checks = total
+    from incident.notices.lint import missing_translations, name_allow_list
+
+    locales = sorted({key.split("|")[0] for key in variants})
+    language = missing_translations(static["responder_texts"], locales=locales, names=name_allow_list(ws.organisation))
     lint_summary = {
         "notices_checked": checks,
-        "failures": failures,
-        "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data"],
+        "failures": failures + len(language),
+        "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data", "responder-language"],
         "held": held,
+        "language": language,  # global: approval is refused while any stands
     }
     bundle.write_index(session, static, today, variants, examples, lint_summary, manifest_hash, incident, record.id)
     record.manifest_hash, record.fingerprint = manifest_hash, json.dumps(prints, sort_keys=True)
@@ -187,7 +193,8 @@ def render_notices(
         manifest_hash,
         checks,
         by_channel,
-        failures,
+        failures + len(language),
         held,
         status.value if sending else "",
+        language,
     )

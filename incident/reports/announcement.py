@@ -76,7 +76,6 @@ def public_context(
             "org": static["org"],
             "officer": static["officer"],
             "lookup_url": static["lookup_url"],
-            "actions": static["actions"],
             "categories": categories,
             "people": about(counts["people"], loc),
             "children": about(counts["children"], loc) if counts["children"] else None,
@@ -209,6 +208,9 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
         for kind in KINDS:
             texts[file_name(loc, kind)] = templates.render(env, f"{loc}/announcement.{kind}.j2", ctx)
     problems = lint_public(session, incident_id, texts, officer=facts["en"]["officer"])
+    names = lint.name_allow_list(ws.organisation)  # the announcement is read in every locale
+    texts_of = content.responder_texts(session, incident)
+    problems += lint.missing_translations(texts_of, locales=list(catalog.LOCALES), names=names)
     if problems:
         raise IncidentError("announcement lint failed, nothing was written: " + "; ".join(problems[:3]))
     head = audit.hand_out(session, incident_id)  # printed on the public text: later rewrites show against it

@@ -213,6 +213,21 @@ def _prefills(incident: incidents.Incident, loc: dict[str, Any]) -> dict[str, di
     }
 
 
+def _refuse_missing_translations(static: dict[str, Any], kind: kinds.ReportKind, ws: Workspace) -> None:
+    """A report says the responder's text in its own language(s): Chinese for the CAC, English for the others and
+    for the sample notice every report carries; a text missing in one of them is refused, never substituted."""
+    from incident.notices.lint import missing_translations, name_allow_list
+
+    locales = ["zh-CN", "en"] if kind.regime == "cn" else ["en"]
+    missing = missing_translations(static["responder_texts"], locales=locales, names=name_allow_list(ws.organisation))
+    if missing:
+        raise IncidentError(
+            f"the {kind.key} report needs the responder's text in {' and '.join(locales)}: "
+            + "; ".join(missing[:3])
+            + " (give it with `incident log ID --entry N TEXT --en TEXT`, N the entry's number or summary / cause)"
+        )
+
+
 def report_context(
     session: Session,
     ws: Workspace,
@@ -233,6 +248,7 @@ def report_context(
         raise IncidentError(f"report kind {kind.key}: regime {kind.regime!r} is not in jurisdictions.yaml")
     counts = view.counts
     static = content.static_context(session, ws, incident)
+    _refuse_missing_translations(static, kind, ws)
     loc = static["locales"]
     regions = aggregates.by_region(session, incident.id)
     events = anchors(session, incident)
@@ -325,7 +341,7 @@ def report_context(
             "published_at": events["announcement_published"].isoformat() if events["announcement_published"] else None,
         },
         "measures": {
-            "actions": static["actions"],
+            "actions": _both(lambda lc: loc[lc]["actions"]),
             "done": _both(lambda lc: loc[lc]["measures_done"]),
             "planned": _both(lambda lc: loc[lc]["measures_planned"]),
         },

@@ -190,7 +190,14 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
             "handling_ended_at": inc.handling_ended_at.isoformat() if inc.handling_ended_at else None,
             "now": clock.now().isoformat(),
             "timeline": [
-                {"at": e.at.isoformat(), "actor": e.actor, "kind": e.kind, "text": e.text}
+                {
+                    "id": e.id,
+                    "at": e.at.isoformat(),
+                    "actor": e.actor,
+                    "kind": e.kind,
+                    "text": e.text,
+                    "text_en": e.text_en,
+                }
                 for e in incidents.timeline(session, incident_id)
             ],
             "assessment": None,
