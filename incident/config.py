@@ -137,15 +137,25 @@ def _check_organisation(path: Path, org: dict[str, Any], prefix: str = "organisa
 
     for key, value in org.items():
         where = f"{path}: {prefix}.{key}"
-        if prefix == "organisation" and key == "officer":
+        if prefix == "organisation" and key in ("officer", *CONTACTS):
             if not isinstance(value, dict):
-                raise BadConfig(f"{where}: must be a table ([organisation.officer])")
-            _check_organisation(path, value, f"{prefix}.{key}")
-        elif not isinstance(value, str):
-            raise BadConfig(f"{where}: must be a text string, not {type(value).__name__}")
-        elif "\n" in value or "\r" in value or "\t" in value or any(c in UNSAFE_CHARS for c in value):
-            # A line break in platform_en would make every English email fail at send time (a header injection).
-            raise BadConfig(f"{where}: contains a line break, tab or control character (one line of text only)")
+                raise BadConfig(f"{where}: must be a table ([organisation.{key}])")
+            # Contacts check their own keys and types (organisation_contacts); here only that text is one line.
+            text = value if key == "officer" else {k: v for k, v in value.items() if isinstance(v, str)}
+            _check_organisation(path, text, f"{prefix}.{key}")
+            continue
+        if prefix == "organisation" and key == "names":  # names exempt from the language lint: a list of names
+            if not isinstance(value, list):
+                raise BadConfig(f"{where}: must be a list of names, not {type(value).__name__}")
+            values, wheres = value, [f"{where}[{i}]" for i in range(len(value))]
+        else:
+            values, wheres = [value], [where]
+        for one, at in zip(values, wheres, strict=True):
+            if not isinstance(one, str):
+                raise BadConfig(f"{at}: must be a text string, not {type(one).__name__}")
+            if "\n" in one or "\r" in one or "\t" in one or any(c in UNSAFE_CHARS for c in one):
+                # A line break in platform_en would make every English email fail at send time (header injection).
+                raise BadConfig(f"{at}: contains a line break, tab or control character (one line of text only)")
 
 
 def check_config(path: Path, config: dict[str, Any]) -> None:

@@ -241,6 +241,7 @@ def test_an_unknown_lead_authority_is_one_line_naming_the_setting(rendered_at_ni
     """Given a lead authority that is no region code, then the report is refused naming the setting; no file."""
     ws, iid = rendered_at_night
     set_lead_authority(ws, value)
-    result = ws.refuse("report", iid, "--regulator", "eu-gdpr", error="[organisation] eu_lead_authority")
+    # a text that names no region is the report's refusal; a value that is no text at all, the config's on load
+    result = ws.refuse("report", iid, "--regulator", "eu-gdpr", error="eu_lead_authority")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not [p for p in ws.root.rglob("*eu-gdpr*") if p.is_file()], "a refused report writes no file"

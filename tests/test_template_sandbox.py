@@ -124,6 +124,15 @@ def hostile_story(inventory_with_backups: WorkspaceDir, servers_with_fallbacks) 
     approved and sent by email, SMS and push through real servers, and the letters written."""
     ws = inventory_with_backups
     smtp, sms, push = servers_with_fallbacks
+    # Inside the Chinese texts the hostile payload reads as English phrases, a language-lint failure that
+    # tests/test_bilingual.py covers; this story is about showing it literally, so its phrases are declared names.
+    toml = ws.root / "incident.toml"
+    toml.write_text(
+        toml.read_text(encoding="utf-8").replace(
+            "[organisation]\n", '[organisation]\nnames = ["for i in range", "isolated", "end-of-"]\n', 1
+        ),
+        encoding="utf-8",
+    )
     iid = ws.ok(
         "open",
         "--playbook",
@@ -141,18 +150,19 @@ def hostile_story(inventory_with_backups: WorkspaceDir, servers_with_fallbacks) 
         "--discovered",
         DISCOVERED,
         "--summary",
-        hostile("summary"),
+        "事件概况：" + hostile("summary"),
         "--summary-en",
         hostile("summary-en"),
         "--cause",
-        hostile("cause"),
+        "原因：" + hostile("cause"),
         "--cause-en",
         hostile("cause-en"),
         "--where",
         hostile("where"),
     ).strip()
-    ws.ok("log", iid, hostile("action"), "--kind", "action")
-    ws.ok("log", iid, hostile("finding"), "--kind", "finding")
+    # Both languages, as every responder text must be: the hostile part is the same in each.
+    ws.ok("log", iid, "处置：" + hostile("action"), "--en", hostile("action"), "--kind", "action")
+    ws.ok("log", iid, "发现：" + hostile("finding"), "--en", hostile("finding"), "--kind", "finding")
     ws.ok("assess", iid)
     ws.ok("notices", "render", iid)
     ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
