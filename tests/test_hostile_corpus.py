@@ -576,7 +576,7 @@ def config_with(replace: str, by: str) -> bytes:
 
 
 CONFIGS: dict[str, tuple[bytes, str]] = {
-    "gbk": (DEFAULT_CONFIG.encode("gbk"), "incident.toml: not UTF-8 text"),
+    "gbk": (DEFAULT_CONFIG.encode("gbk", errors="replace"), "incident.toml: not UTF-8 text"),
     "latin1": ('[organisation]\noperator = "Zoë"\n'.encode("latin-1"), "incident.toml: not UTF-8 text"),
     "utf16": (DEFAULT_CONFIG.encode("utf-16"), "incident.toml: not UTF-8 text"),
     "100k-brackets": (b"x = " + b"[" * DEEP + b"\n", "incident.toml:1: nested deeper than 64 levels"),
