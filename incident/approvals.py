@@ -117,6 +117,7 @@ class Artefact(Generic[R]):
     accepted: tuple[str, ...] = ("approved",)  # the states require_current lets through
     version: Callable[[R], int] = _first_version
     in_progress: Callable[[Session, str], str | None] | None = None  # a render under way, described, if any
+    failures: Callable[[R], list[str]] | None = None  # what the render's own lint found (claims): approval waits
 
 
 def latest_decision(session: Session, artefact: Artefact[R], render: R) -> Approval | None:
@@ -198,6 +199,13 @@ def decide(
         changes = artefact.changes_since(session, ws, render)
         if changes:
             raise IncidentError(artefact.cannot_approve.format(id=incident_id, changes="; ".join(changes)))
+        failed = artefact.failures(render) if artefact.failures is not None else []
+        if failed:
+            raise IncidentError(
+                f"cannot approve: the claims lint found {len(failed)} claim(s) the record contradicts: "
+                + "; ".join(failed[:5])
+                + " (correct the template or the record, then render again)"
+            )
     elif not (comment or "").strip():
         raise InvalidArgument(artefact.reject_needs_comment)
     assert render.id is not None

@@ -12,6 +12,7 @@ from incident.datafiles import load_yaml
 from incident.errors import BadInput, IncidentError, InvalidArgument
 
 LOCALES = ("zh-CN", "en")
+NOT_PLAYBOOKS = frozenset({"categories", "jurisdictions", "claims"})  # the other data files in playbooks/
 Channel = Literal["email", "sms", "push"]
 
 
@@ -27,6 +28,12 @@ class Text(Strict):
 
     def __call__(self, locale: str) -> str:
         return self.zh_CN if locale == "zh-CN" else self.en
+
+
+class Remedy(Text):
+    """A remedy offered in a notice; `only_with` names the categories it needs (identity monitoring: id_document)."""
+
+    only_with: list[str] = []
 
 
 class Category(Strict):
@@ -70,7 +77,11 @@ class Playbook(Strict):
     containment: list[Text] = Field(min_length=1)
     measures_done: list[Text] = Field(min_length=1)
     measures_planned: list[Text] = Field(min_length=1)
-    remedies: list[Text] = Field(min_length=1)
+    remedies: list[Remedy] = Field(min_length=1)
+    # GDPR art. 4(12): a breach of confidentiality, integrity and/or availability; the incident's default.
+    nature: list[Literal["confidentiality", "integrity", "availability"]] = Field(
+        default=["confidentiality"], min_length=1
+    )
     channels: list[Channel] = Field(default=["email", "sms", "push"], min_length=1)
     exclude_channels: list[Channel] = []
 
@@ -214,7 +225,7 @@ def jurisdictions(workspace: Path | None = None) -> Jurisdictions:
 def playbook_path(key: str, workspace: Path | None = None) -> Path:
     """Return the file defining playbook `key`."""
     path = data_file(f"{key}.yaml", workspace)
-    if not path.is_file() or key in ("categories", "jurisdictions"):
+    if not path.is_file() or key in NOT_PLAYBOOKS:
         raise InvalidArgument(f"unknown playbook {key!r} (known: {', '.join(playbook_keys(workspace))})")
     return path
 
@@ -223,7 +234,7 @@ def playbook_keys(workspace: Path | None = None) -> list[str]:
     """List the playbooks available to a workspace."""
     dirs = [data_dir()] + ([workspace / "playbooks"] if workspace else [])
     keys = {p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")}
-    return sorted(keys - {"categories", "jurisdictions"})
+    return sorted(keys - NOT_PLAYBOOKS)
 
 
 def playbook(key: str, workspace: Path | None = None) -> Playbook:
@@ -236,6 +247,11 @@ def playbook(key: str, workspace: Path | None = None) -> Playbook:
     for i, cat in enumerate(book.categories):
         if cat not in known:
             raise BadInput(str(path), _line_of(path, cat), f"categories.{i}", f"unknown category {cat!r}")
+    for i, remedy in enumerate(book.remedies):
+        for cat in remedy.only_with:
+            if cat not in known:
+                line = _line_of(path, "only_with")
+                raise BadInput(str(path), line, f"remedies.{i}.only_with", f"unknown category {cat!r}")
     return book
 
 

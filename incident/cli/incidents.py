@@ -27,6 +27,10 @@ def open_(
     cause_en: Annotated[str | None, typer.Option(help="Cause as known so far, in English")] = None,
     connected: Annotated[str | None, typer.Option(help="Effect on connected systems (GB/T 35273 §10.1)")] = None,
     police: Annotated[bool, typer.Option(help="Law enforcement has been contacted")] = False,
+    nature: Annotated[
+        str | None,
+        typer.Option(help="Nature of the breach: confidentiality,integrity,availability (default: the playbook's)"),
+    ] = None,
 ) -> None:
     """Open an incident from a playbook and print its id (INC-YYYY-NNNN)."""
     from incident.incidents.flows import open_incident
@@ -49,6 +53,7 @@ def open_(
         cause_en=cause_en,
         connected_systems=connected,
         police_contacted=police,
+        nature=nature,
     )
     echo(open_incident(st.ws(), req, st.who()))
 
@@ -129,14 +134,27 @@ def log(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
     text: Annotated[str, typer.Argument(help="What happened or was done")],
-    kind: Annotated[str, typer.Option(help="action | finding | decision (actions feed the notices)")] = "action",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="action | finding | decision | police-report (actions feed the notices; a police report is recorded)"
+        ),
+    ] = "action",
+    nature: Annotated[
+        str | None,
+        typer.Option(help="Restate the nature of the breach (confidentiality,integrity,availability); TEXT says why"),
+    ] = None,
 ) -> None:
     """Add a timestamped entry to the incident timeline."""
     from incident.incidents.flows import log as add
 
     st = state(ctx)
-    stale = add(st.ws(), incident_id, text, kind, st.who())
+    stale = add(st.ws(), incident_id, text, kind, st.who(), nature=nature)
     echo(f"logged {kind} on {incident_id}")
+    if kind == "police-report":
+        echo(f"police report recorded on {incident_id}: notices and reports rendered from now on say so")
+    if nature is not None:
+        echo(f"nature of the breach on {incident_id}: {nature}")
     if stale:
         echo(
             f"note: this makes the approved notices stale ({stale}): deliveries already planned keep sending the "

@@ -18,13 +18,13 @@ def open_incident(ws: Workspace, req: OpenRequest, actor: str) -> str:
         return service.open_incident(session, req, actor, ws.root).id
 
 
-def log(ws: Workspace, incident_id: str, text: str, kind: str, actor: str) -> str | None:
+def log(ws: Workspace, incident_id: str, text: str, kind: str, actor: str, *, nature: str | None = None) -> str | None:
     """Append a timeline entry; return what it changed when it made the notices' approval stale."""
     from incident.notices.approval import approval_state
 
     with unit_of_work(ws) as session:
         before = approval_state(session, ws, models.get(session, incident_id))["state"]
-        entry = service.log_entry(session, incident_id, text, kind, actor)
+        entry = service.log_entry(session, incident_id, text, kind, actor, nature=nature)
         after = approval_state(session, ws, models.get(session, entry.incident_id))
         if before != "stale" and after["state"] == "stale":
             return "; ".join(after["changes"]) or "changed"

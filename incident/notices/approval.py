@@ -105,6 +105,15 @@ def held_back(render: Render) -> list[dict[str, Any]]:
     return held if isinstance(held, list) else []
 
 
+def claim_failures(render: Render) -> list[str]:
+    """The claims of this render that the record contradicted when it was rendered."""
+    try:
+        found = json.loads(render.lint or "{}").get("claims", [])
+    except ValueError:
+        return []
+    return [str(f) for f in found] if isinstance(found, list) else []
+
+
 def _summary(render: Render) -> dict[str, Any]:
     return {
         "render": render.id,
@@ -150,6 +159,7 @@ NOTICES = approvals.Artefact[Render](
     reject_needs_comment="--comment: say why the notices are rejected",
     on_decision=_move_status,
     in_progress=render_in_progress,
+    failures=claim_failures,
 )
 
 

@@ -62,15 +62,78 @@ def _in(locale: str, zh: str | None, en: str | None) -> str:
     return clean(first) or clean(second)
 
 
+def regulator_reports(
+    session: Session, ws: Workspace, incident: Incident
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Each regulator report the incident owes (recipient, state, when made or due, per locale) and the assessed
+    people and children: the facts 'what we have done' and the claims lint read. Nothing before an assessment."""
+    from incident.assess import picture
+    from incident.errors import NotAssessed
+
+    try:
+        view = picture.view(session, incident, ws.root)
+    except NotAssessed:
+        return [], {}
+    reports = {
+        ob.key: ob
+        for r in catalog.jurisdictions(ws.root).regimes
+        for ob in r.obligations
+        if any(s.startswith("report:") for s in ob.settled_by)
+    }
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for ob in view.obligations:
+        if ob.key not in reports or ob.recipient in seen:
+            continue
+        seen.add(ob.recipient)
+        out.append(
+            {
+                "key": ob.key,
+                "recipient": {loc: reports[ob.key].recipient(loc) for loc in catalog.LOCALES},
+                "state": ob.state,
+                "done_at": {loc: moment(ob.done_at, loc) for loc in catalog.LOCALES} if ob.done_at else None,
+                "due": {loc: moment(ob.due, loc) for loc in catalog.LOCALES} if ob.due else None,
+            }
+        )
+    counts = view.counts
+    return out, {
+        "people": counts["people"],
+        "children": counts.get("children", 0),
+        "by_category": counts["by_category"],
+    }
+
+
 def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[str, Any]:
-    """Everything a notice needs that is the same for every person, per locale (picklable)."""
+    """Everything a notice needs that is the same for every person, per locale (picklable). What the company has
+    done beyond the playbook's measures (police, regulator reports) and the nature of the breach come from the
+    record through the claim statements, never from a default sentence."""
+    from incident.notices import claims
+
     book = catalog.playbook(incident.playbook, ws.root)
     cats = catalog.categories(ws.root)
+    claim_rules = claims.rules(ws.root)
     org = dict(ws.organisation)
     officer = dict(org.pop("officer", {}))
     actions = [clean(e.text) for e in incidents.timeline(session, incident.id) if e.kind == "action"]
+    reports, counts = regulator_reports(session, ws, incident)
+    nature = claims.nature_of(incident.nature, book.nature)
+    involved = set(counts.get("by_category") or incident.category_list)
+    remedies = [
+        {"text": {loc: r(loc) for loc in catalog.LOCALES}, "only_with": list(r.only_with)} for r in book.remedies
+    ]
+    record = {
+        "facts": {
+            "police": incident.police_contacted,
+            "people": counts.get("people"),
+            "children": counts.get("children"),
+        },
+        "nature": list(nature),
+        "reported": [r["recipient"]["en"] for r in reports if r["done_at"]],
+        "categories": sorted(involved),
+    }
     per_locale: dict[str, Any] = {}
     for loc in catalog.LOCALES:
+        natures = claims.natures_text(nature, loc, claim_rules)
         per_locale[loc] = {
             "incident": {
                 "id": incident.id,
@@ -82,12 +145,19 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
                 "window_from": day(incident.exposure_from, loc),
                 "window_to": day(incident.exposure_to, loc),
                 "discovered": moment(incident.discovered_at, loc),
+                "natures": natures,
+                "nature": claim_rules.statements.nature(loc).format(natures=natures),
             },
-            "measures_done": [m(loc) for m in book.measures_done],
+            "measures_done": [
+                *(m(loc) for m in book.measures_done),
+                *claims.statements(claim_rules, loc, police=incident.police_contacted, reports=reports),
+            ],
             "measures_planned": [m(loc) for m in book.measures_planned],
-            "remedies": [r(loc) for r in book.remedies],
+            "remedies": remedies_for(remedies, involved, loc),
         }
     return {
+        "record": record,
+        "remedies": remedies,
         "org": org,
         "officer": officer,
         "lookup_url": org.get("notice_lookup", org.get("website", "")),
@@ -108,6 +178,11 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
         "advice": {key: {loc: text(loc) for loc in catalog.LOCALES} for key, text in cats.advice.items()},
         "channels": [c for c in book.channels if c not in book.exclude_channels],
     }
+
+
+def remedies_for(remedies: list[dict[str, Any]], categories: set[str] | frozenset[str], locale: str) -> list[str]:
+    """The remedies that apply to these categories (identity monitoring only when identity documents are)."""
+    return [r["text"][locale] for r in remedies if not r["only_with"] or categories & set(r["only_with"])]
 
 
 def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, today: str) -> dict[str, Any]:
@@ -141,6 +216,7 @@ def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, tod
         "categories": [{"key": c["key"], "label": c["label"][loc], "sensitive": c["sensitive"]} for c in cats],
         "advice": advice,
         "impacts": impacts,
+        "remedies": remedies_for(static["remedies"], set(keys), loc),
         "urgent_action": cats[0]["urgent"][loc],
         "notice": {"ref": ref, "date": today},
     }

@@ -56,6 +56,7 @@ class RenderResult:
     lint_failures: int = 0
     held: list[dict[str, Any]] = field(default_factory=list)  # people held back by their own data, and why
     while_sending: str = ""  # the incident's status when it renders while notices are going out
+    claims: list[str] = field(default_factory=list)  # claims the record contradicts: approval waits for none
 
 
 def begin_render(session: Session, incident_id: str, actor: str) -> int:
@@ -118,6 +119,7 @@ def render_notices(
     by_channel: Counter[str] = Counter()
     total = failures = 0
     held: list[dict[str, Any]] = []
+    claim_failures: set[str] = set()
 
     workers = workers or min(2, os.cpu_count() or 1)
     with bundle.manifest_writer() as manifest:
@@ -139,6 +141,7 @@ def render_notices(
                 shown = "; ".join(result["problems"][:3])
                 raise IncidentError(f"lint failed, nothing was rendered: {shown}")
             held += result["held"]
+            claim_failures.update(result["claims"])
             affected_digest.update(result["affected"])
             rows = result["rows"]
             insert_rows(session, "notice", NOTICE_COLUMNS, rows)
@@ -151,11 +154,13 @@ def render_notices(
         prints = fingerprint(session, ws, incident, affected_digest.hexdigest())
         manifest_hash = manifest.finish(incident_id, now, prints)
     checks = total
+    failures += len(claim_failures)
     lint_summary = {
         "notices_checked": checks,
         "failures": failures,
-        "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data"],
+        "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data", "claims"],
         "held": held,
+        "claims": sorted(claim_failures),
     }
     bundle.write_index(session, static, today, variants, examples, lint_summary, manifest_hash, incident, record.id)
     record.manifest_hash, record.fingerprint = manifest_hash, json.dumps(prints, sort_keys=True)
@@ -190,4 +195,5 @@ def render_notices(
         failures,
         held,
         status.value if sending else "",
+        sorted(claim_failures),
     )

@@ -213,6 +213,7 @@ def report_context(
             "systems": systems,
             "connected_systems": content.clean(incident.connected_systems) or None,
             "police_contacted": incident.police_contacted,
+            "nature": _both(lambda lc: loc[lc]["incident"]["natures"]),
             "handling_ended": _both(lambda lc: content.moment(incident.handling_ended_at, lc))
             if incident.handling_ended_at
             else None,
