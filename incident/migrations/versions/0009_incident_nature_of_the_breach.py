@@ -25,8 +25,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("incident") as batch_op:
-        batch_op.add_column(sa.Column("nature", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+    # A plain ADD COLUMN: a batch copy of `incident` would have to drop a table every other table refers to.
+    op.add_column("incident", sa.Column("nature", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
     from incident import db
 
     for name in db.TABLE_MODULES:
@@ -42,5 +42,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("incident") as batch_op:
-        batch_op.drop_column("nature")
+    op.execute("ALTER TABLE incident DROP COLUMN nature")  # SQLite 3.35+ and PostgreSQL drop a column in place
