@@ -183,7 +183,7 @@ def test_an_edit_of_the_police_fact_in_the_database_breaks_the_chain(adults: Wor
     from rawdb import connect
 
     with connect(adults.root) as conn:
-        conn.execute("UPDATE incident SET police_contacted = 1 WHERE id = ?", (iid,))
+        conn.execute("UPDATE incident SET police_contacted = NOT police_contacted WHERE id = ?", (iid,))
     result = adults.run("audit", "verify", iid)
     assert result.exit_code != 0, result.output
 
