@@ -176,16 +176,24 @@ def test_a_police_report_logged_later_is_recorded_audited_and_told(adults: Works
     assert "We have reported the incident to the police." in texts["en-adult/email"]
 
 
-def test_an_edit_of_the_police_fact_in_the_database_breaks_the_chain(adults: WorkspaceDir) -> None:
-    """Given an incident opened with --no-police, when someone sets police_contacted in the database directly,
-    then `audit verify` fails: the fact a claim derives from is covered by the chain."""
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE incident SET police_contacted = NOT police_contacted WHERE id = ?",
+        "UPDATE incident SET nature = 'integrity' WHERE id = ?",
+    ],
+)
+def test_an_edit_of_a_fact_a_claim_derives_from_breaks_the_chain(adults: WorkspaceDir, edit: str) -> None:
+    """Given an incident, when someone sets the police fact or the nature of the breach in the database directly,
+    then `audit verify` fails: every fact a claim derives from is covered by the chain."""
     iid = opened(adults, "--no-police")
+    adults.ok("audit", "verify", iid)
     from rawdb import connect
 
     with connect(adults.root) as conn:
-        conn.execute("UPDATE incident SET police_contacted = NOT police_contacted WHERE id = ?", (iid,))
+        conn.execute(edit, (iid,))
     result = adults.run("audit", "verify", iid)
-    assert result.exit_code != 0, result.output
+    assert result.exit_code == 3, result.output
 
 
 def test_identity_monitoring_is_offered_only_when_identity_documents_were_involved(tmp_path: Path) -> None:
