@@ -362,14 +362,28 @@ def test_a_responder_logged_action_that_claims_a_police_report_is_caught(adults:
     assert "police-report" in out and "0 failures" not in out, out
 
 
-def test_a_broken_claims_rule_file_is_refused_naming_file_and_line(adults: WorkspaceDir) -> None:
-    """Given a workspace claims.yaml with an unknown check, then render says file:line:field in one line."""
+@pytest.mark.parametrize(
+    ("find", "replace", "said"),
+    [
+        ("check: recorded", "check: believed", "unknown check 'believed'"),
+        ("on {date}.", "on {date.__class__}.", "unknown placeholder {date.__class__}"),
+        ("已(?:经)?报(?:案|警)", "已(?:经报(?:案|警)", "not a regular expression"),
+    ],
+)
+def test_a_broken_claims_rule_file_is_refused_naming_file_and_line(
+    adults: WorkspaceDir, find: str, replace: str, said: str
+) -> None:
+    """Given a workspace claims.yaml with an unknown check, a placeholder that reaches into an object, or a
+    phrase that is no regular expression, then render says file:line and what is wrong in one line."""
     iid = opened(adults)
     shipped = (Path(__file__).resolve().parents[1] / "playbooks" / "claims.yaml").read_text(encoding="utf-8")
+    assert find in shipped
     path = adults.root / "playbooks" / "claims.yaml"
     path.parent.mkdir(exist_ok=True)
-    path.write_text(shipped.replace("check: recorded", "check: believed", 1), encoding="utf-8")
-    line = next(n for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if "believed" in text)
+    path.write_text(shipped.replace(find, replace, 1), encoding="utf-8")
+    line = next(n for n, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if replace in text)
     with freeze_time(NOTICE_DAY, tick=True):
-        refused = adults.refuse("notices", "render", iid, error=f"claims.yaml:{line}")
-    assert "believed" in refused.stderr and "Traceback" not in refused.output
+        refused = adults.refuse("notices", "render", iid, error="claims.yaml:")
+    assert said in refused.stderr and "Traceback" not in refused.output
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert f"claims.yaml:{line}:" in refused.stderr, (line, refused.stderr)

@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from incident import catalog
 from incident.catalog import Strict, Text
@@ -36,27 +36,28 @@ from incident.incidents.models import NATURES, nature_of, parse_nature  # noqa: 
 Nature = Literal["confidentiality", "integrity", "availability"]
 
 
+def _compiles(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression ({exc}): {pattern!r}") from None
+    return pattern
+
+
+Pattern = Annotated[str, AfterValidator(_compiles)]  # validated one by one, so an error names its own line
+
+
 class Rule(Strict):
     """One kind of claim: the phrases that make it and the check the record must pass."""
 
     key: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     claim: Text
-    says: list[str] = Field(min_length=1)
-    unless: list[str] = []
+    says: list[Pattern] = Field(min_length=1)
+    unless: list[Pattern] = []
     check: str
     fact: str | None = None
     value: str | None = None
     contradicts: Text
-
-    @field_validator("says", "unless")
-    @classmethod
-    def _compiles(cls, patterns: list[str]) -> list[str]:
-        for p in patterns:
-            try:
-                re.compile(p)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression ({exc}): {p!r}") from None
-        return patterns
 
     @field_validator("check")
     @classmethod
@@ -66,23 +67,35 @@ class Rule(Strict):
         return name
 
 
-class Statements(Strict):
-    police: Text
-    reported: Text
-    reporting: Text
-    reporting_now: Text
-    nature: Text
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+PLACEHOLDERS = ("recipient", "date", "due", "natures")
+
+
+def fill(template: str, **values: str) -> str:
+    """Put the record's values into a statement's {placeholders} (plain substitution: never str.format, whose
+    attribute lookups a lawyer-edited file must not reach)."""
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+class Statement(Text):
+    """A sentence the tool writes from the record, with {placeholders} it fills in."""
 
     @model_validator(mode="after")
-    def _placeholders(self) -> Statements:
-        sample = {"recipient": "R", "date": "D", "due": "T", "natures": "N"}
-        for name in type(self).model_fields:
-            for loc in catalog.LOCALES:
-                try:
-                    getattr(self, name)(loc).format(**sample)
-                except (KeyError, IndexError, ValueError) as exc:
-                    raise ValueError(f"{name}.{loc}: unknown placeholder {exc} (use {{recipient}}, …)") from None
+    def _placeholders(self) -> Statement:
+        for loc in catalog.LOCALES:
+            for used in PLACEHOLDER.findall(self(loc)):
+                if used not in PLACEHOLDERS:
+                    known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+                    raise ValueError(f"{loc}: unknown placeholder {{{used}}} (known: {known})")
         return self
+
+
+class Statements(Strict):
+    police: Statement
+    reported: Statement
+    reporting: Statement
+    reporting_now: Statement
+    nature: Statement
 
 
 class ClaimRules(Strict):
@@ -298,8 +311,8 @@ def statements(
     for report in reports:
         recipient = report["recipient"][locale]
         if report["done_at"]:
-            yield said.reported(locale).format(recipient=recipient, date=report["done_at"][locale])
+            yield fill(said.reported(locale), recipient=recipient, date=report["done_at"][locale])
         elif report["due"] and report["state"] == "due":
-            yield said.reporting(locale).format(recipient=recipient, due=report["due"][locale])
+            yield fill(said.reporting(locale), recipient=recipient, due=report["due"][locale])
         elif report["state"] in ("due", "overdue", "no fixed deadline"):
-            yield said.reporting_now(locale).format(recipient=recipient)
+            yield fill(said.reporting_now(locale), recipient=recipient)

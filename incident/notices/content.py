@@ -146,7 +146,7 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
                 "window_to": day(incident.exposure_to, loc),
                 "discovered": moment(incident.discovered_at, loc),
                 "natures": natures,
-                "nature": claim_rules.statements.nature(loc).format(natures=natures),
+                "nature": claims.fill(claim_rules.statements.nature(loc), natures=natures),
             },
             "measures_done": [
                 *(m(loc) for m in book.measures_done),
