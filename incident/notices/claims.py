@@ -133,6 +133,7 @@ class Artefact:
     name: str
     text: str
     variant: str = ""
+    locale: str = ""  # the reader's language, where the artefact has one (a report mixes both)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def claim_failures(
     found: list[str] = []
     for suffix, text in parts:
         neutral = lint._sentinel(text, person_texts) or ""
-        artefact = claims.Artefact("notices", rendered["template"] + suffix, neutral, variant)
+        artefact = claims.Artefact("notices", rendered["template"] + suffix, neutral, variant, person["locale"])
         found += [str(f) for f in claims.lint(artefact, record, _worker["claim_rules"])]
     return found
 

@@ -210,7 +210,8 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
 
     told = claims.record_of(content.static_context(session, ws, incident))
     said = [
-        claims.Artefact("announcement", n, claims.html_text(t) if n.endswith("html") else t) for n, t in texts.items()
+        claims.Artefact("announcement", n, claims.html_text(t) if n.endswith("html") else t, locale=n.split(".")[1])
+        for n, t in texts.items()
     ]
     claims.refuse_if_false(said, told, claims.rules(ws.root), "the announcement")
     problems = lint_public(session, incident_id, texts, officer=facts["en"]["officer"])
