@@ -199,10 +199,12 @@ def decide(
         changes = artefact.changes_since(session, ws, render)
         if changes:
             raise IncidentError(artefact.cannot_approve.format(id=incident_id, changes="; ".join(changes)))
-        failures = artefact.failures(render) if artefact.failures is not None else []
-        if failures:
+        failed = artefact.failures(render) if artefact.failures is not None else []
+        if failed:
             raise IncidentError(
-                f"cannot approve the {artefact.name}: {len(failures)} lint failure(s) stand: " + "; ".join(failures[:3])
+                f"cannot approve the {artefact.name}: {len(failed)} lint failure(s) stand: "
+                + "; ".join(failed[:5])
+                + " (correct the template, the texts or the record, then render again)"
             )
     elif not (comment or "").strip():
         raise InvalidArgument(artefact.reject_needs_comment)

@@ -15,6 +15,7 @@ from incident.errors import BadInput, IncidentError, InvalidArgument
 
 LOCALES = ("zh-CN", "en")
 KEY = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+NOT_PLAYBOOKS = frozenset({"categories", "jurisdictions", "claims"})  # the other data files in playbooks/
 Channel = Literal["email", "sms", "push"]
 
 
@@ -34,6 +35,12 @@ class Text(Strict):
 
 # A report speaks to a regulator about the people affected, never to the reader as if they were one of them.
 SECOND_PERSON = re.compile(r"您|你|\byou(?:rs?|rself|rselves)?\b", re.IGNORECASE)
+
+
+class Remedy(Text):
+    """A remedy offered in a notice; `only_with` names the categories it needs (identity monitoring: id_document)."""
+
+    only_with: list[str] = []
 
 
 class Category(Strict):
@@ -103,7 +110,11 @@ class Playbook(Strict):
     containment: list[Text] = Field(min_length=1)
     measures_done: list[Text] = Field(min_length=1)
     measures_planned: list[Text] = Field(min_length=1)
-    remedies: list[Text] = Field(min_length=1)
+    remedies: list[Remedy] = Field(min_length=1)
+    # GDPR art. 4(12): a breach of confidentiality, integrity and/or availability; the incident's default.
+    nature: list[Literal["confidentiality", "integrity", "availability"]] = Field(
+        default=["confidentiality"], min_length=1
+    )
     channels: list[Channel] = Field(default=["email", "sms", "push"], min_length=1)
     exclude_channels: list[Channel] = []
 
@@ -253,7 +264,7 @@ def playbook_path(key: str, workspace: Path | None = None) -> Path:
     """Return the file defining playbook `key`."""
     # Checked before the name becomes a path: a 300-character or "../x" name is not a file to look for.
     path = data_file(f"{key}.yaml", workspace) if is_key(key) else None
-    if path is None or not path.is_file() or key in ("categories", "jurisdictions"):
+    if path is None or not path.is_file() or key in NOT_PLAYBOOKS:
         raise InvalidArgument(f"unknown playbook {key[:64]!r} (known: {', '.join(playbook_keys(workspace))})")
     return path
 
@@ -262,7 +273,7 @@ def playbook_keys(workspace: Path | None = None) -> list[str]:
     """List the playbooks available to a workspace."""
     dirs = [data_dir()] + ([workspace / "playbooks"] if workspace else [])
     keys = {p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")}
-    return sorted(keys - {"categories", "jurisdictions"})
+    return sorted(keys - NOT_PLAYBOOKS)
 
 
 def playbook(key: str, workspace: Path | None = None) -> Playbook:
@@ -275,6 +286,11 @@ def playbook(key: str, workspace: Path | None = None) -> Playbook:
     for i, cat in enumerate(book.categories):
         if cat not in known:
             raise BadInput(str(path), _line_of(path, cat), f"categories.{i}", f"unknown category {cat!r}")
+    for i, remedy in enumerate(book.remedies):
+        for cat in remedy.only_with:
+            if cat not in known:
+                line = _line_of(path, "only_with")
+                raise BadInput(str(path), line, f"remedies.{i}.only_with", f"unknown category {cat!r}")
     return book
 
 

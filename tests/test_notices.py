@@ -409,7 +409,8 @@ def test_the_email_tells_each_person_everything_the_law_requires_in_order(render
         action,
         *advice_texts(advice_order, locale),
         never_ask,
-        *(r[locale] for r in book["remedies"]),
+        # Remedies that need a category come only with it: this person's password, never identity monitoring.
+        *(r[locale] for r in book["remedies"] if set(r.get("only_with", person.categories)) & set(person.categories)),
         OFFICER_EMAIL,
         OFFICER_PHONE,
         *reference,

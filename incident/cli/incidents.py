@@ -27,6 +27,10 @@ def open_(
     cause_en: Annotated[str | None, typer.Option(help="Cause as known so far, in English")] = None,
     connected: Annotated[str | None, typer.Option(help="Effect on connected systems (GB/T 35273 §10.1)")] = None,
     police: Annotated[bool, typer.Option(help="Law enforcement has been contacted")] = False,
+    nature: Annotated[
+        str | None,
+        typer.Option(help="Nature of the breach: confidentiality,integrity,availability (default: the playbook's)"),
+    ] = None,
 ) -> None:
     """Open an incident from a playbook and print its id (INC-YYYY-NNNN)."""
     from incident.incidents.flows import open_incident
@@ -49,6 +53,7 @@ def open_(
         cause_en=cause_en,
         connected_systems=connected,
         police_contacted=police,
+        nature=nature,
     )
     echo(open_incident(st.ws(), req, st.who()))
 
@@ -138,7 +143,16 @@ def log(
             help="Give timeline entry N (or the summary / cause) its text in the language(s) given, instead of logging"
         ),
     ] = None,
-    kind: Annotated[str, typer.Option(help="action | finding | decision (actions feed the notices)")] = "action",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="action | finding | decision | police-report (actions feed the notices; a police report is recorded)"
+        ),
+    ] = "action",
+    nature: Annotated[
+        str | None,
+        typer.Option(help="Restate the nature of the breach (confidentiality,integrity,availability); TEXT says why"),
+    ] = None,
 ) -> None:
     """Add a timestamped entry to the incident timeline, in Chinese (TEXT or --zh) and English (--en)."""
     from incident.errors import InvalidArgument
@@ -147,8 +161,14 @@ def log(
     if text is not None and zh is not None:
         raise InvalidArgument("--zh: the Chinese text is given twice (as TEXT and --zh): give one")
     st = state(ctx)
-    stale = add(st.ws(), incident_id, zh if text is None else text, kind, st.who(), text_en=en, entry=entry)
+    stale = add(
+        st.ws(), incident_id, zh if text is None else text, kind, st.who(), text_en=en, entry=entry, nature=nature
+    )
     echo(f"updated {entry} on {incident_id}" if entry is not None else f"logged {kind} on {incident_id}")
+    if kind == "police-report" and entry is None:
+        echo(f"police report recorded on {incident_id}: notices and reports rendered from now on say so")
+    if nature is not None:
+        echo(f"nature of the breach on {incident_id}: {nature}")
     if stale:
         echo(
             f"note: this makes the approved notices stale ({stale}): deliveries already planned keep sending the "

@@ -32,6 +32,9 @@ def render(
         f"({', '.join(f'{k} {v:,}' for k, v in sorted(r.by_channel.items()))})"
     )
     echo(f"lint: {r.lint_checks:,} notices checked, {r.lint_failures:,} failures")
+    echo(f"claims: {len(r.claims)} failures" + (" (approval is refused until they are fixed)" if r.claims else ""))
+    for failure in r.claims:
+        echo(f"  {failure}")
     echo(f"review bundle: {r.bundle / 'index.html'}")
     echo(f"manifest sha256: {r.manifest_hash}")
     print_held(r.held)

@@ -27,6 +27,7 @@ def log(
     *,
     text_en: str | None = None,
     entry: str | None = None,
+    nature: str | None = None,
 ) -> str | None:
     """Append a timeline entry (or give `entry`, an entry's number, summary or cause, its text in another
     language); return what it changed when it made the notices' approval stale."""
@@ -35,7 +36,7 @@ def log(
     with unit_of_work(ws) as session:
         before = approval_state(session, ws, models.get(session, incident_id))["state"]
         if entry is None:
-            service.log_entry(session, incident_id, text, kind, actor, text_en=text_en)
+            service.log_entry(session, incident_id, text, kind, actor, text_en=text_en, nature=nature)
         else:
             service.translate_entry(session, incident_id, entry, actor, text=text, text_en=text_en)
         after = approval_state(session, ws, models.get(session, incident_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -42,7 +43,30 @@ LEGAL: dict[Status, set[Status]] = {
 }
 
 
-TIMELINE_KINDS = ("action", "finding", "decision")
+# GDPR art. 4(12): a personal data breach is a breach of confidentiality, integrity and/or availability.
+NATURES = ("confidentiality", "integrity", "availability")
+
+
+def parse_nature(value: str, option: str = "--nature") -> str:
+    """Validate a comma-separated nature of the breach and return it in GDPR's order."""
+    from incident.errors import InvalidArgument
+
+    given = [v.strip().lower() for v in value.split(",") if v.strip()]
+    if not given:
+        raise InvalidArgument(f"{option}: name at least one of {', '.join(NATURES)}")
+    for v in given:
+        if v not in NATURES:
+            raise InvalidArgument(f"{option}: {v!r} is not one of {', '.join(NATURES)}")
+    return ",".join(n for n in NATURES if n in given)
+
+
+def nature_of(stored: str | None, default: Sequence[str]) -> tuple[str, ...]:
+    """The incident's natures in GDPR's order (the playbook's default when the incident never stated one)."""
+    chosen = set(stored.split(",")) if stored else set(default)
+    return tuple(n for n in NATURES if n in chosen)
+
+
+TIMELINE_KINDS = ("action", "finding", "decision", "police-report")  # a police report also sets police_contacted
 
 
 class Incident(SQLModel, table=True):
@@ -66,6 +90,7 @@ class Incident(SQLModel, table=True):
     discovered_where: str | None = None
     connected_systems: str | None = Field(default=None, sa_column=Column(Text))
     police_contacted: bool = False
+    nature: str | None = None  # GDPR art. 4(12), comma-separated; None: the playbook's default
     status: str = Status.OPEN.value
     opened_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     opened_by: str
@@ -114,6 +139,7 @@ coverage.declare(
         "discovered_where",
         "connected_systems",
         "police_contacted",
+        "nature",
         "status",
         "opened_at",
         "opened_by",
@@ -176,6 +202,8 @@ def facts(incident: Incident) -> dict[str, Any]:
         "discovered_at": incident.discovered_at.isoformat(),
         "discovered_by": incident.discovered_by,
         "discovered_where": incident.discovered_where,
+        "police_contacted": incident.police_contacted,
+        "nature": incident.nature,
     }
 
 

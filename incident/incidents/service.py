@@ -12,7 +12,7 @@ from sqlmodel import Session, func, select
 from incident import catalog, clock
 from incident.audit import chain as audit
 from incident.errors import IllegalTransition, InvalidArgument
-from incident.incidents.models import TIMELINE_KINDS, Incident, Status, TimelineEntry, get, transition
+from incident.incidents.models import TIMELINE_KINDS, Incident, Status, TimelineEntry, get, parse_nature, transition
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class OpenRequest:
     cause_en: str | None = None
     connected_systems: str | None = None
     police_contacted: bool = False
+    nature: str | None = None  # comma-separated; None: the playbook's
 
 
 def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Path | None = None) -> Incident:
@@ -51,6 +52,7 @@ def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Pat
     for name in req.systems:
         if not system_exists(session, name):
             raise InvalidArgument(f"--systems: unknown system {name!r} (import it with `incident inventory import`)")
+    nature = parse_nature(req.nature) if req.nature is not None else None
     if req.exposure_to < req.exposure_from:
         raise InvalidArgument("--to: the exposure window ends before it starts")
     now = clock.now()
@@ -79,6 +81,7 @@ def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Pat
         discovered_where=req.discovered_where,
         connected_systems=req.connected_systems,
         police_contacted=req.police_contacted,
+        nature=nature,
         opened_at=now,
         opened_by=actor,
     )
@@ -96,6 +99,8 @@ def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Pat
                 "from": req.exposure_from.isoformat(),
                 "to": req.exposure_to.isoformat(),
                 "discovered_at": discovered.isoformat(),
+                "police": req.police_contacted,
+                "nature": nature or ",".join(book.nature),
             },
         ),
         actor,
@@ -104,22 +109,40 @@ def open_incident(session: Session, req: OpenRequest, actor: str, workspace: Pat
 
 
 def log_entry(
-    session: Session, incident_id: str, text: str | None, kind: str, actor: str, *, text_en: str | None = None
+    session: Session,
+    incident_id: str,
+    text: str | None,
+    kind: str,
+    actor: str,
+    *,
+    text_en: str | None = None,
+    nature: str | None = None,
 ) -> TimelineEntry:
     """Add a timestamped timeline entry, its zh-CN `text` and English `text_en` (one may follow later with
-    `translate_entry`); `action` entries become 'what we have done' in notices."""
+    `translate_entry`); `action` entries become 'what we have done' in notices, a `police-report` records that
+    the police were told, and `nature` restates the nature of the breach (the entry says why)."""
     if kind not in TIMELINE_KINDS:
         raise InvalidArgument(f"--kind: must be one of {', '.join(TIMELINE_KINDS)}")
     zh, en = (text or "").strip(), (text_en or "").strip()
     if not zh and not en:
         raise InvalidArgument("the log entry is empty")
+    natures = parse_nature(nature) if nature is not None else None
     incident = get(session, incident_id, for_update=True)
     if incident.status == Status.CLOSED:
         raise IllegalTransition(f"{incident_id} is closed: its timeline can no longer change")
+    # The facts the claims derive from change with the entry that says why, in the same audited unit of work.
+    if kind == "police-report":
+        incident.police_contacted = True
+    if natures is not None:
+        incident.nature = natures
+    session.add(incident)
     entry = TimelineEntry(incident_id=incident_id, at=clock.now(), actor=actor, kind=kind, text=zh, text_en=en or None)
     session.add(entry)
     session.flush()
-    audit.record(session, incident_id, audit.Event(audit.Action.LOGGED, {"kind": kind, "entry": entry.id}), actor)
+    payload: dict[str, object] = {"kind": kind, "entry": entry.id}
+    if natures is not None:
+        payload["nature"] = natures
+    audit.record(session, incident_id, audit.Event(audit.Action.LOGGED, payload), actor)
     return entry
 
 

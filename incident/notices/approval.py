@@ -106,10 +106,11 @@ def held_back(render: Render) -> list[dict[str, Any]]:
 
 
 def lint_failures(render: Render) -> list[str]:
-    """The render's lint failures that are the incident's own (responder text missing in a language): they
-    refuse approval until fixed and rendered again."""
+    """The render's lint failures that are the incident's own: responder text missing in a language, and claims
+    the record contradicted when it was rendered. They refuse approval until fixed and rendered again."""
     try:
-        found = json.loads(render.lint or "{}").get("language", [])
+        lint = json.loads(render.lint or "{}")
+        found = [*lint.get("language", []), *lint.get("claims", [])] if isinstance(lint, dict) else []
     except ValueError:
         return []
     return [str(f) for f in found] if isinstance(found, list) else []

@@ -47,16 +47,81 @@ def responder_texts(session: Session, incident: Incident) -> list[dict[str, str]
     return found
 
 
+def regulator_reports(
+    session: Session, ws: Workspace, incident: Incident
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Each regulator report the incident owes (recipient, state, when made or due, per locale) and the assessed
+    people and children: the facts 'what we have done' and the claims lint read. Nothing before an assessment."""
+    from incident.assess import picture
+    from incident.errors import NotAssessed
+
+    try:
+        view = picture.view(session, incident, ws.root)
+    except NotAssessed:
+        return [], {}
+    reports = {
+        ob.key: ob
+        for r in catalog.jurisdictions(ws.root).regimes
+        for ob in r.obligations
+        if any(s.startswith("report:") for s in ob.settled_by)
+    }
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for ob in view.obligations:
+        if ob.key not in reports or ob.recipient in seen:
+            continue
+        seen.add(ob.recipient)
+        out.append(
+            {
+                "key": ob.key,
+                "recipient": {loc: reports[ob.key].recipient(loc) for loc in catalog.LOCALES},
+                "state": ob.state,
+                # instants: each sentence writes them on its reader's clock (claims.statements' `when`)
+                "done_at": clock.as_utc(ob.done_at).isoformat() if ob.done_at else None,
+                "due": clock.as_utc(ob.due).isoformat() if ob.due else None,
+            }
+        )
+    counts = view.counts
+    return out, {
+        "people": counts["people"],
+        "children": counts.get("children", 0),
+        "by_category": counts["by_category"],
+    }
+
+
 def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[str, Any]:
-    """Everything a notice needs that is the same for every person, per locale (picklable)."""
+    """Everything a notice needs that is the same for every person, per locale (picklable). What the company has
+    done beyond the playbook's measures (police, regulator reports) and the nature of the breach come from the
+    record through the claim statements, never from a default sentence."""
+    from incident.notices import claims
+
     book = catalog.playbook(incident.playbook, ws.root)
     cats = catalog.categories(ws.root)
+    claim_rules = claims.rules(ws.root)
     org = dict(ws.organisation)
     officer = dict(org.pop("officer", {}))
     texts = responder_texts(session, incident)
     actions = [t for t in texts if t["where"].startswith("timeline entry")]
+    reports, counts = regulator_reports(session, ws, incident)
+    nature = claims.nature_of(incident.nature, book.nature)
+    involved = set(counts.get("by_category") or incident.category_list)
+    remedies = [
+        {"text": {loc: r(loc) for loc in catalog.LOCALES}, "only_with": list(r.only_with)} for r in book.remedies
+    ]
+    record = {
+        "facts": {
+            "police": incident.police_contacted,
+            "people": counts.get("people"),
+            "children": counts.get("children"),
+        },
+        "nature": list(nature),
+        "reported": [r["recipient"]["en"] for r in reports if r["done_at"]],
+        "categories": sorted(involved),
+    }
+    org_zone = zones.zone_for(org.get("location"))  # the announcement's clock, and the reports' measures
     per_locale: dict[str, Any] = {}
     for loc in catalog.LOCALES:
+        natures = claims.natures_text(nature, loc, claim_rules)
         per_locale[loc] = {
             "incident": {
                 "id": incident.id,
@@ -69,13 +134,33 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
                 "window_from": clock.as_utc(incident.exposure_from).isoformat(),
                 "window_to": clock.as_utc(incident.exposure_to).isoformat(),
                 "discovered": clock.as_utc(incident.discovered_at).isoformat(),
+                "natures": natures,
+                "nature": claims.fill(claim_rules.statements.nature(loc), natures=natures),
             },
-            "measures_done": [m(loc) for m in book.measures_done],
+            "measures_done": [
+                *(m(loc) for m in book.measures_done),
+                *claims.statements(
+                    claim_rules,
+                    loc,
+                    police=incident.police_contacted,
+                    reports=reports,
+                    when=_on_clock(org_zone, loc),
+                ),
+            ],
             "measures_planned": [m(loc) for m in book.measures_planned],
-            "remedies": [r(loc) for r in book.remedies],
+            "remedies": remedies_for(remedies, involved, loc),
             "actions": [a[loc] for a in actions if a[loc]],
         }
     return {
+        "record": record,
+        # a notice says these on its reader's clock: person_context writes them again for each person
+        "claims": {
+            "rules": claim_rules,
+            "police": incident.police_contacted,
+            "reports": reports,
+            "measures_done": {loc: [m(loc) for m in book.measures_done] for loc in catalog.LOCALES},
+        },
+        "remedies": remedies,
         "org": org,
         "officer": officer,
         "lookup_url": org.get("notice_lookup", org.get("website", "")),
@@ -99,6 +184,16 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
     }
 
 
+def _on_clock(zone: str, locale: str) -> Any:
+    """A formatter of instants on one zone's clock, in one language (a claim sentence's dates)."""
+    return lambda at: zones.format_moment(at, zone, locale)
+
+
+def remedies_for(remedies: list[dict[str, Any]], categories: set[str] | frozenset[str], locale: str) -> list[str]:
+    """The remedies that apply to these categories (identity monitoring only when identity documents are)."""
+    return [r["text"][locale] for r in remedies if not r["only_with"] or categories & set(r["only_with"])]
+
+
 def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, today: datetime) -> dict[str, Any]:
     """This person's notice context: only their own categories, advice most-sensitive first, de-duplicated; every
     date on one clock, their region's, in either language."""
@@ -115,7 +210,21 @@ def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, tod
     for cat in cats:
         if cat["impact"][loc] not in impacts:
             impacts.append(cat["impact"][loc])
+    from incident.notices import claims
+
     fallback = "用户" if loc == "zh-CN" else "Customer"
+    zone = zones.zone_for(person.get("region"))
+    said = static["claims"]
+    done = [
+        *said["measures_done"][loc],
+        *claims.statements(
+            said["rules"],
+            loc,
+            police=said["police"],
+            reports=said["reports"],
+            when=_on_clock(zone, loc),
+        ),
+    ]
     return {
         **static["locales"][loc],
         "org": static["org"],
@@ -123,7 +232,8 @@ def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, tod
         "lookup_url": static["lookup_url"],
         "audience": person["audience"],
         "locale": loc,
-        "zone": zones.zone_for(person.get("region")),
+        "zone": zone,
+        "measures_done": done,
         "person": {
             "name": clean(person["to_name"]) or fallback,
             "subject_name": clean(person["subject_name"]) or fallback,
@@ -132,6 +242,7 @@ def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, tod
         "categories": [{"key": c["key"], "label": c["label"][loc], "sensitive": c["sensitive"]} for c in cats],
         "advice": advice,
         "impacts": impacts,
+        "remedies": remedies_for(static["remedies"], set(keys), loc),
         "urgent_action": cats[0]["urgent"][loc],
         "notice": {"ref": ref, "date": today},
     }

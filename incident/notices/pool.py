@@ -16,7 +16,7 @@ from markupsafe import escape
 from incident.assess.models import AFFECTED_COLUMNS
 from incident.config import Workspace
 from incident.errors import IncidentError
-from incident.notices import content, lint, templates
+from incident.notices import claims, content, lint, templates
 from incident.notices.compose import render_person, variant_key
 from incident.notices.models import notice_sha, pack_content
 
@@ -40,7 +40,25 @@ def _init_worker(
         secret=secret,
         incident_id=incident_id,
         render_id=render_id,
+        claim_rules=claims.rules(Path(workspace) if workspace else None),
     )
+
+
+def claim_failures(
+    rendered: dict[str, Any], person: dict[str, Any], variant: str, person_texts: list[str]
+) -> list[str]:
+    """The claims lint on one rendered notice (subject, text and HTML), the person's own fields taken out: a claim
+    is the template's or the responder's, never a name's."""
+    record = claims.record_of(_worker["static"], person["categories"])
+    parts = [("", rendered["subject"]), ("", rendered["body"])]
+    if rendered["html"]:
+        parts.append((" (HTML)", claims.html_text(rendered["html"])))
+    found: list[str] = []
+    for suffix, text in parts:
+        neutral = lint._sentinel(text, person_texts) or ""
+        artefact = claims.Artefact("notices", rendered["template"] + suffix, neutral, variant, person["locale"])
+        found += [str(f) for f in claims.lint(artefact, record, _worker["claim_rules"])]
+    return found
 
 
 def _data_texts(static: dict[str, Any]) -> list[str]:
@@ -80,6 +98,7 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
     variants: Counter[str] = Counter()
     by_channel: Counter[str] = Counter()
     previous: list[str] = []
+    claimed: dict[str, list[str]] = {}  # the claims lint runs once per variant: claims differ only by variant
     affected = []  # this batch's lines of the affected-set hash (see affected_hash), hashed in order by the parent
     for person in people:
         affected.append(json.dumps([person[c] for c in AFFECTED_COLUMNS], ensure_ascii=False).encode() + b"\n")
@@ -110,6 +129,8 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
             held.append({"person_id": person["person_id"], "problems": sorted(set(theirs))})
         for r in rendered if not theirs else ():
             variant = variant_key(person["locale"], r["channel"], person["audience"], person["categories"])
+            if variant not in claimed:
+                claimed[variant] = claim_failures(r, person, variant, own_texts)
             examples.setdefault(variant, person)
             variants[variant] += 1
             by_channel[r["channel"]] += 1
@@ -140,6 +161,7 @@ def _render_batch(people: list[dict[str, Any]]) -> dict[str, Any]:
         "problems": problems[:20],
         "failed": len(problems) + sum(len(h["problems"]) for h in held),
         "held": held,
+        "claims": sorted({f for found in claimed.values() for f in found}),
         "examples": examples,
         "affected": b"".join(affected),
         "variants": variants,

@@ -57,6 +57,7 @@ class RenderResult:
     held: list[dict[str, Any]] = field(default_factory=list)  # people held back by their own data, and why
     while_sending: str = ""  # the incident's status when it renders while notices are going out
     language: list[str] = field(default_factory=list)  # responder text missing in a language: approval refused
+    claims: list[str] = field(default_factory=list)  # claims the record contradicts: approval waits for none
 
 
 def begin_render(session: Session, incident_id: str, actor: str) -> int:
@@ -119,6 +120,7 @@ def render_notices(
     by_channel: Counter[str] = Counter()
     total = failures = 0
     held: list[dict[str, Any]] = []
+    claim_failures: set[str] = set()
 
     workers = workers or min(2, os.cpu_count() or 1)
     with bundle.manifest_writer() as manifest:
@@ -140,6 +142,7 @@ def render_notices(
                 shown = "; ".join(result["problems"][:3])
                 raise IncidentError(f"lint failed, nothing was rendered: {shown}")
             held += result["held"]
+            claim_failures.update(result["claims"])
             affected_digest.update(result["affected"])
             rows = result["rows"]
             insert_rows(session, "notice", NOTICE_COLUMNS, rows)
@@ -156,12 +159,21 @@ def render_notices(
 
     locales = sorted({key.split("|")[0] for key in variants})
     language = missing_translations(static["responder_texts"], locales=locales, names=name_allow_list(ws.organisation))
+    failures += len(claim_failures)
     lint_summary = {
         "notices_checked": checks,
         "failures": failures + len(language),
-        "rules": ["element-missing", "unrendered-placeholder", "length", "foreign-data", "responder-language"],
+        "rules": [
+            "element-missing",
+            "unrendered-placeholder",
+            "length",
+            "foreign-data",
+            "responder-language",
+            "claims",
+        ],
         "held": held,
         "language": language,  # global: approval is refused while any stands
+        "claims": sorted(claim_failures),
     }
     bundle.write_index(session, static, today, variants, examples, lint_summary, manifest_hash, incident, record.id)
     record.manifest_hash, record.fingerprint = manifest_hash, json.dumps(prints, sort_keys=True)
@@ -197,4 +209,5 @@ def render_notices(
         held,
         status.value if sending else "",
         language,
+        sorted(claim_failures),
     )

@@ -207,6 +207,14 @@ def render(session: Session, ws: Workspace, incident_id: str, actor: str) -> Ann
         ctx = {**facts[loc], "announcement": {"date": now}}
         for kind in KINDS:
             texts[file_name(loc, kind)] = templates.render(env, f"{loc}/announcement.{kind}.j2", ctx)
+    from incident.notices import claims
+
+    told = claims.record_of(content.static_context(session, ws, incident))
+    said = [
+        claims.Artefact("announcement", n, claims.html_text(t) if n.endswith("html") else t, locale=n.split(".")[1])
+        for n, t in texts.items()
+    ]
+    claims.refuse_if_false(said, told, claims.rules(ws.root), "the announcement")
     problems = lint_public(session, incident_id, texts, officer=facts["en"]["officer"])
     names = lint.name_allow_list(ws.organisation)  # the announcement is read in every locale
     texts_of = content.responder_texts(session, incident)

@@ -319,6 +319,7 @@ def report_context(
             "systems": systems,
             "connected_systems": content.clean(incident.connected_systems) or None,
             "police_contacted": incident.police_contacted,
+            "nature": _both(lambda lc: loc[lc]["incident"]["natures"]),
             "handling_ended": moment(incident.handling_ended_at) if incident.handling_ended_at else None,
             "grade": {
                 "key": grade.key,

@@ -186,6 +186,7 @@ def describe(ws: Workspace, incident_id: str) -> dict[str, Any]:
             "discovered": {"at": inc.discovered_at.isoformat(), "by": inc.discovered_by, "where": inc.discovered_where},
             "connected_systems": inc.connected_systems,
             "police_contacted": inc.police_contacted,
+            "nature": list(incidents.nature_of(inc.nature, catalog.playbook(inc.playbook, ws.root).nature)),
             "opened": {"at": inc.opened_at.isoformat(), "by": inc.opened_by},
             "handling_ended_at": inc.handling_ended_at.isoformat() if inc.handling_ended_at else None,
             "now": clock.now().isoformat(),

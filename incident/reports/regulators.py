@@ -39,6 +39,18 @@ def _settled_by(ws: Workspace, regulator: str, stage: str) -> list[str]:
     )
 
 
+def _hold_to_the_record(
+    session: Session, ws: Workspace, incident: incidents.Incident, regulator: str, stage: str, markdown: str
+) -> None:
+    """Refuse a report whose claims the record contradicts: it is a legal statement filed outside the tool, so a
+    false one is never written (a marked copy could still be sent by mistake)."""
+    from incident.notices import claims, content
+
+    record = claims.record_of(content.static_context(session, ws, incident))
+    artefact = claims.Artefact("report", f"{regulator} {stage}", markdown)
+    claims.refuse_if_false([artefact], record, claims.rules(ws.root), f"the {regulator} {stage} report")
+
+
 def generate(
     session: Session,
     ws: Workspace,
@@ -73,6 +85,7 @@ def generate(
         + audit.head_line(incident_id, head, lang)
         + "\n"
     )
+    _hold_to_the_record(session, ws, incident, kind.key, stage, markdown)
     data: dict[str, bytes] = {}
     for fmt in dict.fromkeys(fmts):
         if fmt == "md":
