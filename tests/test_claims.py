@@ -82,7 +82,15 @@ def opened(
 ) -> str:
     """Open the member-db incident (discovered 2026-03-10 08:00 UTC), log one action and assess it."""
     incident = open_incident(ws, *extra, systems="member-db", categories=categories, playbook=playbook)
-    ws.ok("log", incident.id, "Disabled the leaked service account and rotated its keys", "--kind", "action")
+    ws.ok(
+        "log",
+        incident.id,
+        "停用了泄露的服务账号并轮换了其密钥",
+        "--en",
+        "Disabled the leaked service account and rotated its keys",
+        "--kind",
+        "action",
+    )
     ws.ok("assess", incident.id)
     return incident.id
 
@@ -153,8 +161,8 @@ def test_after_the_report_is_submitted_the_notices_rendered_afterwards_say_so(ad
     assert "claims: 0 failures" in out, out
     after = every_notice(adults, iid, ADULTS)
     assert (
-        "我们已于2026年3月10日 20:30（北京时间）向履行个人信息保护职责的部门（网信部门及行业主管部门）报告本次事件。"
-        in (after["zh-adult/email"])
+        "我们已于2026年3月10日 20:30（北京时间，UTC+8）"
+        "向履行个人信息保护职责的部门（网信部门及行业主管部门）报告本次事件。" in (after["zh-adult/email"])
     )
     assert "我们已于" not in before
     assert re.search(r"We reported the incident to .+ on 10 March 2026", after["en-adult/email"])
@@ -166,7 +174,15 @@ def test_a_police_report_logged_later_is_recorded_audited_and_told(adults: Works
     it, the audit chain still verifies, and the notices rendered afterwards say it in both languages."""
     iid = opened(adults, "--no-police")
     assert adults.json("show", iid)["police_contacted"] is False
-    out = adults.ok("log", iid, "福州市公安局鼓楼分局受理，回执号 2026-031", "--kind", "police-report")
+    out = adults.ok(
+        "log",
+        iid,
+        "福州市公安局鼓楼分局受理，回执号 2026-031",
+        "--en",
+        "Accepted by the Gulou branch of the Fuzhou Public Security Bureau, receipt 2026-031",
+        "--kind",
+        "police-report",
+    )
     assert "police report recorded" in out, out
     assert adults.json("show", iid)["police_contacted"] is True
     adults.ok("audit", "verify", iid)
@@ -239,6 +255,8 @@ def test_the_nature_of_the_breach_is_an_incident_field_defaulted_from_the_playbo
     adults.ok(
         "log",
         iid,
+        "取证发现被加密的数据表也遭到篡改",
+        "--en",
         "Forensics found the encrypted tables were also altered",
         "--kind",
         "finding",
@@ -312,7 +330,7 @@ def test_a_planted_police_claim_fails_the_lint_and_approval_is_refused(adults: W
         error="lint failure(s) stand",
     )
     assert "police-report" in refused.stderr
-    adults.ok("log", iid, "报案回执 2026-031", "--kind", "police-report")
+    adults.ok("log", iid, "报案回执 2026-031", "--en", "Police report receipt 2026-031", "--kind", "police-report")
     out = render(adults, iid)
     assert "claims: 0 failures" in out, out
     adults.ok("notices", "approve", iid, "--manifest", manifest_of(adults, iid), "--reviewer", "Legal")
@@ -357,7 +375,9 @@ def test_a_responder_logged_action_that_claims_a_police_report_is_caught(adults:
     """Given an action logged as text saying the police were told, while the incident does not record it, then
     the lint fails: responder text is held to the record like a template."""
     iid = opened(adults, "--no-police")
-    adults.ok("log", iid, "We have reported the incident to the police.", "--kind", "action")
+    adults.ok(
+        "log", iid, "我们已向公安机关报案。", "--en", "We have reported the incident to the police.", "--kind", "action"
+    )
     out = render(adults, iid)
     assert "police-report" in out and "0 failures" not in out, out
 

@@ -148,7 +148,16 @@ def test_both_languages_of_a_notice_agree_on_every_date_on_every_channel(rendere
         zh_dates, en_dates = dates_in(every_text(zh[channel]), "zh-CN"), dates_in(every_text(en[channel]), "en")
         assert zh_dates == en_dates, f"{channel}: zh {zh_dates} but en {en_dates}"
         if channel in ("email", "letter"):  # the full notice: window, discovery and the notice's own date
-            assert set(en_dates) == {*WINDOW_ON_THEIR_CLOCK[key], (*discovered, offset), (notice_day, None, offset)}
+            expected = {*WINDOW_ON_THEIR_CLOCK[key], (*discovered, offset), (notice_day, None, offset)}
+            # and the due time of each regulator report still to be made ("we will report … by …"), on their clock
+            promised = {
+                d
+                for line in every_text(en[channel]).splitlines()
+                if "will report" in line
+                for d in dates_in(line, "en")
+            }
+            assert set(en_dates) - promised == expected
+            assert {off for _, _, off in promised} <= {off for _, _, off in expected}, promised
             assert names[0] in zone_names_in(every_text(en[channel]), "en")
             assert names[1] in zone_names_in(every_text(zh[channel]), "zh-CN")
 

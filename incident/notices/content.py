@@ -184,6 +184,18 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
     }
 
 
+def measures_done(static: dict[str, Any], locale: str, zone: str) -> list[str]:
+    """What has been done, in `locale`: the playbook's measures, then the sentences the record bears out (police,
+    regulator reports), their dates on `zone`'s clock (a reader's, or a report's regulator's)."""
+    from incident.notices import claims
+
+    said = static["claims"]
+    made = claims.statements(
+        said["rules"], locale, police=said["police"], reports=said["reports"], when=_on_clock(zone, locale)
+    )
+    return [*said["measures_done"][locale], *made]
+
+
 def _on_clock(zone: str, locale: str) -> Any:
     """A formatter of instants on one zone's clock, in one language (a claim sentence's dates)."""
     return lambda at: zones.format_moment(at, zone, locale)
@@ -210,21 +222,8 @@ def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, tod
     for cat in cats:
         if cat["impact"][loc] not in impacts:
             impacts.append(cat["impact"][loc])
-    from incident.notices import claims
-
     fallback = "用户" if loc == "zh-CN" else "Customer"
     zone = zones.zone_for(person.get("region"))
-    said = static["claims"]
-    done = [
-        *said["measures_done"][loc],
-        *claims.statements(
-            said["rules"],
-            loc,
-            police=said["police"],
-            reports=said["reports"],
-            when=_on_clock(zone, loc),
-        ),
-    ]
     return {
         **static["locales"][loc],
         "org": static["org"],
@@ -233,7 +232,7 @@ def person_context(static: dict[str, Any], person: dict[str, Any], ref: str, tod
         "audience": person["audience"],
         "locale": loc,
         "zone": zone,
-        "measures_done": done,
+        "measures_done": measures_done(static, loc, zone),
         "person": {
             "name": clean(person["to_name"]) or fallback,
             "subject_name": clean(person["subject_name"]) or fallback,

@@ -343,7 +343,7 @@ def report_context(
         },
         "measures": {
             "actions": _both(lambda lc: loc[lc]["actions"]),
-            "done": _both(lambda lc: loc[lc]["measures_done"]),
+            "done": _both(lambda lc: content.measures_done(static, lc, zone)),  # on the regulator's clock
             "planned": _both(lambda lc: loc[lc]["measures_planned"]),
         },
         "sections": _sections(kind, stage, fields, prefills),
