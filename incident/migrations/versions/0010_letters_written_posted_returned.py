@@ -54,7 +54,7 @@ def upgrade() -> None:
     ).fetchall()
     if not posted:
         return
-    from incident import db
+    from incident import clock, db
 
     for name in db.TABLE_MODULES:  # the covered tables are declared next to them
         importlib.import_module(name)
@@ -69,7 +69,7 @@ def upgrade() -> None:
             .values(
                 incident_id=incident_id,
                 letters=int(letters),
-                written_at=db.read_time(first),
+                written_at=db.read_time(first) if first is not None else clock.now(),  # older letters: no time
                 written_by="schema-upgrade-0010",
             )
             .returning(LETTER_BATCH.c.id)
