@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -115,7 +116,8 @@ def test_the_same_confirmation_twice_changes_nothing(dispatched: OpenedIncident)
     before = ws.sql("SELECT COUNT(*) FROM audit_entry")
     assert "already recorded as posted" in ws.ok("letters", iid, "--posted-at", when, "--batch", str(batch))
     assert ws.sql("SELECT COUNT(*) FROM audit_entry") == before
-    ws.refuse("letters", iid, "--posted-at", now_iso(timedelta(seconds=-1)), error="already recorded as posted at")
+    time.sleep(1.1)  # a later second: another confirmation, which contradicts the recorded one
+    ws.refuse("letters", iid, "--posted-at", now_iso(), error="already recorded as posted at")
 
 
 @pytest.mark.parametrize(

@@ -292,7 +292,7 @@ def test_an_upgraded_v1_workspace_verifies_from_its_baseline(dispatched: OpenedI
     entries = ws.sql("SELECT action, payload, actor FROM audit_entry WHERE chain = ? ORDER BY seq", (iid,))
     at = max(i for i, e in enumerate(entries) if e[0] == "coverage-baseline")
     assert [(a, who) for a, _, who in entries[at + 1 :]] == [("covered", "schema-upgrade-0010")]
-    action, payload, _ = entries[at]
+    payload = entries[at][1]
     assert {"incident", "timeline_entry", "delivery", "attempt", "approval", "report"} <= set(
         json.loads(payload)["covers"]
     )
