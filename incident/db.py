@@ -18,7 +18,7 @@ from incident.config import Workspace
 from incident.errors import BadConfig, CorruptRecord, DatabaseBusy, IncidentError, SchemaOutOfDate
 
 # Alembic revisions in incident/migrations/versions, oldest first; the last one is what this code needs.
-SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
 

@@ -14,7 +14,7 @@ import random
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +230,7 @@ def test_each_person_walks_their_fallback_chain_and_every_attempt_is_recorded(di
         "jon": "unreachable",
     }
     shown = d.ws.json("show", d.id)
-    assert shown["status"] == "notified"
+    assert shown["status"] == "notifying", "two letters are queued, not posted: not everyone is told"
     assert shown["dispatch"]["deliveries"] == {"sent": 7, "letter": 2, "unreachable": 2}
     assert shown["dispatch"]["channels"]["email"] == {"sent": 3, "permanent": 4, "transient": 1}
     assert shown["dispatch"]["channels"]["sms"] == {"sent": 3, "permanent": 2, "transient": 2}
@@ -314,9 +314,13 @@ def test_postal_only_people_and_those_every_channel_failed_get_a_letter(dispatch
         letter = (folder / f"{refs[member.person_id]}.html").read_text(encoding="utf-8")
         assert member.address in letter and refs[member.person_id] in letter
         assert 'data-element="advice"' in letter
-    assert d.states()["gus"] == d.states()["hal"] == "posted"
+    assert d.states()["gus"] == d.states()["hal"] == "written", "written is not posted: nobody is told yet"
     assert [a["outcome"] for a in d.attempts() if a["channel"] == "letter"] == ["printed", "printed"]
     assert "wrote 0 letters" in d.ws.ok("letters", d.id), "a letter is written once"
+    assert d.ws.json("show", d.id)["status"] == "notifying"
+    d.ws.ok("letters", d.id, "--posted-at", datetime.now(UTC).isoformat())  # the mail house's confirmation
+    assert d.states()["gus"] == d.states()["hal"] == "posted"
+    assert d.ws.json("show", d.id)["status"] == "notified"
 
 
 def test_running_dispatch_again_sends_nothing_more(dispatched_cast: Dispatch):

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,10 @@ def test_a_killed_dispatch_resumes_and_reaches_everyone_with_at_most_the_in_flig
     assert duplicates(demo.sink) <= in_flight
     assert demo.sql("SELECT COUNT(*) FROM attempt WHERE incident_id = :i AND outcome = 'unknown'") == [(in_flight,)]
     assert set(demo.states()) <= {"sent", "letter", "unreachable"}, demo.states()
+    if "letter" in set(demo.states()):  # a queued letter tells nobody: written, then posted by the mail house
+        assert "status:     notifying" in incident(demo.root, "show", demo.id).stdout
+        incident(demo.root, "letters", demo.id)
+        incident(demo.root, "letters", demo.id, "--posted-at", datetime.now(UTC).isoformat())
     assert "status:     notified" in incident(demo.root, "show", demo.id).stdout
 
 

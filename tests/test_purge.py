@@ -66,6 +66,7 @@ def closed_story(ws: WorkspaceDir) -> str:
         assert smtp.mails and sms.requests, "the story must have sent real messages"
     assert list((ws.root / "outbox" / iid / "push").iterdir()), "and one push message to the outbox"
     ws.ok("letters", iid)
+    ws.ok("letters", iid, "--posted-at", datetime.now(UTC).isoformat())  # the mail house posted them
     ws.ok("affected", iid, "--output", str(ws.root / "exports" / "affected.csv"))
     ws.ok("deliveries", iid, "--format", "jsonl", "--output", str(ws.root / "exports" / "proof.jsonl"))
     ws.ok("announce", iid)

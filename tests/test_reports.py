@@ -73,6 +73,7 @@ def dispatch_story(ws: WorkspaceDir) -> str:
     ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
     ws.ok("dispatch", iid)
     ws.ok("letters", iid)
+    ws.ok("letters", iid, "--posted-at", datetime.now(UTC).isoformat())  # the mail house posted the batch
     return iid
 
 

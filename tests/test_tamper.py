@@ -288,12 +288,11 @@ def test_an_upgraded_v1_workspace_verifies_from_its_baseline(dispatched: OpenedI
     alembic_to(ws.root, "0005", down=True)
     assert f"→ {SCHEMA_HEAD}" in ws.ok("db", "upgrade")
 
-    ((action, payload),) = ws.sql(
-        "SELECT action, payload FROM audit_entry WHERE chain = ? AND seq = (SELECT MAX(seq) FROM audit_entry "
-        "WHERE chain = ?)",
-        (iid, iid),
-    )
-    assert action == "coverage-baseline"
+    # The baseline (0008), then what later revisions changed in covered rows (0011: letters become written).
+    entries = ws.sql("SELECT action, payload, actor FROM audit_entry WHERE chain = ? ORDER BY seq", (iid,))
+    at = max(i for i, e in enumerate(entries) if e[0] == "coverage-baseline")
+    assert [(a, who) for a, _, who in entries[at + 1 :]] == [("covered", "schema-upgrade-0011")]
+    payload = entries[at][1]
     assert {"incident", "timeline_entry", "delivery", "attempt", "approval", "report"} <= set(
         json.loads(payload)["covers"]
     )

@@ -49,6 +49,8 @@ class Action(StrEnum):
     DISPATCH_CANCELLED = "dispatch-cancelled"  # deliveries of people a re-assessment found no longer affected
     ATTEMPTS = "attempts"
     LETTERS_WRITTEN = "letters-written"
+    LETTERS_POSTED = "letters-posted"  # the mail house confirmed a batch went into the post
+    LETTERS_RETURNED = "letters-returned"  # the post brought letters back: their people are unreachable
     ANNOUNCEMENT_RENDERED = "announcement-rendered"
     ANNOUNCEMENT_APPROVED = "announcement-approved"
     ANNOUNCEMENT_REJECTED = "announcement-rejected"

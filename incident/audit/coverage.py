@@ -218,7 +218,9 @@ def baseline(session: Session, chain: str, actor: str) -> None:
     An incident whose chain is gone gets none: a fresh chain would launder the deletion."""
     if audit.head_of(session, chain) is None:
         return
-    stated = statement(session, chain, _Pending(covers=dict.fromkeys(DECLARED)), as_stored=True)
+    present = set(sa.inspect(session.connection()).get_table_names())  # a later revision's tables are not there yet
+    covers: dict[str, set[str] | None] = {t: None for t in DECLARED if t in present}
+    stated = statement(session, chain, _Pending(covers=covers), as_stored=True)
     audit.record(session, chain, audit.Event(audit.Action.BASELINE, {"format": audit.FORMAT} | stated), actor)
 
 

@@ -132,15 +132,56 @@ def dispatch(
 def letters(
     ctx: typer.Context,
     incident_id: Annotated[str, typer.Argument(help="Incident id")],
+    posted_at: Annotated[
+        str | None, typer.Option("--posted-at", help="ISO time the mail house confirmed a batch went into the post")
+    ] = None,
+    batch: Annotated[
+        int | None, typer.Option("--batch", help="The batch --posted-at confirms (default: the one waiting)")
+    ] = None,
+    returned: Annotated[
+        Path | None, typer.Option("--returned", help="CSV of letter references (a 'ref' column) the post brought back")
+    ] = None,
 ) -> None:
-    """Write printable letters and a mail-merge CSV for people reached only by post."""
+    """Write the letters people reached only by post get; record when the mail house posted them and which came back."""
+    from incident.cli.output import parse_time
     from incident.dispatch import flows
+    from incident.errors import InvalidArgument
 
     st = state(ctx)
-    batch = flows.letters(st.ws(), incident_id, st.who())
-    echo(f"wrote {batch.letters:,} letters to {batch.folder}")
-    echo(f"  mail merge: {batch.csv}")
-    echo(f"  print all:  {batch.print_file}")
+    if posted_at is not None and returned is not None:
+        raise InvalidArgument("--posted-at and --returned: record one at a time")
+    if batch is not None and posted_at is None:
+        raise InvalidArgument("--batch: only with --posted-at (the batch the mail house confirmed)")
+    if posted_at is not None:
+        posted, notified = flows.letters_posted(
+            st.ws(), incident_id, posted_at=parse_time(posted_at, "--posted-at"), batch=batch, actor=st.who()
+        )
+        when = posted.posted_at.isoformat(timespec="seconds")
+        if posted.already:
+            echo(f"batch {posted.batch} was already recorded as posted at {when}: nothing changed")
+        else:
+            echo(f"batch {posted.batch}: {posted.letters:,} letters posted at {when}")
+        if notified:
+            echo(f"{incident_id} is notified: every person is told")
+        return
+    if returned is not None:
+        now, again = flows.letters_returned(st.ws(), incident_id, returned, st.who())
+        echo(
+            f"{now:,} letters returned: their people count as unreachable"
+            + (f" ({again:,} already recorded)" if again else "")
+        )
+        return
+    written = flows.letters(st.ws(), incident_id, st.who())
+    if written.batch is None:
+        echo("wrote 0 letters: none is waiting")
+        return
+    echo(f"wrote {written.letters:,} letters to {written.folder} as batch {written.batch} (written, not yet posted)")
+    echo(f"  mail merge: {written.csv}")
+    echo(f"  print all:  {written.print_file}")
+    echo(
+        f"once the mail house confirms the posting: `incident letters {incident_id} --posted-at ISO --batch "
+        f"{written.batch}`"
+    )
 
 
 def deliveries(

@@ -111,6 +111,13 @@ def show(
         )
         for channel, outcomes in sorted(dispatch["channels"].items()):
             echo(f"  {channel:<7} " + ", ".join(f"{k} {v:,}" for k, v in sorted(outcomes.items())))
+        echo(f"notified:   {dispatch['notified']:,} (delivered or posted); unreachable {dispatch['unreachable']:,}")
+        ltr = dispatch["letters"]
+        if any(ltr[k] for k in ("queued", "written", "posted", "returned")):
+            echo(
+                f"letters:    queued {ltr['queued']:,}, written {ltr['written']:,} (not yet posted), "
+                f"posted {ltr['posted']:,}, returned {ltr['returned']:,}"
+            )
     ann = d.get("announcement")
     if ann:
         print_review(

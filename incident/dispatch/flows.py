@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -16,7 +17,8 @@ from incident.audit import chain as audit
 from incident.config import Workspace
 from incident.db import unit_of_work
 from incident.dispatch import binding, models, planning, proof, recovery
-from incident.dispatch.letters import LetterBatch, write_letters
+from incident.dispatch import letters as postal_letters
+from incident.dispatch.letters import PostedBatch, WrittenBatch
 from incident.dispatch.models import DeliveryState
 from incident.dispatch.sending import DispatchReport, Sender, make_sender, pump
 from incident.errors import IncidentError, InvalidArgument
@@ -243,16 +245,7 @@ def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport)
         incident = incidents.get(session, incident_id, for_update=True)
         states = models.counts_by_state(session, incident_id)
         report.states, report.held = states, states.get(DeliveryState.HELD, 0)
-        open_work = states.get(DeliveryState.PENDING, 0) + states.get(DeliveryState.HELD, 0)
-        # People a re-assessment found while sending are not notified until a render for them is approved.
-        if (
-            open_work == 0
-            and Status(incident.status) == Status.NOTIFYING
-            and not binding.unplanned_count(session, incident_id)
-        ):
-            incidents.transition(session, incident, Status.NOTIFIED, actor)
-            assess.settle(session, incident_id, "individuals-notified", actor)
-            report.notified = True
+        report.notified = _notified_if_told(session, incident, states, actor)
         audit.record(
             session,
             incident_id,
@@ -262,6 +255,26 @@ def _finish(ws: Workspace, incident_id: str, actor: str, report: DispatchReport)
             ),
             actor,
         )
+
+
+# A letter queued or only written has told nobody: the incident is notified once each one is posted.
+OPEN = (DeliveryState.PENDING, DeliveryState.HELD, DeliveryState.LETTER, DeliveryState.WRITTEN)
+
+
+def _notified_if_told(
+    session: Session, incident: incidents.Incident, states: dict[str, int], actor: str, at: datetime | None = None
+) -> bool:
+    """Mark a notifying incident notified (and settle its obligation) once no delivery is open any more."""
+    # People a re-assessment found while sending are not notified until a render for them is approved.
+    if (
+        any(states.get(s, 0) for s in OPEN)
+        or Status(incident.status) != Status.NOTIFYING
+        or binding.unplanned_count(session, incident.id)
+    ):
+        return False
+    incidents.transition(session, incident, Status.NOTIFIED, actor)
+    assess.settle(session, incident.id, "individuals-notified", actor, at)
+    return True
 
 
 def dispatch_preview(ws: Workspace, incident_id: str, channel: str | None) -> tuple[dict[str, dict[str, int]], str]:
@@ -281,11 +294,31 @@ def release_held(ws: Workspace, incident_id: str, actor: str) -> int:
         return recovery.release_held(session, incident_id, actor)
 
 
-def letters(ws: Workspace, incident_id: str, actor: str) -> LetterBatch:
+def letters(ws: Workspace, incident_id: str, actor: str) -> WrittenBatch:
     """Write the letter batch."""
     with unit_of_work(ws) as session:
         incidents.get(session, incident_id, for_update=True)
-        return write_letters(session, ws, incident_id, actor=actor)
+        return postal_letters.write_letters(session, ws, incident_id, actor=actor)
+
+
+def letters_posted(
+    ws: Workspace, incident_id: str, *, posted_at: datetime, batch: int | None, actor: str
+) -> tuple[PostedBatch, bool]:
+    """Record the mail house's confirmation of a batch; return it and whether the incident is now notified."""
+    with unit_of_work(ws) as session:
+        incident = incidents.get(session, incident_id, for_update=True)
+        posted = postal_letters.post_letters(session, incident_id, posted_at=posted_at, batch_id=batch, actor=actor)
+        states = models.counts_by_state(session, incident_id)
+        # Told when the last of them was told: the latest electronic delivery or this posting, whichever is later.
+        last = models.last_told(session, incident_id)
+        return posted, _notified_if_told(session, incident, states, actor, at=last)
+
+
+def letters_returned(ws: Workspace, incident_id: str, path: Path, actor: str) -> tuple[int, int]:
+    """Record returned mail from the mail house's CSV of letter references; return (returned now, already)."""
+    with unit_of_work(ws) as session:
+        incidents.get(session, incident_id, for_update=True)
+        return postal_letters.return_letters(session, incident_id, path, actor=actor)
 
 
 def export_deliveries(ws: Workspace, incident_id: str, *, fmt: str, output: Path | None, stdout: IO[str]) -> int:

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, Session, SQLModel
 
 from incident.audit import coverage
-from incident.db import UTCDateTime
+from incident.db import UTCDateTime, read_time
 
 POSTAL = "letter"  # the channel of notices sent by post: rendered, but written to a letter batch, never sent
 
@@ -24,7 +24,9 @@ class DeliveryState(StrEnum):
     PENDING = "pending"  # due on its current channel, now or after a backoff
     SENT = "sent"
     LETTER = "letter"  # no electronic channel left: a letter is queued
-    POSTED = "posted"  # the letter went into a letter batch
+    WRITTEN = "written"  # the letter is in a letter batch: not yet in the post, nobody is told yet
+    POSTED = "posted"  # the mail house confirmed its batch went into the post
+    RETURNED = "returned"  # the post brought the letter back: unreachable
     UNREACHABLE = "unreachable"  # no channel left and no postal address
     HELD = "held"  # an attempt of unknown outcome waits for a human decision
     CANCELLED = "cancelled"  # its person is no longer affected (re-assessed): nothing more is sent
@@ -61,6 +63,20 @@ class Delivery(SQLModel, table=True):
     unknown_resends: int = 0
     render_id: int | None = None  # the render whose notices this delivery sends (see planning.rebind)
     cancel_reason: str | None = Field(default=None, sa_column=Column(Text))
+    letter_batch: int | None = None  # the letter batch its letter is in (see LetterBatch)
+
+
+class LetterBatch(SQLModel, table=True):
+    """One batch of letters for the mail house: when it was written and when the mail house confirmed posting."""
+
+    __tablename__ = "letter_batch"
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: str = Field(foreign_key="incident.id", index=True)
+    letters: int
+    written_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    written_by: str
+    posted_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    posted_by: str | None = None
 
 
 class Attempt(SQLModel, table=True):
@@ -120,7 +136,11 @@ coverage.declare(
         "unknown_resends",
         "render_id",
         "cancel_reason",
+        "letter_batch",
     ),
+)
+coverage.declare(
+    "letter_batch", key="id", columns=("id", "letters", "written_at", "written_by", "posted_at", "posted_by")
 )
 coverage.declare(
     "attempt",
@@ -142,6 +162,7 @@ coverage.declare(
 
 DELIVERY: sa.Table = SQLModel.metadata.tables["delivery"]
 ATTEMPT: sa.Table = SQLModel.metadata.tables["attempt"]
+LETTER_BATCH: sa.Table = SQLModel.metadata.tables["letter_batch"]
 STREAM = {"stream_results": True, "yield_per": 5000}
 
 
@@ -172,6 +193,16 @@ def counts_by_state(session: Session, incident_id: str) -> dict[str, int]:
             text("SELECT state, COUNT(*) FROM delivery WHERE incident_id = :i GROUP BY state"), {"i": incident_id}
         )
     }
+
+
+def last_told(session: Session, incident_id: str) -> datetime | None:
+    """When the last person told was told: the latest delivery sent or letter posted."""
+    d = DELIVERY
+    told = sa.select(sa.func.max(d.c.settled_at)).where(
+        d.c.incident_id == incident_id, d.c.state.in_([DeliveryState.SENT, DeliveryState.POSTED])
+    )
+    found = session.connection().execute(told).scalar()
+    return read_time(found) if found is not None else None
 
 
 def failed_everywhere(session: Session, incident_id: str) -> int:
@@ -262,34 +293,6 @@ def pending_notice_variants(session: Session, incident_id: str) -> Iterator[Any]
             {"i": incident_id, "pending": DeliveryState.PENDING},
         )
     )
-
-
-class QueuedLetter(NamedTuple):
-    """One person's letter waiting for the batch: its notice and the postal name and address."""
-
-    person_id: str
-    notice_id: int
-    ref: str
-    locale: str
-    body: Any  # stored form: see notices.models.unpack_content
-    html: Any
-    to_name: str | None
-    to_address: str | None
-
-
-def queued_letters(session: Session, incident_id: str) -> Iterator[QueuedLetter]:
-    """Deliveries waiting for a letter, with their letter notice and postal address, in person order."""
-    rows = session.connection().execute(
-        text(
-            "SELECT d.person_id, n.id, n.ref, n.locale, n.body, n.html, a.to_name, a.to_address FROM delivery d "
-            "JOIN notice n ON n.incident_id = d.incident_id AND n.person_id = d.person_id AND n.channel = :postal "
-            "AND n.render_id = d.render_id "
-            "JOIN affected a ON a.incident_id = d.incident_id AND a.person_id = d.person_id "
-            "WHERE d.incident_id = :i AND d.state = :letter ORDER BY d.person_id"
-        ),
-        {"i": incident_id, "postal": POSTAL, "letter": DeliveryState.LETTER},
-    )
-    return (QueuedLetter(*r) for r in rows)
 
 
 def attempts_with_notice_sha(session: Session, incident_id: str) -> Iterator[Any]:

@@ -10,7 +10,8 @@ from typing import IO, Any
 
 from sqlmodel import Session
 
-from incident.dispatch import models
+from incident import clock
+from incident.dispatch import models, postal
 from incident.dispatch.models import DeliveryState
 from incident.files import safe_cell
 
@@ -52,10 +53,29 @@ def channel_summary(session: Session, incident_id: str) -> dict[str, Any]:
     per_channel = models.attempts_by_channel(session, incident_id)
     for channel, count in models.pending_by_channel(session, incident_id).items():
         per_channel.setdefault(channel, {})[DeliveryState.PENDING.value] = count
+    states = models.counts_by_state(session, incident_id)
     return {
         "channels": per_channel,
-        "deliveries": models.counts_by_state(session, incident_id),
+        "deliveries": states,
         "unknown_resent": models.unknown_resends(session, incident_id),
+        # Told: delivered electronically or a letter posted; a written or returned letter told nobody.
+        "notified": states.get(DeliveryState.SENT, 0) + states.get(DeliveryState.POSTED, 0),
+        "unreachable": states.get(DeliveryState.UNREACHABLE, 0) + states.get(DeliveryState.RETURNED, 0),
+        "letters": {
+            "queued": states.get(DeliveryState.LETTER, 0),
+            "written": states.get(DeliveryState.WRITTEN, 0),
+            "posted": states.get(DeliveryState.POSTED, 0),
+            "returned": states.get(DeliveryState.RETURNED, 0),
+            "batches": [
+                {
+                    "batch": b.id,
+                    "letters": b.letters,
+                    "written_at": clock.as_utc(b.written_at).isoformat(),
+                    "posted_at": clock.as_utc(b.posted_at).isoformat() if b.posted_at else None,
+                }
+                for b in postal.batches(session, incident_id)
+            ],
+        },
     }
 
 

@@ -15,6 +15,7 @@ from incident.assess.picture import view as assessment_view
 from incident.config import Workspace
 from incident.dispatch import models as dispatch_models
 from incident.dispatch.models import delivery_states_by_region
+from incident.dispatch.postal import returned_count
 from incident.dispatch.proof import channel_summary
 from incident.incidents import models as incidents
 from incident.incidents.models import Incident
@@ -28,12 +29,19 @@ def failed_everywhere(session: Session, incident_id: str) -> int:
 def dispatch_reasons(session: Session, incident_id: str) -> list[str]:
     """Announcement reasons that only dispatch can reveal: people every channel failed for."""
     failed = failed_everywhere(session, incident_id)
-    if not failed:
-        return []
-    return [
-        f"{failed} affected people could not be reached: every channel failed for them during dispatch "
-        "(GB/T 35273 §10.2(a): publish a public warning)"
-    ]
+    returned = returned_count(session, incident_id)
+    reasons = []
+    if failed:
+        reasons.append(
+            f"{failed} affected people could not be reached: every channel failed for them during dispatch "
+            "(GB/T 35273 §10.2(a): publish a public warning)"
+        )
+    if returned:
+        reasons.append(
+            f"{returned} affected people could not be reached: the post returned their letter "
+            "(GB/T 35273 §10.2(a): publish a public warning)"
+        )
+    return reasons
 
 
 def picture(session: Session, ws: Workspace, incident: Incident, locale: str = "en") -> AssessmentView:
@@ -77,9 +85,14 @@ def regime_figures(counts: dict[str, Any], regions: dict[str, Any], regime: cata
         "records": sum(by_category.values()),
         "by_category": dict(sorted(by_category.items())),
         "deliveries": dict(sorted(states.items())),
+        # A letter tells someone once posted; written (not yet posted) and returned letters tell nobody.
         "notified_by_mail": states.get("posted", 0),
         "notified_electronically": electronic,
         "notified": states.get("posted", 0) + electronic,
+        "letters_written": states.get("written", 0),
+        "letters_posted": states.get("posted", 0),
+        "letters_returned": states.get("returned", 0),
+        "unreachable": states.get("unreachable", 0) + states.get("returned", 0),
     }
 
 
