@@ -362,6 +362,22 @@ def test_a_planted_regulator_claim_in_a_report_refuses_the_report(adults: Worksp
     assert adults.sql("SELECT COUNT(*) FROM report") == [(0,)]
 
 
+def test_a_claimed_report_to_one_regulator_needs_that_regulator_s_report(adults: WorkspaceDir) -> None:
+    """Given the CAC report marked submitted, when a workspace template says the incident was also reported to the
+    Texas Attorney General, then the lint names that regulator: a submitted report to one authority does not
+    bear out a sentence about another. The same sentence about the CAC holds."""
+    iid = opened(adults, "--no-police")
+    report_text(adults, iid, "cn-cac")
+    with freeze_time("2026-03-10 13:00:00", tick=True):
+        adults.ok("report", iid, "--regulator", "cn-cac", "--submitted-at", "2026-03-10T12:30:00+00:00")
+    plant(adults, "en/partials/measures.txt.j2", "\n", "\nWe reported the incident to the Texas Attorney General.\n")
+    out = render(adults, iid)
+    assert "no report to Texas Attorney General is marked submitted" in out, out
+    plant(adults, "en/partials/measures.txt.j2", "\n", "\nWe reported the incident to the CAC.\n")
+    out = render(adults, iid)
+    assert "claims: 0 failures" in out, out
+
+
 def test_a_planted_claim_in_the_announcement_refuses_it(adults: WorkspaceDir) -> None:
     """Given an announcement override that claims a police report not recorded, then `announce` refuses it."""
     iid = opened(adults, "--no-police")

@@ -183,7 +183,16 @@ def _recorded(rule: Rule, _match: re.Match[str], record: Record) -> str | None:
 
 
 @check("reported")
-def _reported(rule: Rule, _match: re.Match[str], record: Record) -> str | None:
+def _reported(rule: Rule, match: re.Match[str], record: Record) -> str | None:
+    """A sentence that names a regulator holds only when a report to that one is submitted; one that names none,
+    when any is."""
+    sentence = _sentence(match.string, match.start(), match.end())
+    known: Mapping[str, bool] = record.facts.get("regulators") or {}
+    named = [name for name in known if name in sentence]
+    if named:
+        if any(known[name] for name in named):
+            return None
+        return f"{_default(rule)}: no report to {named[0]} is marked submitted"
     return None if record.reported else _default(rule)
 
 

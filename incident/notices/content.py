@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import re
 from datetime import datetime
 from hashlib import sha256
 from pathlib import Path
@@ -82,11 +83,29 @@ def regulator_reports(
             }
         )
     counts = view.counts
+    done = {ob.key for ob in view.obligations if ob.key in reports and ob.done_at}
+    # Every regulator a sentence could name (owed or not), by the names a reader would know it by.
+    regulators: dict[str, bool] = {}
+    for key, rule in reports.items():
+        for name in recipient_names(rule.recipient("zh-CN")) + recipient_names(rule.recipient("en")):
+            regulators[name] = regulators.get(name, False) or key in done
     return out, {
         "people": counts["people"],
         "children": counts.get("children", 0),
         "by_category": counts["by_category"],
+        "regulators": regulators,
     }
+
+
+ACRONYM = re.compile(r"\b[A-Z]{3,6}\b")
+
+
+def recipient_names(recipient: str) -> list[str]:
+    """The names a sentence may call a recipient by: its name before any parenthesis or comma, and an acronym
+    it carries ('Provincial Cyberspace Administration (CAC) where …' → that name, and CAC)."""
+    main = re.split(r"[(（,，、]", recipient, maxsplit=1)[0].strip()
+    names = [main] if len(main) >= 3 else []
+    return names + [a for a in ACRONYM.findall(recipient) if a not in names]
 
 
 def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[str, Any]:
@@ -113,6 +132,7 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
             "police": incident.police_contacted,
             "people": counts.get("people"),
             "children": counts.get("children"),
+            "regulators": counts.get("regulators", {}),  # name → whether a report to it is marked submitted
         },
         "nature": list(nature),
         "reported": [r["recipient"]["en"] for r in reports if r["done_at"]],
