@@ -135,6 +135,8 @@ def run_demo(
     )
     batch = dispatch_flows.letters(ws, incident_id, actor)
     yield f"letters:   {batch.letters:,} written to {batch.folder} (print {batch.print_file.name})"
+    if batch.letters:  # written is not told: only the mail house's confirmation makes them count as notified
+        yield f"           not posted yet: when the mail house confirms, `incident letters {incident_id} --posted-at T`"
     if until == "notified":
         return
 
