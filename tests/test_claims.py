@@ -378,6 +378,28 @@ def test_a_claimed_report_to_one_regulator_needs_that_regulator_s_report(adults:
     assert "claims: 0 failures" in out, out
 
 
+@pytest.mark.parametrize(
+    ("sentence", "said"),
+    [
+        ("We contained the breach on 1 February 2026 (China Standard Time, UTC+8).", "no date of the record"),
+        ("We contained the breach on 1 February 2026.", "a date that names no clock"),
+    ],
+    ids=["a date the record does not hold", "a date without its clock"],
+)
+def test_a_planted_date_fails_the_lint(adults: WorkspaceDir, sentence: str, said: str) -> None:
+    """Given a workspace template stating a date that is none of the record's (the exposure window, the discovery,
+    a report made or due, the notice's own day), or one that does not say which clock it is on, then the claims
+    lint names it and approval is refused; the packaged templates' own dates all pass."""
+    iid = opened(adults, "--no-police")
+    assert "claims: 0 failures" in render(adults, iid)
+    plant(adults, "en/partials/measures.txt.j2", "\n", "\n" + sentence + "\n")
+    out = render(adults, iid)
+    assert "date:" in out and said in out, out
+    manifest = manifest_of(adults, iid)
+    refused = adults.refuse("notices", "approve", iid, "--manifest", manifest, "--reviewer", "Legal", error="stand")
+    assert "date:" in refused.stderr
+
+
 def test_a_planted_claim_in_the_announcement_refuses_it(adults: WorkspaceDir) -> None:
     """Given an announcement override that claims a police report not recorded, then `announce` refuses it."""
     iid = opened(adults, "--no-police")

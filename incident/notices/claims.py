@@ -22,13 +22,14 @@ import html
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from incident import catalog
+from incident import catalog, clock
 from incident.catalog import Strict, Text
 from incident.datafiles import load_yaml
 from incident.incidents.models import NATURES, nature_of, parse_nature  # noqa: F401  (the engine's facts)
@@ -173,6 +174,73 @@ def artefact_check(
     return fn
 
 
+# ---- dates: every date a notice writes is one of the record's instants, on the clock the notice names --------
+
+MONTH_NAMES = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+_OFFSET = r"UTC(?P<off>[+-]\d{1,2}(?::\d{2})?)?"
+EN_NAMED = re.compile(
+    r"\b(?P<d>\d{1,2}) (?P<m>"
+    + "|".join(MONTH_NAMES)
+    + r") (?P<y>\d{4})(?:, (?P<t>\d{2}:\d{2}))? \([^()]*?, "
+    + _OFFSET
+    + r"\)"
+)
+ZH_NAMED = re.compile(
+    r"(?P<y>\d{4})年(?P<m>\d{1,2})月(?P<d>\d{1,2})日(?: (?P<t>\d{2}:\d{2}))?（[^（）]*?，" + _OFFSET + "）"
+)
+EN_BARE = re.compile(r"\b\d{1,2} (?:" + "|".join(MONTH_NAMES) + r") \d{4}\b")
+ZH_BARE = re.compile(r"\d{4}年\d{1,2}月\d{1,2}日")
+
+
+def artefact_where(artefact: Artefact) -> str:
+    """Where a failure is: the artefact's kind, name and variant."""
+    return f"{artefact.kind} {artefact.name}" + (f" [{artefact.variant}]" if artefact.variant else "")
+
+
+def _offset(text: str | None) -> timedelta:
+    if not text:
+        return timedelta(0)
+    sign = -1 if text.startswith("-") else 1
+    hours, _, minutes = text[1:].partition(":")
+    return sign * timedelta(hours=int(hours), minutes=int(minutes or 0))
+
+
+@artefact_check
+def _dates(artefact: Artefact, record: Record) -> Iterator[Failure]:
+    """A notice's dates: each names its clock, and each falls on an instant of the record (the exposure window,
+    the discovery, a report made or due, the notice's own day) on that clock."""
+    instants = record.facts.get("instants")
+    if artefact.kind != "notices" or not instants:
+        return
+    moments = [clock.parse_when(i) for i in instants]
+    text = artefact.text
+    named = [(m, m.start()) for pattern in (EN_NAMED, ZH_NAMED) for m in pattern.finditer(text)]
+    spans = [(m.start(), m.end()) for m, _ in named]
+    for pattern in (EN_BARE, ZH_BARE):
+        for bare in pattern.finditer(text):
+            if not any(a <= bare.start() < b for a, b in spans):
+                line = text.count("\n", 0, bare.start()) + 1
+                yield Failure("date", bare.group(0), artefact_where(artefact), line, "a date that names no clock")
+    for m, start in named:
+        month = MONTH_NAMES.index(m["m"]) + 1 if not m["m"].isdigit() else int(m["m"])
+        try:
+            day = date(int(m["y"]), month, int(m["d"]))
+        except ValueError:
+            day = None
+        shift = _offset(m["off"])
+        local = [at.astimezone(timezone(shift)) for at in moments]
+        fits = day is not None and any(
+            at.date() == day and (m["t"] is None or at.strftime("%H:%M") == m["t"]) for at in local
+        )
+        if not fits:
+            line = text.count("\n", 0, start) + 1
+            said = "no date of the record (window, discovery, reports, this notice's day) falls on it"
+            yield Failure("date", m.group(0), artefact_where(artefact), line, said)
+
+
 def _default(rule: Rule) -> str:
     return rule.contradicts.en
 
@@ -243,7 +311,7 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 
 def lint(artefact: Artefact, record: Record, claim_rules: ClaimRules) -> list[Failure]:
     """Every claim in the artefact's text that the record contradicts (empty when every claim holds)."""
-    where = f"{artefact.kind} {artefact.name}" + (f" [{artefact.variant}]" if artefact.variant else "")
+    where = artefact_where(artefact)
     found: list[Failure] = []
     seen: set[tuple[str, int]] = set()
     for rule in claim_rules.rules:

@@ -133,6 +133,13 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
             "people": counts.get("people"),
             "children": counts.get("children"),
             "regulators": counts.get("regulators", {}),  # name → whether a report to it is marked submitted
+            # every instant a notice may state: the window, the discovery, the reports made or due, and now
+            # (the notice's own date); the claims lint holds each date a notice writes to one of them
+            "instants": [
+                clock.as_utc(at).isoformat()
+                for at in (incident.exposure_from, incident.exposure_to, incident.discovered_at, clock.now())
+            ]
+            + [at for r in reports for at in (r["done_at"], r["due"]) if at],
         },
         "nature": list(nature),
         "reported": [r["recipient"]["en"] for r in reports if r["done_at"]],
