@@ -400,6 +400,17 @@ def test_a_planted_date_fails_the_lint(adults: WorkspaceDir, sentence: str, said
     assert "date:" in refused.stderr
 
 
+def test_a_report_stating_a_count_dispatch_does_not_prove_is_refused(adults: WorkspaceDir) -> None:
+    """Given a CAC report template that says more people were notified and more letters posted than dispatch
+    recorded, then `report` refuses naming each count: a report's figures are the proof of delivery's."""
+    iid = opened(adults, "--no-police")
+    plant(adults, "reports/cn-cac.md.j2", "\n", "\n已通知999人；信件已寄出12封。\n")
+    with freeze_time(NOTICE_DAY, tick=True):
+        refused = adults.refuse("report", iid, "--regulator", "cn-cac", error="claims lint failed")
+    assert "notified-count" in refused.stderr and "letters-posted-count" in refused.stderr, refused.stderr
+    assert adults.sql("SELECT COUNT(*) FROM report") == [(0,)]
+
+
 def test_a_planted_claim_in_the_announcement_refuses_it(adults: WorkspaceDir) -> None:
     """Given an announcement override that claims a police report not recorded, then `announce` refuses it."""
     iid = opened(adults, "--no-police")

@@ -44,9 +44,15 @@ def _hold_to_the_record(
 ) -> None:
     """Refuse a report whose claims the record contradicts: it is a legal statement filed outside the tool, so a
     false one is never written (a marked copy could still be sent by mistake)."""
+    from dataclasses import replace
+
     from incident.notices import claims, content
+    from incident.reports.aggregates import delivery_figures
 
     record = claims.record_of(content.static_context(session, ws, incident))
+    told = delivery_figures(session, incident.id)  # what dispatch proves: the counts a report may state
+    facts = {"notified": told["notified"], "letters_posted": told["letters"]["posted"]}
+    record = replace(record, facts={**record.facts, **facts, "letters_returned": told["letters"]["returned"]})
     artefact = claims.Artefact("report", f"{regulator} {stage}", markdown)
     claims.refuse_if_false([artefact], record, claims.rules(ws.root), f"the {regulator} {stage} report")
 
