@@ -33,6 +33,7 @@ from incident import catalog, clock
 from incident.catalog import Strict, Text
 from incident.datafiles import load_yaml
 from incident.incidents.models import NATURES, nature_of, parse_nature  # noqa: F401  (the engine's facts)
+from incident.zones import MONTHS
 
 Nature = Literal["confidentiality", "integrity", "availability"]
 
@@ -176,23 +177,23 @@ def artefact_check(
 
 # ---- dates: every date a notice writes is one of the record's instants, on the clock the notice names --------
 
-MONTH_NAMES = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
 _OFFSET = r"UTC(?P<off>[+-]\d{1,2}(?::\d{2})?)?"
-EN_NAMED = re.compile(
-    r"\b(?P<d>\d{1,2}) (?P<m>"
-    + "|".join(MONTH_NAMES)
-    + r") (?P<y>\d{4})(?:, (?P<t>\d{2}:\d{2}))? \([^()]*?, "
-    + _OFFSET
-    + r"\)"
-)
+_EN_DAY = r"\b(?P<d>\d{1,2}) (?P<m>" + "|".join(MONTHS) + r") (?P<y>\d{4})"
+EN_NAMED = re.compile(_EN_DAY + r"(?:, (?P<t>\d{2}:\d{2}))? \([^()]*?, " + _OFFSET + r"\)")
 ZH_NAMED = re.compile(
     r"(?P<y>\d{4})年(?P<m>\d{1,2})月(?P<d>\d{1,2})日(?: (?P<t>\d{2}:\d{2}))?（[^（）]*?，" + _OFFSET + "）"
 )
-EN_BARE = re.compile(r"\b\d{1,2} (?:" + "|".join(MONTH_NAMES) + r") \d{4}\b")
+EN_BARE = re.compile(r"\b\d{1,2} (?:" + "|".join(MONTHS) + r") \d{4}\b")
 ZH_BARE = re.compile(r"\d{4}年\d{1,2}月\d{1,2}日")
+
+
+def in_sentence(recipient: str, locale: str) -> str:
+    """A recipient's name as it reads after "to the": a common-noun name starts lower-case ("competent
+    supervisory authority"), a proper one keeps its capitals ("California Attorney General")."""
+    words = recipient.split()
+    if locale == "en" and len(words) > 1 and words[1][:1].islower() and not words[0].isupper():
+        return recipient[0].lower() + recipient[1:]
+    return recipient
 
 
 def artefact_where(artefact: Artefact) -> str:
@@ -225,7 +226,7 @@ def _dates(artefact: Artefact, record: Record) -> Iterator[Failure]:
                 line = text.count("\n", 0, bare.start()) + 1
                 yield Failure("date", bare.group(0), artefact_where(artefact), line, "a date that names no clock")
     for m, start in named:
-        month = MONTH_NAMES.index(m["m"]) + 1 if not m["m"].isdigit() else int(m["m"])
+        month = MONTHS.index(m["m"]) + 1 if not m["m"].isdigit() else int(m["m"])
         try:
             day = date(int(m["y"]), month, int(m["d"]))
         except ValueError:
@@ -256,7 +257,7 @@ def _reported(rule: Rule, match: re.Match[str], record: Record) -> str | None:
     when any is."""
     sentence = _sentence(match.string, match.start(), match.end())
     known: Mapping[str, bool] = record.facts.get("regulators") or {}
-    named = [name for name in known if name in sentence]
+    named = [name for name in known if name.casefold() in sentence.casefold()]
     if named:
         if any(known[name] for name in named):
             return None
@@ -389,7 +390,7 @@ def statements(
     if police:
         yield said.police(locale)
     for report in reports:
-        recipient = report["recipient"][locale]
+        recipient = in_sentence(report["recipient"][locale], locale)
         if report["done_at"]:
             yield fill(said.reported(locale), recipient=recipient, date=when(report["done_at"]))
         elif report["due"] and report["state"] == "due":
