@@ -145,7 +145,8 @@ def test_with_no_police_and_no_report_nothing_claims_a_police_or_regulator_repor
         assert not REGULATOR_DONE.search(text), f"{where} claims a regulator report:\n{text}"
     # Two people: the 4-hour CAC report does not apply; PIPL's report is due at once, the GDPR one in 72 hours.
     assert "我们正在向履行个人信息保护职责的部门（网信部门及行业主管部门）报告本次事件。" in texts["zh-adult/email"]
-    assert "We will report the incident to the competent supervisory authority by 13 March 2026" in texts["en-adult/email"]
+    promise = "We will report the incident to the competent supervisory authority by 13 March 2026"
+    assert promise in texts["en-adult/email"]
 
 
 def test_after_the_report_is_submitted_the_notices_rendered_afterwards_say_so(adults: WorkspaceDir) -> None:

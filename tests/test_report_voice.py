@@ -158,6 +158,10 @@ def test_reports_name_regions_and_countries_instead_of_iso_codes(notified: Opene
     for row in ("| Fujian | 1 |", "| Germany | 1 |", "| Texas | 1 |", "| California | 1 |"):
         assert row in gdpr, row
     assert ISO_SUBDIVISION.findall(cac) == [] and ISO_SUBDIVISION.findall(gdpr) == []
+    # the breached systems' kinds in Chinese too: 备份 / 合作方系统 / 自有系统, never the inventory's English word
+    systems = [line for line in cac.splitlines() if line.lstrip().startswith("- ") and "（" in line and "：" in line]
+    assert any("（备份" in s for s in systems) and any("（合作方系统" in s for s in systems), systems
+    assert not re.search(r"（(?:backup|partner|internal)\b", cac)
 
 
 def test_a_region_no_source_knows_is_shown_as_its_code_with_a_warning(notified: OpenedIncident) -> None:

@@ -158,6 +158,14 @@ def _regions(by_region: dict[str, int], ws: Workspace) -> list[dict[str, Any]]:
     return out
 
 
+# The inventory's three kinds of system, as a report names them in each language.
+SYSTEM_KINDS = {
+    "internal": {"zh": "自有系统", "en": "internal system"},
+    "backup": {"zh": "备份", "en": "backup"},
+    "partner": {"zh": "合作方系统", "en": "partner system"},
+}
+
+
 def _systems(session: Session, ws: Workspace, incident: incidents.Incident) -> list[dict[str, Any]]:
     """The breached systems as the inventory describes them (GB/T 35273 §10.1: the systems involved)."""
     from incident.inventory.models import systems_by_name
@@ -168,6 +176,7 @@ def _systems(session: Session, ws: Workspace, incident: incidents.Incident) -> l
             "name": name,
             "description": s.description if s else None,
             "kind": s.kind if s else None,
+            "kind_name": SYSTEM_KINDS.get(s.kind, {"zh": s.kind, "en": s.kind}) if s else None,
             "location": s.location if s else None,
             "place": _place(s.location, ws) if s else None,
         }
