@@ -155,7 +155,8 @@ def _person(rng: random.Random, n: int, today: date) -> tuple[list[str], date, d
     if child and rng.random() < 0.9:
         gname = (rng.choice(SURNAMES) + rng.choice(GIVEN)) if cn else f"{rng.choice(FIRST_EN)} Parent"
         guardian = (gname, f"guardian{n}@example.com", _phone(rng, region) if rng.random() < 0.5 else "")
-    signup = today - timedelta(days=rng.randrange(30, 10 * 365))
+    # Nobody signs up before they are born (a child's account opens after birth; the import refuses the rest).
+    signup = max(today - timedelta(days=rng.randrange(30, 10 * 365)), birth + timedelta(days=1))
     cancelled = rng.random() < 0.06
     cancelled_at = signup + timedelta(days=rng.randrange(1, max(2, (today - signup).days - 30))) if cancelled else None
     row = [
