@@ -218,14 +218,14 @@ def _dates(artefact: Artefact, record: Record) -> Iterator[Failure]:
         return
     moments = [clock.parse_when(i) for i in instants]
     text = artefact.text
-    named = [(m, m.start()) for pattern in (EN_NAMED, ZH_NAMED) for m in pattern.finditer(text)]
-    spans = [(m.start(), m.end()) for m, _ in named]
+    named = [m for pattern in (EN_NAMED, ZH_NAMED) for m in pattern.finditer(text)]
+    spans = [m.span() for m in named]
     for pattern in (EN_BARE, ZH_BARE):
         for bare in pattern.finditer(text):
             if not any(a <= bare.start() < b for a, b in spans):
                 line = text.count("\n", 0, bare.start()) + 1
                 yield Failure("date", bare.group(0), artefact_where(artefact), line, "a date that names no clock")
-    for m, start in named:
+    for m in named:
         month = MONTHS.index(m["m"]) + 1 if not m["m"].isdigit() else int(m["m"])
         try:
             day = date(int(m["y"]), month, int(m["d"]))
@@ -237,7 +237,7 @@ def _dates(artefact: Artefact, record: Record) -> Iterator[Failure]:
             at.date() == day and (m["t"] is None or at.strftime("%H:%M") == m["t"]) for at in local
         )
         if not fits:
-            line = text.count("\n", 0, start) + 1
+            line = text.count("\n", 0, m.start()) + 1
             said = "no date of the record (window, discovery, reports, this notice's day) falls on it"
             yield Failure("date", m.group(0), artefact_where(artefact), line, said)
 

@@ -145,7 +145,14 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
         "reported": [r["recipient"]["en"] for r in reports if r["done_at"]],
         "categories": sorted(involved),
     }
-    org_zone = zones.zone_for(org.get("location"))  # the announcement's clock, and the reports' measures
+    org_zone = zones.zone_for(org.get("location"))  # the announcement's clock
+    # a notice says these on its reader's clock: person_context writes them again for each person
+    said = {
+        "rules": claim_rules,
+        "police": incident.police_contacted,
+        "reports": reports,
+        "measures_done": {loc: [m(loc) for m in book.measures_done] for loc in catalog.LOCALES},
+    }
     per_locale: dict[str, Any] = {}
     for loc in catalog.LOCALES:
         natures = claims.natures_text(nature, loc, claim_rules)
@@ -164,29 +171,14 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
                 "natures": natures,
                 "nature": claims.fill(claim_rules.statements.nature(loc), natures=natures),
             },
-            "measures_done": [
-                *(m(loc) for m in book.measures_done),
-                *claims.statements(
-                    claim_rules,
-                    loc,
-                    police=incident.police_contacted,
-                    reports=reports,
-                    when=_on_clock(org_zone, loc),
-                ),
-            ],
+            "measures_done": _measures_done(said, loc, org_zone),
             "measures_planned": [m(loc) for m in book.measures_planned],
             "remedies": remedies_for(remedies, involved, loc),
             "actions": [a[loc] for a in actions if a[loc]],
         }
     return {
         "record": record,
-        # a notice says these on its reader's clock: person_context writes them again for each person
-        "claims": {
-            "rules": claim_rules,
-            "police": incident.police_contacted,
-            "reports": reports,
-            "measures_done": {loc: [m(loc) for m in book.measures_done] for loc in catalog.LOCALES},
-        },
+        "claims": said,
         "remedies": remedies,
         "org": org,
         "officer": officer,
@@ -214,9 +206,12 @@ def static_context(session: Session, ws: Workspace, incident: Incident) -> dict[
 def measures_done(static: dict[str, Any], locale: str, zone: str) -> list[str]:
     """What has been done, in `locale`: the playbook's measures, then the sentences the record bears out (police,
     regulator reports), their dates on `zone`'s clock (a reader's, or a report's regulator's)."""
+    return _measures_done(static["claims"], locale, zone)
+
+
+def _measures_done(said: dict[str, Any], locale: str, zone: str) -> list[str]:
     from incident.notices import claims
 
-    said = static["claims"]
     made = claims.statements(
         said["rules"], locale, police=said["police"], reports=said["reports"], when=_on_clock(zone, locale)
     )
