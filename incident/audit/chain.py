@@ -291,7 +291,21 @@ def verify(session: Session, chain: str) -> Verdict:
 def holds(session: Session, chain: str, seq: int, digest: str) -> bool:
     """Whether the chain still has this entry at this seq (a head handed out earlier)."""
     found = session.exec(select(AuditEntry).where(AuditEntry.chain == chain, AuditEntry.seq == seq)).first()
-    return found is not None and hmac.compare_digest(found.hash, digest.lower())
+    return found is not None and _same_hash(found.hash, digest)
+
+
+def holds_in(entries: Iterable[dict[str, Any]], seq: int, digest: str) -> bool:
+    """Whether an exported chain's entries still have this entry at this seq (a head handed out earlier)."""
+    return any(e.get("seq") == seq and _same_hash(e.get("hash"), digest) for e in entries)
+
+
+def rewritten(seq: int, digest: str) -> str:
+    """What verify says when a head handed out earlier is no longer in the chain."""
+    return f"seq {seq} is not the handed-out head {digest} (history was rewritten)"
+
+
+def _same_hash(found: object, digest: str) -> bool:
+    return isinstance(found, str) and hmac.compare_digest(found, digest.lower())
 
 
 def chains(session: Session) -> list[str]:

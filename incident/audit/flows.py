@@ -45,7 +45,7 @@ def verify_audit(ws: Workspace, chain: str | None, head: tuple[int, str] | None 
             problems: list[str] = []
             first: int | None = None
             if verdict.ok and head is not None and not audit.holds(session, name, *head):
-                problems.append(f"seq {head[0]} is not the handed-out head {head[1]} (history was rewritten)")
+                problems.append(audit.rewritten(*head))
                 first = head[0]
             if verdict.ok and name != audit.WORKSPACE_CHAIN:
                 found = coverage.problems(session, name, audit.entries(session, name))
@@ -159,9 +159,8 @@ def verify_exported_chain(path: Path, head: tuple[int, str] | None = None) -> au
         raise bad(f"not an audit export (a field is missing or malformed: {str(exc)[:80]})") from None
     if verdict.ok and head is not None:
         seq, digest = head
-        if not any(e.get("seq") == seq and e.get("hash") == digest for e in entries):
+        if not audit.holds_in(entries, seq, digest):
             from dataclasses import replace
 
-            problem = f"seq {seq} is not the handed-out head {digest} (history was rewritten)"
-            return replace(verdict, ok=False, first_bad_seq=seq, problem=problem)
+            return replace(verdict, ok=False, first_bad_seq=seq, problem=audit.rewritten(seq, digest))
     return verdict
