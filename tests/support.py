@@ -248,6 +248,11 @@ def manifest_of(ws: WorkspaceDir, incident_id: str, *, announcement: bool = Fals
     return str(shown["announcement" if announcement else "notices"]["manifest"])
 
 
+def approve_notices(ws: WorkspaceDir, incident_id: str, reviewer: str) -> str:
+    """Approve the current notices render as the reviewer does: naming the manifest on the review page."""
+    return ws.ok("notices", "approve", incident_id, "--manifest", manifest_of(ws, incident_id), "--reviewer", reviewer)
+
+
 def approve_announcement(ws: WorkspaceDir, incident_id: str, reviewer: str) -> str:
     """Approve the current announcement render as the reviewer does: naming the manifest on the review page."""
     manifest = manifest_of(ws, incident_id, announcement=True)

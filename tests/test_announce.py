@@ -25,6 +25,7 @@ from support import (
     OpenedIncident,
     WorkspaceDir,
     approve_announcement,
+    approve_notices,
     manifest_of,
     open_incident,
     people_csv,
@@ -83,7 +84,7 @@ def dispatch_story(ws: WorkspaceDir) -> str:
     """The same incident after its notices were rendered, approved and dispatched to the file outbox."""
     iid = assess_story(ws)
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
+    approve_notices(ws, iid, "Legal (Li Na)")
     ws.ok("dispatch", iid)
     return iid
 

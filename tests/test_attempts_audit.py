@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from rawdb import connect
-from support import OpenedIncident, manifest_of
+from support import OpenedIncident, approve_notices
 
 
 @pytest.fixture
@@ -12,7 +12,7 @@ def dispatched_incident(assessed_incident: OpenedIncident) -> OpenedIncident:
     """The hand incident's notices rendered, approved and sent to the file outbox, letters written."""
     ws, iid = assessed_incident.ws, assessed_incident.id
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal")
+    approve_notices(ws, iid, "Legal")
     ws.ok("dispatch", iid)
     ws.ok("letters", iid)
     return assessed_incident

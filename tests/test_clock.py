@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from freezegun import freeze_time
-from support import MEMBER_DB_YAML, WorkspaceDir, manifest_of, people_csv
+from support import MEMBER_DB_YAML, WorkspaceDir, approve_notices, people_csv
 
 MONTHS = [
     "January",
@@ -183,7 +183,7 @@ def test_the_announcement_reads_the_organisations_clock_in_both_languages(render
     """Given the organisation in Fujian ([organisation] location = CN-FJ), when the responder renders the
     announcement at 23:30 UTC, then both languages date it 13 March on Beijing time and agree on every date."""
     ws, iid = rendered_at_night
-    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
+    approve_notices(ws, iid, "Legal (Li Na)")
     ws.ok("dispatch", iid)
     with freeze_time(NIGHT, tick=True):
         ws.ok("announce", iid)

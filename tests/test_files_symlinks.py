@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from support import OpenedIncident, manifest_of
+from support import OpenedIncident, approve_notices
 
 from incident.errors import BadInput
 from incident.files import check_output, open_private, private_dir, write_private, write_public
@@ -133,7 +133,7 @@ def approved(assessed_incident: OpenedIncident) -> OpenedIncident:
     """The hand-written incident with its notices rendered and approved (channels: the default outbox)."""
     ws, iid = assessed_incident.ws, assessed_incident.id
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
+    approve_notices(ws, iid, "Legal (Li Na)")
     return assessed_incident
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from snapshots import Snapshot
-from support import OpenedIncident, WorkspaceDir, manifest_of, open_incident
+from support import OpenedIncident, WorkspaceDir, approve_notices, open_incident
 
 
 def dispatched_story(ws: WorkspaceDir) -> str:
@@ -25,7 +25,7 @@ def dispatched_story(ws: WorkspaceDir) -> str:
     iid = open_incident(ws, "--police").id
     ws.ok("assess", iid)
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
+    approve_notices(ws, iid, "Legal (Li Na)")
     ws.ok("dispatch", iid)
     return iid
 

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 from conftest import init_workspace
 from rawdb import connect
-from support import ACTOR, MEMBER_DB_YAML, WorkspaceDir, approve_announcement, manifest_of, open_incident, people_csv
+from support import (
+    ACTOR,
+    MEMBER_DB_YAML,
+    WorkspaceDir,
+    approve_announcement,
+    approve_notices,
+    open_incident,
+    people_csv,
+)
 from typer.testing import CliRunner
 
 from incident.cli import app
@@ -168,7 +176,7 @@ def approved_incident(ws: WorkspaceDir) -> str:
     iid = open_incident(ws, systems="member-db", categories="phone").id
     ws.ok("assess", iid)
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
+    approve_notices(ws, iid, "Legal (Li Na)")
     return iid
 
 

@@ -27,7 +27,7 @@ from conftest import BACKEND, init_workspace
 from rawdb import connect
 from servers import configure_channels, smtp_sink
 from servers import gateway as http_gateway
-from support import HOLDINGS_CSV, PEOPLE_CSV, SYSTEMS_YAML, WorkspaceDir, manifest_of
+from support import HOLDINGS_CSV, PEOPLE_CSV, SYSTEMS_YAML, WorkspaceDir, approve_notices
 from typer.testing import CliRunner
 
 from incident.cli import app
@@ -327,7 +327,7 @@ def test_a_mail_server_that_repeats_the_address_in_its_refusal_does_not_put_it_i
         http_gateway() as push,
     ):
         ws.ok("notices", "render", iid)
-        ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
+        approve_notices(ws, iid, "Legal (Li Na)")
         configure_channels(
             ws.root,
             email=f"smtppool://127.0.0.1:{smtp.port}/{{email}}?from=security@example.com",

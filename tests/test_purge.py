@@ -29,7 +29,14 @@ from rawdb import connect
 from servers import configure_channels, smtp_sink
 from servers import gateway as http_gateway
 from snapshots import Snapshot
-from support import PEOPLE_CSV, OpenedIncident, WorkspaceDir, approve_announcement, manifest_of, open_incident
+from support import (
+    PEOPLE_CSV,
+    OpenedIncident,
+    WorkspaceDir,
+    approve_announcement,
+    approve_notices,
+    open_incident,
+)
 
 # The inventory's own tables: the company's customer records, shared by every incident and not purged.
 INVENTORY_TABLES = ("person", "holding", "system")
@@ -52,7 +59,7 @@ def closed_story(ws: WorkspaceDir) -> str:
     iid = open_incident(ws, "--where", "数据库审计告警, Fuzhou DC", "--discovered-by", "SOC on-call").id
     ws.ok("assess", iid)
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
+    approve_notices(ws, iid, "Legal (Li Na)")
     refused = {a: f"550 5.1.1 <{a}>: Recipient address rejected" for a in REFUSED_MAILBOXES}
     no_sms = {n: [(400, {"error": f"invalid number {n}"})] for n in REFUSED_PHONES}
     with smtp_sink(reject=refused) as smtp, http_gateway(no_sms) as sms:

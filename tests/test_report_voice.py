@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from snapshots import Snapshot
-from support import OpenedIncident, WorkspaceDir, manifest_of, open_incident
+from support import OpenedIncident, WorkspaceDir, approve_notices, open_incident
 
 REPO = Path(__file__).resolve().parents[1]
 # Every report kind with the extra arguments its initial stage needs in this story (it is filed late).
@@ -40,7 +40,7 @@ def story(ws: WorkspaceDir) -> str:
     iid = open_incident(ws, "--where", "database audit alert, Fuzhou data centre", "--discovered-by", "SOC").id
     ws.ok("assess", iid)
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
+    approve_notices(ws, iid, "Legal (Li Na)")
     ws.ok("dispatch", iid)
     return iid
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from freezegun import freeze_time
 from snapshots import Snapshot
-from support import PEOPLE_CSV, OpenedIncident, WorkspaceDir, manifest_of, open_incident
+from support import PEOPLE_CSV, OpenedIncident, WorkspaceDir, approve_notices, open_incident
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = yaml.safe_load((REPO / "playbooks" / "jurisdictions.yaml").read_text(encoding="utf-8"))
@@ -70,7 +70,7 @@ def dispatch_story(ws: WorkspaceDir) -> str:
     ).id
     ws.ok("assess", iid)
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
+    approve_notices(ws, iid, "Legal (Li Na)")
     ws.ok("dispatch", iid)
     ws.ok("letters", iid)
     ws.ok("letters", iid, "--posted-at", datetime.now(UTC).isoformat())  # the mail house posted the batch

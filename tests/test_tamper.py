@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from rawdb import Raw, as_text_time, connect
-from support import OpenedIncident, manifest_of
+from support import OpenedIncident, approve_notices
 
 from incident.audit.chain import GENESIS, link_hash
 from incident.clock import parse_when
@@ -24,7 +24,7 @@ def dispatched(assessed_incident: OpenedIncident) -> OpenedIncident:
     ws, iid = assessed_incident.ws, assessed_incident.id
     ws.ok("log", iid, "轮换了泄露的数据库凭据", "--en", "Rotated the leaked database credentials")
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
+    approve_notices(ws, iid, "Legal (Li Na)")
     ws.ok("dispatch", iid)
     ws.ok("letters", iid)
     ws.ok("report", iid, "--regulator", "cn-cac", "--format", "md")

@@ -24,7 +24,7 @@ from support import (
     EXPOSURE_FROM,
     EXPOSURE_TO,
     WorkspaceDir,
-    manifest_of,
+    approve_notices,
 )
 
 from incident.cli import app
@@ -165,7 +165,7 @@ def hostile_story(inventory_with_backups: WorkspaceDir, servers_with_fallbacks) 
     ws.ok("log", iid, "发现：" + hostile("finding"), "--en", hostile("finding"), "--kind", "finding")
     ws.ok("assess", iid)
     ws.ok("notices", "render", iid)
-    ws.ok("notices", "approve", iid, "--manifest", manifest_of(ws, iid), "--reviewer", "Legal (Li Na)")
+    approve_notices(ws, iid, "Legal (Li Na)")
     configure_channels(
         ws.root,
         email=f"smtppool://127.0.0.1:{smtp.port}/{{email}}?from=security@example.com",
